@@ -1,0 +1,53 @@
+# gpugate front door. `make test` and `make run` work on a fresh Debian 12
+# machine as root: they install what they need (make deps) and build.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+DEPS = clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-config \
+       libfmt-dev libcli11-dev nlohmann-json3-dev libsystemd-dev libgtest-dev libbenchmark-dev \
+       clang-format clang-tidy python3
+
+.PHONY: all deps build test test-unit test-host run bench format lint clean
+
+all: build
+
+# Idempotent: installs only what is missing.
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "make deps: installing $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "make deps: all build and test dependencies present"; fi
+
+$(BUILD)/CMakeCache.txt:
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j $(JOBS)
+
+# Every venue this machine has: unit (no privilege) and host (root, this kernel).
+test: build
+	cd $(BUILD) && ctest --output-on-failure -L 'unit|host'
+
+test-unit: build
+	cd $(BUILD) && ctest --output-on-failure -L unit
+
+test-host: build
+	cd $(BUILD) && ctest --output-on-failure -L host
+
+# The main job: gpugated with the default configuration on this kernel, a
+# stand-in NVIDIA control node (/dev/full) and a bundled client issuing real
+# NVIDIA-ABI ioctls. DEMO_DURATION=0 runs until Ctrl-C.
+run: build
+	tools/demo $(BUILD)
+
+bench: build
+	tools/bench/observer-bench $(BUILD)
+
+format:
+	tools/format
+
+lint: build
+	tools/lint $(BUILD)
+
+clean:
+	rm -rf $(BUILD)

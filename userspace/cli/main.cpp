@@ -1,0 +1,296 @@
+// gpugate: the operator's and investigator's command line. Thin: parsing and
+// printing; the work is in libgpugate.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <deque>
+#include <fstream>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "gpugate/decode.hpp"
+#include "gpugate/device.hpp"
+#include "gpugate/hex.hpp"
+#include "gpugate/paths.hpp"
+#include "gpugate/pipeline.hpp"
+#include "gpugate/status.hpp"
+
+using namespace gpugate;
+
+namespace {
+
+int cmd_devices(const std::vector<std::string>& aliases, bool json) {
+  DeviceTable t = DeviceTable::discover();
+  for (const auto& a : aliases) {
+    if (auto r = t.add_alias(a); !r) {
+      std::fprintf(stderr, "gpugate devices: %s\n", r.error().message.c_str());
+      return 2;
+    }
+  }
+  if (json) {
+    auto arr = nlohmann::ordered_json::array();
+    for (const auto& d : t.devices()) {
+      nlohmann::ordered_json j;
+      j["path"] = d.path;
+      j["rdev"] = d.rdev_string();
+      j["kind"] = dev_kind_name(d.info.kind);
+      j["vendor"] = vendor_name(d.info.vendor);
+      j["driver"] = d.driver;
+      j["gpu_index"] = d.info.gpu_index >= 0 ? nlohmann::ordered_json(d.info.gpu_index) : nullptr;
+      j["pci"] = d.pci.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(d.pci);
+      j["alias"] = d.alias();
+      if (d.alias()) j["alias_of"] = d.alias_of;
+      arr.push_back(j);
+    }
+    std::printf("%s\n", arr.dump(2).c_str());
+    return 0;
+  }
+  if (t.empty()) {
+    std::printf("No GPU device nodes found (NVIDIA 195:*, nvidia-uvm, /dev/dri/*, /dev/kfd).\n"
+                "Use --device PATH=VENDOR to treat another character device as one, e.g. --device /dev/full=nvidia\n");
+    return 0;
+  }
+  std::printf("%-24s %-9s %-16s %-7s %-12s %-6s %s\n", "PATH", "RDEV", "KIND", "VENDOR", "DRIVER", "INDEX", "NOTE");
+  for (const auto& d : t.devices())
+    std::printf("%-24s %-9s %-16s %-7s %-12s %-6s %s\n", d.path.c_str(), d.rdev_string().c_str(),
+                std::string(dev_kind_name(d.info.kind)).c_str(), std::string(vendor_name(d.info.vendor)).c_str(),
+                d.driver.c_str(), d.info.gpu_index >= 0 ? std::to_string(d.info.gpu_index).c_str() : "-",
+                d.alias() ? fmt::format("alias of {}", d.alias_of).c_str() : d.pci.c_str());
+  return 0;
+}
+
+int cmd_status(const std::string& path, bool json) {
+  auto st = read_status(path);
+  if (!st) {
+    std::fprintf(stderr, "gpugate status: %s\n", st.error().message.c_str());
+    return 3;
+  }
+  auto& s = *st;
+  bool alive = s.value("state", "") == "running" && s.contains("pid") && kill(s["pid"].get<int>(), 0) == 0;
+  if (json) {
+    s["alive"] = alive;
+    std::printf("%s\n", s.dump(2).c_str());
+    return alive ? 0 : 3;
+  }
+  std::printf("gpugated   %s (pid %d, %s, up %.0f s)\n", alive ? "running" : "NOT RUNNING", s.value("pid", 0),
+              s.value("version", "?").c_str(), s.value("uptime_s", 0.0));
+  std::printf("engine     %s, mode %s%s\n", s.value("engine", "?").c_str(), s.value("mode", "?").c_str(),
+              s.value("mode", "") == "observe" ? " (records; does not block)" : "");
+  for (const auto& h : s["hooks"])
+    std::printf("hook       %-30s %s  %s\n", h["hook"].get<std::string>().c_str(),
+                h["attached"].get<bool>() ? "attached" : "FAILED", h["detail"].get<std::string>().c_str());
+  for (const auto& d : s["devices"])
+    std::printf("device     %-22s %-8s %s%s\n", d["path"].get<std::string>().c_str(),
+                d["rdev"].get<std::string>().c_str(), d["kind"].get<std::string>().c_str(),
+                d.value("alias", false) ? fmt::format(" (alias of {})", d.value("alias_of", "")).c_str() : "");
+  std::printf("ledger     %s (%llu records this run, next seq %llu)\n", s.value("ledger", "?").c_str(),
+              static_cast<unsigned long long>(s.value("records", uint64_t{0})),
+              static_cast<unsigned long long>(s.value("ledger_next_seq", uint64_t{0})));
+  std::printf("kernel     %llu GPU ioctls seen, %llu records lost, %llu gap records\n",
+              static_cast<unsigned long long>(s.value("seen", uint64_t{0})),
+              static_cast<unsigned long long>(s.value("lost", uint64_t{0})),
+              static_cast<unsigned long long>(s.value("gaps", uint64_t{0})));
+  for (const auto& [cls, c] : s["per_class"].items())
+    std::printf("  %-14s seen %-10llu lost %llu\n", cls.c_str(),
+                static_cast<unsigned long long>(c.value("seen", uint64_t{0})),
+                static_cast<unsigned long long>(c.value("dropped", uint64_t{0}) + c.value("exit_dropped", uint64_t{0})));
+  return alive ? 0 : 3;
+}
+
+volatile sig_atomic_t g_stop = 0;
+
+void print_line(const std::string& line, bool json, const std::string& path, uint64_t lineno) {
+  if (line.empty()) return;
+  if (json) {
+    std::printf("%s\n", line.c_str());
+    return;
+  }
+  auto j = nlohmann::ordered_json::parse(line, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) {
+    std::printf("%s:%llu: not a JSON record (%zu bytes)\n", path.c_str(), static_cast<unsigned long long>(lineno),
+                line.size());
+    return;
+  }
+  std::printf("%s\n", human_line(j).c_str());
+}
+
+int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "gpugate tail: cannot open %s: %s; is gpugated writing elsewhere (--ledger)?\n",
+                 path.c_str(), std::strerror(errno));
+    return 2;
+  }
+  std::deque<std::string> last;
+  std::string line;
+  uint64_t lineno = 0;
+  while (std::getline(in, line)) {
+    lineno++;
+    last.push_back(line);
+    if (last.size() > lines) last.pop_front();
+  }
+  uint64_t first = lineno - last.size();
+  for (const auto& l : last) print_line(l, json, path, ++first);
+  std::fflush(stdout);
+  if (!follow) return 0;
+  signal(SIGINT, [](int) { g_stop = 1; });
+  signal(SIGTERM, [](int) { g_stop = 1; });
+  in.clear();
+  std::string partial;
+  while (!g_stop) {
+    char c;
+    bool got = false;
+    while (in.get(c)) {
+      got = true;
+      if (c == '\n') {
+        print_line(partial, json, path, ++lineno);
+        partial.clear();
+      } else {
+        partial.push_back(c);
+      }
+    }
+    if (got) std::fflush(stdout);
+    in.clear();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return 0;
+}
+
+struct DecodeArgs {
+  std::string ioctl, hex, inner_hex, params_hex, device = "nvidiactl";
+  uint32_t target_class = 0;
+  bool json = false;
+};
+
+int cmd_decode(const DecodeArgs& a) {
+  auto req = parse_number(a.ioctl, UINT32_MAX);
+  if (!req) {
+    std::fprintf(stderr, "gpugate decode: --ioctl: %s\n", req.error().message.c_str());
+    return 2;
+  }
+  std::vector<uint8_t> arg, inner, params;
+  for (auto [text, dst, name] : {std::tuple{&a.hex, &arg, "--hex"}, {&a.inner_hex, &inner, "--inner-hex"},
+                                 {&a.params_hex, &params, "--params-hex"}}) {
+    if (text->empty()) continue;
+    auto b = parse_hex(*text);
+    if (!b) {
+      std::fprintf(stderr, "gpugate decode: %s: %s\n", name, b.error().message.c_str());
+      return 2;
+    }
+    *dst = std::move(*b);
+  }
+  unsigned kind = GG_DEV_NVIDIA_CTL, drm = GG_DRM_GENERIC;
+  const std::string& dv = a.device;
+  if (dv == "nvidiactl" || dv == "nvidia" || dv == "ctl") {
+    kind = GG_DEV_NVIDIA_CTL;
+  } else if (dv.starts_with("nvidia") && dv.size() > 6 && std::isdigit(static_cast<unsigned char>(dv[6]))) {
+    kind = GG_DEV_NVIDIA_GPU;
+  } else if (dv == "nvidia-uvm" || dv == "uvm") {
+    kind = GG_DEV_NVIDIA_UVM;
+  } else if (dv == "nvidia-modeset") {
+    kind = GG_DEV_NVIDIA_MODESET;
+  } else if (dv == "dri" || dv == "drm") {
+    kind = GG_DEV_DRM;
+  } else if (dv == "amdgpu" || dv == "i915" || dv == "xe") {
+    kind = GG_DEV_DRM;
+    drm = dv == "amdgpu" ? GG_DRM_AMDGPU : dv == "i915" ? GG_DRM_I915 : GG_DRM_XE;
+  } else if (dv == "kfd") {
+    kind = GG_DEV_KFD;
+  } else {
+    std::fprintf(stderr,
+                 "gpugate decode: --device %s: unknown node kind; use nvidiactl, nvidiaN, nvidia-uvm, "
+                 "nvidia-modeset, dri, amdgpu, i915, xe or kfd\n",
+                 dv.c_str());
+    return 2;
+  }
+  gg_raw raw = capture({kind, drm, static_cast<uint32_t>(*req), arg, inner, params, a.target_class});
+  gg_decoded d = decode(raw);
+  if (a.json) {
+    nlohmann::ordered_json j;
+    j["request"] = raw_json(raw);
+    j["decoded"] = decoded_json(raw, d);
+    std::printf("%s\n", j.dump(2).c_str());
+    return 0;
+  }
+  std::printf("request    %#010x on %s: %s%s\n", raw.request, std::string(dev_kind_name(kind)).c_str(),
+              request_name(raw, d).c_str(), (d.flags & GG_DF_XFER) ? " (unwrapped)" : "");
+  std::printf("command    %s (%#010x)\n", command_name(raw, d).c_str(), d.command);
+  std::printf("class      %s (%s)%s\n", std::string(class_name(d.cls)).c_str(),
+              std::string(source_name(d.cls_source)).c_str(),
+              class_gated_by_default(d.cls) ? ": gated by the default policy (signature required)" : "");
+  std::printf("privilege  %s (as the driver would judge it)\n", std::string(priv_name(d.priv)).c_str());
+  auto kp = key_params(d);
+  if (!kp.empty()) {
+    std::string s;
+    for (const auto& [k, v] : kp) s += fmt::format("{}={:#x} ", k, v);
+    std::printf("params     %s\n", s.c_str());
+  }
+  if (d.client || d.object) std::printf("handles    client %#010x object %#010x\n", d.client, d.object);
+  auto flags = flag_names(d.flags);
+  if (!flags.empty()) std::printf("flags      %s\n", fmt::format("{}", fmt::join(flags, ", ")).c_str());
+  if ((d.flags & GG_DF_XFER) && (d.flags & GG_DF_INNER_FAULT))
+    std::printf("hint       pass the inner struct's bytes with --inner-hex to decode the tunnelled request\n");
+  if (d.flags & GG_DF_PARAMS_FAULT)
+    std::printf("hint       pass the params block's bytes with --params-hex to see the parameters\n");
+  if (d.flags & (GG_DF_ARG_FAULT | GG_DF_ARG_SHORT))
+    std::printf("hint       --hex is shorter than the %u bytes the request word declares\n", (raw.request >> 16) & 0x3fff);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gpugate - inspect GPU control commands and the gpugate ledger.\n\n"
+               "Subcommands:\n"
+               "  devices   GPU device nodes on this machine (and --device aliases)\n"
+               "  status    what the running gpugated attached, saw and lost\n"
+               "  tail      the ledger's last records, and -f to follow it\n"
+               "  decode    what is this ioctl? decode a request word and its bytes offline\n\n"
+               "Exit status: 0 success, 2 bad arguments or unreadable input, 3 daemon not running (status).",
+               "gpugate"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "0.1.0");
+
+  std::vector<std::string> aliases;
+  bool json = false;
+  auto* devices = app.add_subcommand("devices", "List GPU device nodes (NVIDIA, DRM, KFD) and aliases");
+  devices->add_option("--device", aliases, "PATH=VENDOR alias to include (repeatable)");
+  devices->add_flag("--json", json, "JSON array");
+
+  std::string status_file = paths::kStatus;
+  auto* status = app.add_subcommand("status", "Show the daemon's hooks, devices and counters");
+  status->add_option("--status-file", status_file, "Status file written by gpugated")->capture_default_str();
+  status->add_flag("--json", json, "The status document as JSON");
+
+  std::string ledger = paths::kLedger;
+  size_t lines = 10;
+  bool follow = false;
+  auto* tail = app.add_subcommand("tail", "Print the ledger's last records; -f follows new ones");
+  tail->add_option("--ledger", ledger, "Ledger file")->capture_default_str();
+  tail->add_option("-n,--lines", lines, "How many records to print first")->capture_default_str();
+  tail->add_flag("-f,--follow", follow, "Keep printing records as they are appended (Ctrl-C to stop)");
+  tail->add_flag("--json", json, "Print records as JSON lines, byte for byte as in the ledger");
+
+  DecodeArgs da;
+  auto* decode_cmd = app.add_subcommand("decode", "Decode an ioctl request and its argument bytes");
+  decode_cmd->add_option("--ioctl", da.ioctl, "Request word, e.g. 0xC020462A")->required();
+  decode_cmd->add_option("--hex", da.hex, "Bytes of the struct the argument points at");
+  decode_cmd->add_option("--inner-hex", da.inner_hex, "NVIDIA XFER: bytes of the tunnelled struct");
+  decode_cmd->add_option("--params-hex", da.params_hex, "NVIDIA RM control/alloc: bytes of the params block");
+  decode_cmd->add_option("--device", da.device,
+                         "Node kind: nvidiactl (default), nvidiaN, nvidia-uvm, nvidia-modeset, dri, amdgpu, i915, "
+                         "xe, kfd")
+      ->capture_default_str();
+  decode_cmd->add_option("--target-class", da.target_class, "RM class of the control's target object, if known");
+  decode_cmd->add_flag("--json", da.json, "JSON output");
+
+  CLI11_PARSE(app, argc, argv);
+  if (*devices) return cmd_devices(aliases, json);
+  if (*status) return cmd_status(status_file, json);
+  if (*tail) return cmd_tail(ledger, lines, follow, json);
+  if (*decode_cmd) return cmd_decode(da);
+  return 2;
+}

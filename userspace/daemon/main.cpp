@@ -1,0 +1,278 @@
+// gpugated: wires an engine to the pipeline. Everything else lives in libgpugate.
+#include <signal.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "gpugate/bpf_engine.hpp"
+#include "gpugate/paths.hpp"
+#include "gpugate/pipeline.hpp"
+#include "gpugate/sim_engine.hpp"
+#include "gpugate/status.hpp"
+
+using namespace gpugate;
+
+namespace {
+
+volatile sig_atomic_t g_stop = 0;
+void on_signal(int) { g_stop = 1; }
+
+constexpr const char* kVersion = "0.1.0";
+
+struct Options {
+  std::string engine = "bpf";
+  std::string sim_script;
+  std::vector<std::string> aliases;
+  bool no_discover = false;
+  std::string ledger = paths::kLedger;
+  std::string status_file = paths::kStatus;
+  std::string state_dir = paths::kStateDir;
+  bool journald = false;
+  bool quiet = false;
+  bool json = false;
+  double duration = 0;
+  uint32_t wakeup_kib = 512;
+  bool verbose = false;
+};
+
+nlohmann::ordered_json devices_json(const DeviceTable& devices) {
+  auto arr = nlohmann::ordered_json::array();
+  for (const auto& d : devices.devices()) {
+    nlohmann::ordered_json j;
+    j["path"] = d.path;
+    j["rdev"] = d.rdev_string();
+    j["kind"] = dev_kind_name(d.info.kind);
+    j["vendor"] = vendor_name(d.info.vendor);
+    j["alias"] = d.alias();
+    if (d.alias()) j["alias_of"] = d.alias_of;
+    arr.push_back(j);
+  }
+  return arr;
+}
+
+nlohmann::ordered_json counters_json(const EngineStats& s) {
+  nlohmann::ordered_json j;
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
+    const auto& pc = s.per_class[c];
+    if (!pc.seen && !pc.dropped && !pc.exit_dropped) continue;
+    j[std::string(class_name(c))] = {{"seen", pc.seen}, {"dropped", pc.dropped}, {"exit_dropped", pc.exit_dropped}};
+  }
+  return j.is_null() ? nlohmann::ordered_json::object() : j;
+}
+
+HumanSink make_sink(const Options& o) {
+  if (o.quiet) return nullptr;
+  if (o.journald) {
+    return [](const nlohmann::ordered_json& rec, const std::string& line) {
+      std::string cls = rec.contains("decoded") ? rec["decoded"]["class"].get<std::string>() : "";
+      int prio = class_from_name(cls) && class_gated_by_default(*class_from_name(cls)) ? LOG_WARNING : LOG_INFO;
+      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%i", prio, "GPUGATE_TYPE=%s",
+                      rec.value("type", std::string()).c_str(), "GPUGATE_CLASS=%s", cls.c_str(), "GPUGATE_SEQ=%llu",
+                      static_cast<unsigned long long>(rec.value("seq", uint64_t{0})), nullptr);
+    };
+  }
+  return [](const nlohmann::ordered_json&, const std::string& line) {
+    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+  };
+}
+
+void print_selftest(const Options& o, const Engine& engine, const std::vector<HookStatus>& hooks,
+                    const DeviceTable& devices, const LedgerWriter& ledger) {
+  nlohmann::ordered_json j;
+  j["version"] = kVersion;
+  j["engine"] = engine.name();
+  j["mode"] = "observe";
+  j["enforcement"] = "none: this build observes and records; the gated classes are recorded, not blocked";
+  j["hooks"] = nlohmann::ordered_json::array();
+  for (const auto& h : hooks) j["hooks"].push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
+  j["devices"] = devices_json(devices);
+  j["ledger"] = ledger.path();
+  j["ledger_next_seq"] = ledger.next_seq();
+  if (o.json) {
+    std::printf("%s\n", j.dump().c_str());
+    std::fflush(stdout);
+    return;
+  }
+  std::fprintf(stderr, "gpugated %s self-test\n", kVersion);
+  std::fprintf(stderr, "  engine    %s, mode observe (records every GPU ioctl; does not block)\n",
+               std::string(engine.name()).c_str());
+  for (const auto& h : hooks)
+    std::fprintf(stderr, "  hook      %-30s %s  %s\n", h.name.c_str(), h.attached ? "attached" : "FAILED  ",
+                 h.detail.c_str());
+  if (devices.empty())
+    std::fprintf(stderr, "  devices   none found: no GPU nodes here; add --device PATH=VENDOR to watch a stand-in\n");
+  for (const auto& d : devices.devices())
+    std::fprintf(stderr, "  device    %-22s %-8s %-15s %s\n", d.path.c_str(), d.rdev_string().c_str(),
+                 std::string(dev_kind_name(d.info.kind)).c_str(),
+                 d.alias() ? fmt::format("alias of {}", d.alias_of).c_str() : d.driver.c_str());
+  std::fprintf(stderr, "  ledger    %s (next seq %llu)\n", ledger.path().c_str(),
+               static_cast<unsigned long long>(ledger.next_seq()));
+  if (!ledger.open_note().empty()) std::fprintf(stderr, "  note      %s\n", ledger.open_note().c_str());
+  std::fflush(stderr);
+}
+
+int run(const Options& o) {
+  DeviceTable devices = o.no_discover ? DeviceTable{} : DeviceTable::discover();
+  for (const auto& spec : o.aliases) {
+    if (auto r = devices.add_alias(spec); !r) {
+      std::fprintf(stderr, "gpugated: %s\n", r.error().message.c_str());
+      return 2;
+    }
+  }
+  auto ledger = LedgerWriter::open(o.ledger);
+  if (!ledger) {
+    std::fprintf(stderr, "gpugated: %s\n", ledger.error().message.c_str());
+    return 2;
+  }
+  std::unique_ptr<Engine> engine;
+  if (o.engine == "bpf") {
+    engine = std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.verbose});
+  } else if (o.engine == "sim") {
+    std::ifstream in(o.sim_script);
+    if (o.sim_script.empty() || !in) {
+      std::fprintf(stderr, "gpugated: --engine sim needs --sim-script FILE (one JSON request per line)\n");
+      return 2;
+    }
+    auto calls = parse_sim_script(in, o.sim_script);
+    if (!calls) {
+      std::fprintf(stderr, "gpugated: %s\n", calls.error().message.c_str());
+      return 2;
+    }
+    engine = std::make_unique<SimEngine>(std::move(*calls));
+  } else {
+    std::fprintf(stderr, "gpugated: unknown engine '%s'; use bpf or sim\n", o.engine.c_str());
+    return 2;
+  }
+
+  Pipeline pipeline(*ledger, devices, HostInfo::load(o.state_dir), std::string(engine->name()), make_sink(o));
+  if (!ledger->open_note().empty()) pipeline.write_event("ledger.recovered", {{"note", ledger->open_note()}});
+
+  auto hooks = engine->start(devices);
+  if (!hooks) {
+    std::fprintf(stderr, "gpugated: engine %s cannot start: %s\n", std::string(engine->name()).c_str(),
+                 hooks.error().message.c_str());
+    pipeline.write_event("daemon.start_failed",
+                         {{"engine", engine->name()}, {"error", hooks.error().message}, {"version", kVersion}});
+    return 1;
+  }
+  print_selftest(o, *engine, *hooks, devices, *ledger);
+  nlohmann::ordered_json hooks_json = nlohmann::ordered_json::array();
+  for (const auto& h : *hooks) hooks_json.push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
+  pipeline.write_event("daemon.start", {{"version", kVersion},
+                                        {"pid", getpid()},
+                                        {"engine", engine->name()},
+                                        {"mode", "observe"},
+                                        {"hooks", hooks_json},
+                                        {"devices", devices_json(devices)}});
+
+  struct sigaction sa{};
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+
+  auto started = std::chrono::steady_clock::now();
+  auto last_tick = started - std::chrono::seconds(10);
+  EngineStats final_stats;
+  bool stopped = false;
+  auto status_of = [&](const char* state) {
+    auto s = stopped ? final_stats : engine->stats();
+    nlohmann::ordered_json st;
+    st["state"] = state;
+    st["pid"] = getpid();
+    st["version"] = kVersion;
+    st["engine"] = engine->name();
+    st["mode"] = "observe";
+    st["hooks"] = hooks_json;
+    st["devices"] = devices_json(devices);
+    st["ledger"] = ledger->path();
+    st["ledger_next_seq"] = ledger->next_seq();
+    st["records"] = pipeline.counters().records;
+    st["seen"] = s.seen();
+    st["lost"] = s.dropped();
+    st["gaps"] = pipeline.counters().gaps;
+    st["pending"] = pipeline.pending();
+    st["per_class"] = counters_json(s);
+    st["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return st;
+  };
+  int rc = 0;
+  while (!g_stop && !engine->finished()) {
+    auto n = engine->poll(std::chrono::milliseconds(20), pipeline);
+    if (!n) {
+      std::fprintf(stderr, "gpugated: %s\n", n.error().message.c_str());
+      rc = 1;
+      break;
+    }
+    auto now = std::chrono::steady_clock::now();
+    if (now - last_tick >= std::chrono::seconds(1)) {
+      last_tick = now;
+      pipeline.flush_stale(5'000'000'000ull);
+      pipeline.note_losses(engine->stats());
+      if (auto w = write_status(o.status_file, status_of("running")); !w)
+        std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
+    }
+    if (o.duration > 0 && now - started >= std::chrono::duration<double>(o.duration)) break;
+  }
+  // Drain what the kernel already produced, then close the books.
+  for (int i = 0; i < 50; i++) {
+    auto n = engine->poll(std::chrono::milliseconds(0), pipeline);
+    if (!n || *n == 0) break;
+  }
+  pipeline.flush_stale(0);
+  final_stats = engine->stats();
+  pipeline.note_losses(final_stats);
+  engine->stop();
+  stopped = true;
+  pipeline.write_event("daemon.stop", {{"records", pipeline.counters().records},
+                                       {"seen", final_stats.seen()},
+                                       {"lost", final_stats.dropped()},
+                                       {"per_class", counters_json(final_stats)},
+                                       {"reason", g_stop ? "signal" : (engine->finished() ? "end of input" : "duration")}});
+  (void)write_status(o.status_file, status_of("stopped"));
+  return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "gpugated - GPU control-plane flight recorder.\n\n"
+      "Watches every ioctl on the GPU device nodes of this machine (NVIDIA 195:*, nvidia-uvm, /dev/dri/*,\n"
+      "/dev/kfd), decodes it in the kernel with gpugate's shared decoder (escape, RM control command,\n"
+      "class such as power.off or clock.limit, key parameters), and appends one JSON record per call to\n"
+      "the ledger. Human lines go to stderr (or journald). Stop with SIGTERM or SIGINT.\n\n"
+      "Engines: bpf (live, tracepoints on sys_enter/exit_ioctl; root) and sim (a JSON-lines script,\n"
+      "no kernel). This build observes; it does not block.\n\n"
+      "Exit status: 0 clean stop, 1 the engine failed, 2 bad arguments or unusable files.",
+      "gpugated"};
+  Options o;
+  app.add_option("--engine", o.engine, "bpf (default) or sim")->check(CLI::IsMember({"bpf", "sim"}));
+  app.add_option("--sim-script", o.sim_script, "JSON-lines requests for --engine sim");
+  app.add_option("--device", o.aliases,
+                 "PATH=VENDOR: also treat this character device as a GPU node (repeatable). VENDOR: " +
+                     std::string(alias_vendors_help()));
+  app.add_flag("--no-discover", o.no_discover, "Do not look for GPU nodes; watch only --device aliases");
+  app.add_option("--ledger", o.ledger, "Ledger file (JSON lines, appended)")->capture_default_str();
+  app.add_option("--status-file", o.status_file, "Where 'gpugate status' reads the daemon's state")
+      ->capture_default_str();
+  app.add_option("--state-dir", o.state_dir, "Directory for the host id when /etc/machine-id is absent")
+      ->capture_default_str();
+  app.add_flag("--journald", o.journald, "Send human lines to journald instead of stderr");
+  app.add_flag("-q,--quiet", o.quiet, "No human lines");
+  app.add_flag("--json", o.json, "Print the startup self-test as one JSON line on stdout");
+  app.add_option("--duration", o.duration, "Stop after this many seconds (0: run until signalled)");
+  app.add_option("--wakeup-kib", o.wakeup_kib, "Queued KiB that wake the reader early (else it polls every 20 ms)")
+      ->capture_default_str();
+  app.add_flag("-v,--verbose", o.verbose, "libbpf debug output, verifier logs");
+  app.set_version_flag("--version", kVersion);
+  CLI11_PARSE(app, argc, argv);
+  return run(o);
+}

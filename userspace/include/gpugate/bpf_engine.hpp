@@ -1,0 +1,54 @@
+// The live engine: the observe.bpf.c tracepoint programs on this kernel.
+#pragma once
+
+#include <memory>
+
+#include "gpugate/engine.hpp"
+
+struct observe_bpf;
+struct ring_buffer;
+
+namespace gpugate {
+
+struct BpfEngineOptions {
+  uint32_t wakeup_bytes = 512 * 1024;  // queued bytes that wake the reader early
+  bool verbose = false;                // libbpf debug output
+};
+
+// Mounts tracefs if the syscall tracepoints are missing (as root); names the fix if not.
+Result<void> ensure_kernel_mounts();
+
+class BpfEngine final : public Engine {
+ public:
+  explicit BpfEngine(BpfEngineOptions opts = {});
+  ~BpfEngine() override;
+  BpfEngine(const BpfEngine&) = delete;
+  BpfEngine& operator=(const BpfEngine&) = delete;
+
+  [[nodiscard]] std::string_view name() const override { return "bpf"; }
+  Result<std::vector<HookStatus>> start(const DeviceTable& devices) override;
+  Result<size_t> poll(std::chrono::milliseconds timeout, EventHandler& handler) override;
+  [[nodiscard]] EngineStats stats() const override;
+  void stop() override;
+
+  // Replace the device table while running (new GPUs, new aliases).
+  Result<void> set_devices(const DeviceTable& devices);
+
+ private:
+  struct SkelDeleter {
+    void operator()(observe_bpf* s) const;
+  };
+  struct RingDeleter {
+    void operator()(ring_buffer* r) const;
+  };
+  static int on_record(void* ctx, void* data, size_t size);
+
+  BpfEngineOptions opts_;
+  std::unique_ptr<observe_bpf, SkelDeleter> skel_;
+  std::unique_ptr<ring_buffer, RingDeleter> ring_;
+  EventHandler* handler_ = nullptr;
+  size_t delivered_ = 0;
+  uint64_t malformed_ = 0;
+};
+
+}  // namespace gpugate

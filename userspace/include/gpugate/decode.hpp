@@ -1,0 +1,79 @@
+// The shared C decoder (kmod/common/gg_decode.h) for C++, plus the names
+// and renderings that only humans and ledgers need.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+extern "C" {
+#include "gpugate/event.h"
+}
+
+#include "gpugate/result.hpp"
+
+namespace gpugate {
+
+// Calls into the very decoder BPF runs (compiled from the same header).
+gg_decoded decode(const gg_raw& raw);
+
+// Staged capture for user space (sim engine, CLI): builds a gg_raw from
+// buffers that stand for user memory, asking the decoder what to take,
+// exactly as bpf/capture.bpf.h does from real user memory.
+struct RawInput {
+  uint32_t dev_kind = GG_DEV_NONE;
+  uint32_t drm_driver = GG_DRM_GENERIC;
+  uint32_t request = 0;
+  std::span<const uint8_t> arg;     // what the ioctl argument points at
+  std::span<const uint8_t> inner;   // what an XFER's inner pointer points at
+  std::span<const uint8_t> params;  // what the RM params pointer points at
+  uint32_t target_class = 0;
+};
+gg_raw capture(const RawInput& in);
+
+std::string_view class_name(unsigned cls);
+std::optional<unsigned> class_from_name(std::string_view name);
+bool class_gated_by_default(unsigned cls);
+std::string_view priv_name(unsigned priv);
+std::string_view source_name(unsigned src);
+std::string_view vendor_name(unsigned vendor);
+std::string_view dev_kind_name(unsigned kind);
+std::optional<unsigned> dev_kind_from_name(std::string_view name);
+std::string_view drm_driver_name(unsigned driver);
+std::vector<std::string_view> flag_names(uint32_t flags);
+std::string_view nv_escape_name(unsigned nr);
+std::string_view nv_object_class_name(uint32_t cls);
+
+// "NV2080_CTRL_CMD_GPU_SET_POWER", "NV_ESC_RM_ALLOC", "DRM_IOCTL_VERSION"...
+std::string command_name(const gg_raw& raw, const gg_decoded& d);
+// Escape or ioctl name of the request word itself (before XFER unwrap).
+std::string request_name(const gg_raw& raw, const gg_decoded& d);
+// Named key parameters of the command.
+std::vector<std::pair<std::string, uint64_t>> key_params(const gg_decoded& d);
+
+// The decoded command as a JSON object (the ledger's "decoded" field).
+nlohmann::ordered_json decoded_json(const gg_raw& raw, const gg_decoded& d);
+// The captured bytes as a JSON object (the ledger's "bytes" field).
+nlohmann::ordered_json raw_json(const gg_raw& raw);
+// And back: rebuild gg_raw from a ledger record's request object.
+Result<gg_raw> raw_from_json(const nlohmann::json& request);
+// One line for people: "NV2080_CTRL_CMD_GPU_SET_POWER [power.off] target=0 newLevel=4".
+std::string describe(const gg_raw& raw, const gg_decoded& d);
+
+// Table views for tests and docs.
+struct TableInfo {
+  unsigned table;
+  std::string_view name;
+  size_t size;
+};
+std::vector<TableInfo> tables();
+std::string_view table_name(unsigned table);
+std::string_view table_entry_name(unsigned table, size_t index);
+
+}  // namespace gpugate

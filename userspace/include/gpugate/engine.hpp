@@ -1,0 +1,66 @@
+// One interface for every source of GPU requests: the live BPF observer,
+// the simulation engine, and (later) the kernel module and ledger replay.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+extern "C" {
+#include "gpugate/event.h"
+}
+
+#include "gpugate/device.hpp"
+#include "gpugate/result.hpp"
+
+namespace gpugate {
+
+// Receives records in kernel order. The references live only during the call.
+class EventHandler {
+ public:
+  virtual ~EventHandler() = default;
+  virtual void on_enter(const gg_ioctl_enter& e) = 0;
+  virtual void on_exit(const gg_ioctl_exit& e) = 0;
+};
+
+// One hook the engine tried to attach, for the startup self-test.
+struct HookStatus {
+  std::string name;    // "tp/syscalls/sys_enter_ioctl"
+  bool attached = false;
+  std::string detail;  // why not, or what it does
+};
+
+struct EngineStats {
+  std::array<gg_class_counters, GG_CLASS_COUNT> per_class{};
+  uint64_t fd_lookup_faults = 0;
+
+  [[nodiscard]] uint64_t seen() const;
+  [[nodiscard]] uint64_t dropped() const;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  [[nodiscard]] virtual std::string_view name() const = 0;
+
+  // Attach to the devices; returns every hook tried, attached or not. An
+  // error means the engine cannot run at all.
+  virtual Result<std::vector<HookStatus>> start(const DeviceTable& devices) = 0;
+
+  // Deliver what is pending, waiting up to timeout for more. Returns the
+  // number of records delivered (0 on timeout).
+  virtual Result<size_t> poll(std::chrono::milliseconds timeout, EventHandler& handler) = 0;
+
+  // True once a finite source (simulation, replay) has nothing more.
+  [[nodiscard]] virtual bool finished() const { return false; }
+
+  // Counters kept at the source: records produced and lost, per class.
+  [[nodiscard]] virtual EngineStats stats() const = 0;
+
+  virtual void stop() = 0;
+};
+
+}  // namespace gpugate

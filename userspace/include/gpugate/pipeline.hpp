@@ -1,0 +1,81 @@
+// From engine records to ledger lines: joins each ioctl's entry and exit,
+// adds process and device context, writes the record and a human line.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "gpugate/decode.hpp"
+#include "gpugate/device.hpp"
+#include "gpugate/engine.hpp"
+#include "gpugate/hostinfo.hpp"
+#include "gpugate/ledger.hpp"
+
+namespace gpugate {
+
+// Where human-readable lines go (stderr, journald, a test's vector).
+using HumanSink = std::function<void(const nlohmann::ordered_json& record, const std::string& line)>;
+
+struct PipelineCounters {
+  uint64_t records = 0;        // ioctl records written
+  uint64_t unmatched_exits = 0;
+  uint64_t exits_missing = 0;  // entries flushed without an exit
+  uint64_t gaps = 0;           // gap records written
+  uint64_t write_errors = 0;
+  uint64_t kernel_seq_gaps = 0;
+};
+
+class Pipeline final : public EventHandler {
+ public:
+  Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo host, std::string engine, HumanSink sink);
+
+  void on_enter(const gg_ioctl_enter& e) override;
+  void on_exit(const gg_ioctl_exit& e) override;
+
+  // Write entries whose exit has not come within max_age (the call is still
+  // blocked, or the process died in it): their result is recorded as unknown.
+  void flush_stale(uint64_t max_age_ns);
+  // Compare the engine's loss counters with what was recorded; write a gap
+  // record per class for anything newly lost.
+  void note_losses(const EngineStats& stats);
+  // Daemon life-cycle records.
+  void write_event(const std::string& type, nlohmann::ordered_json body);
+
+  [[nodiscard]] const PipelineCounters& counters() const { return counters_; }
+  [[nodiscard]] size_t pending() const { return pending_.size(); }
+
+  // The ledger record for one ioctl (exit may be null); exposed for tests.
+  nlohmann::ordered_json build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
+
+ private:
+  struct ProcInfo {
+    std::string exe;
+    std::string cgroup;
+  };
+  const ProcInfo& proc_info(uint32_t pid);
+  void finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
+  nlohmann::ordered_json base(const std::string& type, uint64_t boot_ns);
+
+  LedgerWriter& ledger_;
+  const DeviceTable& devices_;
+  HostInfo host_;
+  std::string engine_;
+  HumanSink sink_;
+  int64_t rt_offset_;
+  std::unordered_map<uint32_t, gg_ioctl_enter> pending_;   // by tid
+  std::unordered_map<uint32_t, ProcInfo> procs_;           // by pid
+  std::map<std::pair<uint64_t, uint32_t>, uint32_t> rm_objects_;  // (pid<<32|client, handle) -> class
+  std::array<gg_class_counters, GG_CLASS_COUNT> lost_seen_{};
+  uint64_t last_kernel_seq_ = 0;
+  bool have_kernel_seq_ = false;
+  PipelineCounters counters_;
+};
+
+// "12:00:01.123 nvidia-ctl 195:255 (alias of nvidiactl at /dev/full) pid 42 nvclient: NV2080_... -> ret 0"
+std::string human_line(const nlohmann::ordered_json& record);
+
+}  // namespace gpugate

@@ -1,0 +1,353 @@
+// Names for humans and ledgers, expanded from the same .def files as the
+// decoder's tables, so index i of a table always names entry i.
+#include <array>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "gpugate/decode.hpp"
+
+extern "C" {
+#include "gg_decode_c.h"
+}
+
+namespace gpugate {
+namespace {
+
+struct ClassInfo {
+  const char* name;
+  bool gated;
+};
+constexpr ClassInfo kClasses[] = {
+#define GG_CLASS(ident, id, name, gated) {name, gated},
+#include "gpugate/classes.def"
+#undef GG_CLASS
+};
+static_assert(std::size(kClasses) == GG_CLASS_COUNT);
+
+struct EscName {
+  unsigned nr;
+  const char* name;
+};
+constexpr EscName kNvEscapes[] = {
+#define GG_NV_ESC(nr, name, size, alt, dev, kind, cls, st) {nr, #name},
+#include "gpugate/nvidia_escapes.def"
+#undef GG_NV_ESC
+};
+
+constexpr const char* kNvControlNames[] = {
+#define GG_NV_CTRL(id, name, priv, cls, src, psize, pkind) #name,
+#include "gpugate/nvidia_controls.def"
+#undef GG_NV_CTRL
+};
+
+constexpr const char* kNvLegacyNames[] = {
+#define GG_NV_LEGACY(cc, cat, catname, cls) catname,
+#include "gpugate/nvidia_legacy.def"
+#undef GG_NV_LEGACY
+};
+
+constexpr const char* kNvUvmNames[] = {
+#define GG_NV_UVM(req, name, cls) #name,
+#include "gpugate/nvidia_uvm.def"
+#undef GG_NV_UVM
+};
+
+struct ObjClass {
+  uint32_t id;
+  const char* name;
+};
+constexpr ObjClass kNvObjClasses[] = {
+#define GG_NV_OBJCLASS(id, name, binapi) {id, #name},
+#include "gpugate/nvidia_classes.def"
+#undef GG_NV_OBJCLASS
+};
+
+#define GG_DRM_IOCTL(nr, name, size, cls) #name,
+#define GG_KFD_IOCTL(nr, name, size, cls) #name,
+constexpr const char* kDrmCoreNames[] = {
+#include "gpugate/drm.def"
+};
+constexpr const char* kAmdgpuNames[] = {
+#include "gpugate/amdgpu.def"
+};
+constexpr const char* kI915Names[] = {
+#include "gpugate/i915.def"
+};
+constexpr const char* kXeNames[] = {
+#include "gpugate/xe.def"
+};
+constexpr const char* kKfdNames[] = {
+#include "gpugate/kfd.def"
+};
+#undef GG_DRM_IOCTL
+#undef GG_KFD_IOCTL
+
+constexpr const char* kPkindNames[] = {
+#define GG_PKIND(ident, names, o0, w0, o1, w1, o2, w2, o3, w3) names,
+#include "gpugate/pkinds.def"
+#undef GG_PKIND
+};
+
+struct FlagName {
+  uint32_t bit;
+  const char* name;
+};
+constexpr FlagName kFlags[] = {
+    {GG_DF_XFER, "xfer"},
+    {GG_DF_ARG_SHORT, "arg-short"},
+    {GG_DF_INNER_SHORT, "inner-short"},
+    {GG_DF_PARAMS_SHORT, "params-short"},
+    {GG_DF_ARG_FAULT, "arg-unreadable"},
+    {GG_DF_INNER_FAULT, "inner-unreadable"},
+    {GG_DF_PARAMS_FAULT, "params-unreadable"},
+    {GG_DF_BAD_SIZE, "bad-size"},
+    {GG_DF_WRONG_NODE, "wrong-node"},
+    {GG_DF_UNKNOWN_ESCAPE, "unknown-escape"},
+    {GG_DF_XFER_TOO_BIG, "xfer-too-big"},
+    {GG_DF_XFER_NESTED, "xfer-nested"},
+    {GG_DF_PARAMS_MISMATCH, "params-size-mismatch"},
+    {GG_DF_WORST_CASE, "worst-case-class"},
+    {GG_DF_LEGACY, "gss-legacy"},
+    {GG_DF_BINAPI, "binapi"},
+    {GG_DF_NONCANONICAL, "noncanonical-request"},
+    {GG_DF_ARG_CUT, "arg-cut"},
+    {GG_DF_PARAMS_CUT, "params-cut"},
+    {GG_DF_NO_ARG, "no-arg"},
+};
+
+constexpr const char* kDevKinds[] = {"none", "nvidia-ctl", "nvidia-gpu", "nvidia-modeset", "nvidia-uvm",
+                                     "nvidia-uvm-tools", "drm", "kfd"};
+static_assert(std::size(kDevKinds) == GG_DEV_KIND_COUNT);
+
+template <size_t N>
+std::string_view pick(const char* const (&names)[N], size_t i) {
+  return i < N ? names[i] : std::string_view("?");
+}
+
+}  // namespace
+
+gg_decoded decode(const gg_raw& raw) {
+  gg_decoded d{};
+  gg_decode_c(&raw, &d);
+  return d;
+}
+
+gg_raw capture(const RawInput& in) {
+  gg_raw raw{};
+  raw.request = in.request;
+  raw.dev_kind = static_cast<uint8_t>(in.dev_kind);
+  raw.drm_driver = static_cast<uint8_t>(in.drm_driver);
+  raw.target_class = in.target_class;
+  uint32_t want = gg_arg_want_c(in.dev_kind, in.request);
+  if (want) {
+    if (in.arg.size() < want) {
+      raw.capture_flags |= GG_CAP_ARG_FAULT;  // as bpf_probe_read_user would fail
+    } else {
+      std::memcpy(raw.arg, in.arg.data(), want);
+      raw.arg_len = want;
+    }
+  }
+  unsigned long long ptr = 0;
+  unsigned len = 0;
+  if (gg_xfer_ref_c(&raw, &ptr, &len) && len) {
+    if (in.inner.size() < len) {
+      raw.capture_flags |= GG_CAP_INNER_FAULT;
+    } else {
+      std::memcpy(raw.inner, in.inner.data(), len);
+      raw.inner_len = len;
+    }
+  }
+  if (gg_params_ref_c(&raw, &ptr, &len) && len) {
+    if (in.params.size() < len) {
+      raw.capture_flags |= GG_CAP_PARAMS_FAULT;
+    } else {
+      std::memcpy(raw.params, in.params.data(), len);
+      raw.params_len = len;
+    }
+  }
+  return raw;
+}
+
+std::string_view class_name(unsigned cls) {
+  return cls < GG_CLASS_COUNT ? kClasses[cls].name : std::string_view("unknown");
+}
+
+std::optional<unsigned> class_from_name(std::string_view name) {
+  for (unsigned i = 0; i < GG_CLASS_COUNT; i++)
+    if (name == kClasses[i].name) return i;
+  return std::nullopt;
+}
+
+bool class_gated_by_default(unsigned cls) { return cls < GG_CLASS_COUNT && kClasses[cls].gated; }
+
+std::string_view priv_name(unsigned priv) {
+  switch (priv) {
+    case GG_PRIV_NONE: return "any";
+    case GG_PRIV_ROOT: return "root";
+    case GG_PRIV_KERNEL: return "kernel-only";
+    case GG_PRIV_INTERNAL: return "rm-internal";
+    default: return "unknown";
+  }
+}
+
+std::string_view source_name(unsigned src) {
+  switch (src) {
+    case GG_SRC_TABLE: return "table";
+    case GG_SRC_NAME: return "name";
+    case GG_SRC_INFERRED: return "inferred";
+    default: return "none";
+  }
+}
+
+std::string_view vendor_name(unsigned vendor) {
+  switch (vendor) {
+    case GG_VENDOR_NVIDIA: return "nvidia";
+    case GG_VENDOR_AMD: return "amd";
+    case GG_VENDOR_INTEL: return "intel";
+    case GG_VENDOR_OTHER: return "other";
+    default: return "none";
+  }
+}
+
+std::string_view dev_kind_name(unsigned kind) { return pick(kDevKinds, kind); }
+
+std::optional<unsigned> dev_kind_from_name(std::string_view name) {
+  for (unsigned i = 1; i < GG_DEV_KIND_COUNT; i++)
+    if (name == kDevKinds[i]) return i;
+  return std::nullopt;
+}
+
+std::string_view drm_driver_name(unsigned driver) {
+  switch (driver) {
+    case GG_DRM_AMDGPU: return "amdgpu";
+    case GG_DRM_I915: return "i915";
+    case GG_DRM_XE: return "xe";
+    default: return "generic";
+  }
+}
+
+std::vector<std::string_view> flag_names(uint32_t flags) {
+  std::vector<std::string_view> out;
+  for (const auto& f : kFlags)
+    if (flags & f.bit) out.emplace_back(f.name);
+  return out;
+}
+
+std::string_view nv_escape_name(unsigned nr) {
+  for (const auto& e : kNvEscapes)
+    if (e.nr == nr) return e.name;
+  return {};
+}
+
+std::string_view nv_object_class_name(uint32_t cls) {
+  for (const auto& c : kNvObjClasses)
+    if (c.id == cls) return c.name;
+  return {};
+}
+
+std::string_view table_name(unsigned table) {
+  switch (table) {
+    case GG_TAB_NV_ESCAPE: return "nvidia-escape";
+    case GG_TAB_NV_CONTROL: return "nvidia-control";
+    case GG_TAB_NV_LEGACY: return "nvidia-legacy";
+    case GG_TAB_NV_UVM: return "nvidia-uvm";
+    case GG_TAB_DRM_CORE: return "drm";
+    case GG_TAB_DRM_AMDGPU: return "amdgpu";
+    case GG_TAB_DRM_I915: return "i915";
+    case GG_TAB_DRM_XE: return "xe";
+    case GG_TAB_KFD: return "kfd";
+    case GG_TAB_NV_MODESET: return "nvidia-modeset";
+    default: return "none";
+  }
+}
+
+std::string_view table_entry_name(unsigned table, size_t i) {
+  switch (table) {
+    case GG_TAB_NV_ESCAPE: return i < std::size(kNvEscapes) ? kNvEscapes[i].name : "?";
+    case GG_TAB_NV_CONTROL: return pick(kNvControlNames, i);
+    case GG_TAB_NV_LEGACY: return pick(kNvLegacyNames, i);
+    case GG_TAB_NV_UVM: return pick(kNvUvmNames, i);
+    case GG_TAB_DRM_CORE: return pick(kDrmCoreNames, i);
+    case GG_TAB_DRM_AMDGPU: return pick(kAmdgpuNames, i);
+    case GG_TAB_DRM_I915: return pick(kI915Names, i);
+    case GG_TAB_DRM_XE: return pick(kXeNames, i);
+    case GG_TAB_KFD: return pick(kKfdNames, i);
+    case GG_TAB_NV_MODESET: return "NVKMS_IOCTL_CMD";
+    default: return "?";
+  }
+}
+
+std::vector<TableInfo> tables() {
+  return {
+      {GG_TAB_NV_ESCAPE, "nvidia-escape", std::size(kNvEscapes)},
+      {GG_TAB_NV_CONTROL, "nvidia-control", std::size(kNvControlNames)},
+      {GG_TAB_NV_LEGACY, "nvidia-legacy", std::size(kNvLegacyNames)},
+      {GG_TAB_NV_UVM, "nvidia-uvm", std::size(kNvUvmNames)},
+      {GG_TAB_DRM_CORE, "drm", std::size(kDrmCoreNames)},
+      {GG_TAB_DRM_AMDGPU, "amdgpu", std::size(kAmdgpuNames)},
+      {GG_TAB_DRM_I915, "i915", std::size(kI915Names)},
+      {GG_TAB_DRM_XE, "xe", std::size(kXeNames)},
+      {GG_TAB_KFD, "kfd", std::size(kKfdNames)},
+  };
+}
+
+std::string command_name(const gg_raw& raw, const gg_decoded& d) {
+  if (d.table == GG_TAB_NV_CONTROL || d.table == GG_TAB_NV_UVM || d.table == GG_TAB_DRM_CORE ||
+      d.table == GG_TAB_DRM_AMDGPU || d.table == GG_TAB_DRM_I915 || d.table == GG_TAB_DRM_XE ||
+      d.table == GG_TAB_KFD)
+    return std::string(table_entry_name(d.table, d.index));
+  if (d.table == GG_TAB_NV_LEGACY)
+    return fmt::format("NV{:04X}_CTRL_LEGACY_{}_{:#010x}", d.command >> 16, table_entry_name(d.table, d.index),
+                       d.command);
+  if (d.table == GG_TAB_NV_MODESET) return fmt::format("NVKMS_IOCTL_CMD_{}", d.command);
+  if (d.table == GG_TAB_NV_ESCAPE) {
+    std::string name(table_entry_name(d.table, d.index));
+    if (d.nr == 0x2A) {  // a control we could not read, or not in any table
+      if (d.flags & GG_DF_LEGACY) return fmt::format("NV_RM_CONTROL_LEGACY_{:#010x}", d.command);
+      return fmt::format("NV_RM_CONTROL_{:#010x}", d.command);
+    }
+    if (d.nr == 0x2B) {
+      auto cls = nv_object_class_name(d.command);
+      return cls.empty() ? fmt::format("{}({:#x})", name, d.command) : fmt::format("{}({})", name, cls);
+    }
+    return name;
+  }
+  if (raw.dev_kind == GG_DEV_NVIDIA_CTL || raw.dev_kind == GG_DEV_NVIDIA_GPU)
+    return fmt::format("NV_ESC_{:#04x}", d.nr);
+  return fmt::format("IOCTL_{:#010x}", raw.request);
+}
+
+std::string request_name(const gg_raw& raw, const gg_decoded& d) {
+  if (raw.dev_kind == GG_DEV_NVIDIA_CTL || raw.dev_kind == GG_DEV_NVIDIA_GPU) {
+    auto n = nv_escape_name(d.outer_nr);
+    if (!n.empty()) return std::string(n);
+    return fmt::format("NV_ESC_{:#04x}", d.outer_nr);
+  }
+  return command_name(raw, d);
+}
+
+std::vector<std::pair<std::string, uint64_t>> key_params(const gg_decoded& d) {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  if (d.table == GG_TAB_NV_ESCAPE && d.nr == 0x2B) {
+    out.emplace_back("hObjectNew", d.key[0]);
+    return out;
+  }
+  if (d.table == GG_TAB_NV_MODESET) {
+    out.emplace_back("cmd", d.key[0]);
+    out.emplace_back("size", d.key[1]);
+    return out;
+  }
+  if (d.pkind == 0 || d.pkind >= std::size(kPkindNames)) return out;
+  std::string_view names = kPkindNames[d.pkind];
+  size_t i = 0;
+  while (!names.empty() && i < 4) {
+    size_t comma = names.find(',');
+    out.emplace_back(std::string(names.substr(0, comma)), d.key[i++]);
+    if (comma == std::string_view::npos) break;
+    names.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+}  // namespace gpugate

@@ -1,0 +1,188 @@
+#include "gpugate/bpf_engine.hpp"
+
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fmt/format.h>
+
+// The skeleton's .rodata view names the decoder's table types.
+extern "C" {
+#include "gg_table_types.h"
+}
+#include "observe.skel.h"
+
+namespace gpugate {
+namespace {
+
+constexpr const char* kTracefs = "/sys/kernel/tracing";
+constexpr const char* kIoctlTracepoint = "/sys/kernel/tracing/events/syscalls/sys_enter_ioctl";
+
+bool g_libbpf_verbose = false;
+
+int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG && !g_libbpf_verbose) return 0;
+  return vfprintf(stderr, format, args);
+}
+
+bool exists(const char* path) {
+  struct stat st{};
+  return stat(path, &st) == 0;
+}
+
+}  // namespace
+
+Result<void> ensure_kernel_mounts() {
+  if (!exists(kIoctlTracepoint)) {
+    if (mount("nodev", kTracefs, "tracefs", 0, nullptr) != 0 && errno != EBUSY)
+      return make_error(fmt::format("cannot mount tracefs on {}: {}; run as root, or mount it yourself: "
+                                    "mount -t tracefs nodev {}",
+                                    kTracefs, std::strerror(errno), kTracefs),
+                        errno);
+    if (!exists(kIoctlTracepoint))
+      return make_error(fmt::format("{} is missing: this kernel has no syscall tracepoints "
+                                    "(CONFIG_FTRACE_SYSCALLS); gpugate's observer needs them",
+                                    kIoctlTracepoint));
+  }
+  return {};
+}
+
+void BpfEngine::SkelDeleter::operator()(observe_bpf* s) const { observe_bpf__destroy(s); }
+void BpfEngine::RingDeleter::operator()(ring_buffer* r) const { ring_buffer__free(r); }
+
+BpfEngine::BpfEngine(BpfEngineOptions opts) : opts_(opts) {}
+BpfEngine::~BpfEngine() { stop(); }
+
+Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
+  g_libbpf_verbose = opts_.verbose;
+  libbpf_set_print(libbpf_print);
+  if (geteuid() != 0)
+    return make_error("the BPF engine needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): run gpugated as root");
+  if (auto m = ensure_kernel_mounts(); !m) return m.error();
+
+  skel_.reset(observe_bpf__open());
+  if (!skel_)
+    return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
+  skel_->rodata->wakeup_bytes = opts_.wakeup_bytes;
+  if (int err = observe_bpf__load(skel_.get()); err)
+    return make_error(fmt::format("the kernel refused the observer's BPF programs: {}; run with --verbose "
+                                  "for the verifier log",
+                                  std::strerror(-err)),
+                      -err);
+  if (auto r = set_devices(devices); !r) return r.error();
+
+  std::vector<HookStatus> hooks;
+  struct {
+    const char* name;
+    bpf_program* prog;
+    bpf_link** link;
+  } progs[] = {
+      {"tp/syscalls/sys_enter_ioctl", skel_->progs.gg_ioctl_enter, &skel_->links.gg_ioctl_enter},
+      {"tp/syscalls/sys_exit_ioctl", skel_->progs.gg_ioctl_exit, &skel_->links.gg_ioctl_exit},
+  };
+  bool any = false;
+  for (auto& p : progs) {
+    bpf_link* link = bpf_program__attach(p.prog);
+    if (!link) {
+      hooks.push_back({p.name, false, fmt::format("attach failed: {}", std::strerror(errno))});
+      continue;
+    }
+    *p.link = link;  // the skeleton destroys it
+    any = true;
+    hooks.push_back({p.name, true, "observe: every ioctl on a GPU node, decoded in the kernel"});
+  }
+  if (!any) return make_error("no observer hook attached; see the hook list for why");
+
+  ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), &BpfEngine::on_record, this, nullptr));
+  if (!ring_) return make_error(fmt::format("cannot open the ring buffer: {}", std::strerror(errno)), errno);
+  return hooks;
+}
+
+Result<void> BpfEngine::set_devices(const DeviceTable& devices) {
+  if (!skel_) return make_error("BPF engine not started");
+  int fd = bpf_map__fd(skel_->maps.devices);
+  uint32_t key = 0, next = 0;
+  std::vector<uint32_t> stale;
+  while (bpf_map_get_next_key(fd, stale.empty() && key == 0 ? nullptr : &key, &next) == 0) {
+    stale.push_back(next);
+    key = next;
+  }
+  for (uint32_t k : stale) bpf_map_delete_elem(fd, &k);
+  std::memset(skel_->bss->gpu_majors, 0, sizeof(skel_->bss->gpu_majors));
+  for (const auto& d : devices.devices()) {
+    if (bpf_map_update_elem(fd, &d.dev, &d.info, BPF_ANY) != 0)
+      return make_error(fmt::format("cannot add {} to the observer's device map: {}", d.path, std::strerror(errno)),
+                        errno);
+    skel_->bss->gpu_majors[kernel_dev_major(d.dev) & 4095] = 1;
+  }
+  return {};
+}
+
+int BpfEngine::on_record(void* ctx, void* data, size_t size) {
+  auto* self = static_cast<BpfEngine*>(ctx);
+  if (size < sizeof(gg_event_hdr)) {
+    self->malformed_++;
+    return 0;
+  }
+  gg_event_hdr hdr;
+  std::memcpy(&hdr, data, sizeof(hdr));
+  if (hdr.type == GG_EV_IOCTL_ENTER && size >= sizeof(gg_ioctl_enter)) {
+    self->handler_->on_enter(*static_cast<const gg_ioctl_enter*>(data));
+  } else if (hdr.type == GG_EV_IOCTL_EXIT && size >= sizeof(gg_ioctl_exit)) {
+    self->handler_->on_exit(*static_cast<const gg_ioctl_exit*>(data));
+  } else {
+    self->malformed_++;
+    return 0;
+  }
+  self->delivered_++;
+  return 0;
+}
+
+Result<size_t> BpfEngine::poll(std::chrono::milliseconds timeout, EventHandler& handler) {
+  if (!ring_) return make_error("BPF engine not started");
+  handler_ = &handler;
+  delivered_ = 0;
+  // Records are submitted without wakeups until wakeup_bytes are queued, so
+  // drain first, then sleep in epoll, then drain whatever came meanwhile.
+  int n = ring_buffer__consume(ring_.get());
+  if (n >= 0 && delivered_ == 0) {
+    n = ring_buffer__poll(ring_.get(), static_cast<int>(timeout.count()));
+    if (n >= 0) n = ring_buffer__consume(ring_.get());
+  }
+  handler_ = nullptr;
+  if (n < 0 && n != -EINTR)
+    return make_error(fmt::format("reading the ring buffer failed: {}", std::strerror(-n)), -n);
+  return delivered_;
+}
+
+EngineStats BpfEngine::stats() const {
+  EngineStats s;
+  if (!skel_) return s;
+  int ncpu = libbpf_num_possible_cpus();
+  if (ncpu <= 0) return s;
+  std::vector<gg_class_counters> per_cpu(static_cast<size_t>(ncpu));
+  int fd = bpf_map__fd(skel_->maps.counters);
+  for (uint32_t cls = 0; cls < GG_CLASS_COUNT; cls++) {
+    if (bpf_map_lookup_elem(fd, &cls, per_cpu.data()) != 0) continue;
+    for (const auto& c : per_cpu) {
+      s.per_class[cls].seen += c.seen;
+      s.per_class[cls].dropped += c.dropped;
+      s.per_class[cls].exit_dropped += c.exit_dropped;
+    }
+  }
+  s.fd_lookup_faults = skel_->bss->fd_lookup_faults;
+  return s;
+}
+
+void BpfEngine::stop() {
+  ring_.reset();
+  skel_.reset();
+}
+
+}  // namespace gpugate

@@ -1,0 +1,264 @@
+#include "gpugate/pipeline.hpp"
+
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "gpugate/hex.hpp"
+
+namespace gpugate {
+namespace {
+
+std::string comm_string(const char* comm) { return std::string(comm, strnlen(comm, GG_COMM_LEN)); }
+
+nlohmann::ordered_json errno_json(int64_t ret) {
+  if (ret >= 0) return nullptr;
+  const char* name = strerrordesc_np(static_cast<int>(-ret));
+  const char* abbrev = strerrorname_np(static_cast<int>(-ret));
+  nlohmann::ordered_json j;
+  j["errno"] = -ret;
+  j["name"] = abbrev ? abbrev : "?";
+  j["text"] = name ? name : "?";
+  return j;
+}
+
+}  // namespace
+
+Pipeline::Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo host, std::string engine,
+                   HumanSink sink)
+    : ledger_(ledger),
+      devices_(devices),
+      host_(std::move(host)),
+      engine_(std::move(engine)),
+      sink_(std::move(sink)),
+      rt_offset_(realtime_offset_ns()) {}
+
+const Pipeline::ProcInfo& Pipeline::proc_info(uint32_t pid) {
+  auto it = procs_.find(pid);
+  if (it != procs_.end()) return it->second;
+  if (procs_.size() > 4096) procs_.clear();
+  ProcInfo p;
+  char buf[4096];
+  auto exe = fmt::format("/proc/{}/exe", pid);
+  ssize_t n = readlink(exe.c_str(), buf, sizeof(buf) - 1);
+  if (n > 0) p.exe.assign(buf, static_cast<size_t>(n));
+  std::ifstream cg(fmt::format("/proc/{}/cgroup", pid));
+  std::string line;
+  while (std::getline(cg, line))
+    if (line.starts_with("0::")) p.cgroup = line.substr(3);
+  return procs_.emplace(pid, std::move(p)).first->second;
+}
+
+nlohmann::ordered_json Pipeline::base(const std::string& type, uint64_t boot_ns) {
+  nlohmann::ordered_json j;
+  j["seq"] = 0;  // set by the ledger
+  j["type"] = type;
+  j["time"] = format_utc(static_cast<int64_t>(boot_ns) + rt_offset_);
+  j["realtime_ns"] = static_cast<int64_t>(boot_ns) + rt_offset_;
+  j["boottime_ns"] = boot_ns;
+  j["boot_id"] = host_.boot_id;
+  j["host_id"] = host_.host_id;
+  return j;
+}
+
+nlohmann::ordered_json Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
+  auto j = base("ioctl", e.hdr.boot_ns);
+  const auto& proc = proc_info(e.hdr.pid);
+  nlohmann::ordered_json p;
+  p["pid"] = e.hdr.pid;
+  p["tid"] = e.hdr.tid;
+  p["uid"] = e.uid;
+  p["gid"] = e.gid;
+  p["comm"] = comm_string(e.comm);
+  p["exe"] = proc.exe.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(proc.exe);
+  p["cgroup_id"] = e.cgroup_id;
+  p["cgroup"] = proc.cgroup.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(proc.cgroup);
+  j["process"] = p;
+
+  nlohmann::ordered_json d;
+  const Device* dev = devices_.find(e.dev);
+  d["rdev"] = fmt::format("{}:{}", kernel_dev_major(e.dev), kernel_dev_minor(e.dev));
+  d["kind"] = dev_kind_name(e.device.kind);
+  d["vendor"] = vendor_name(e.device.vendor);
+  d["path"] = dev ? nlohmann::ordered_json(dev->path) : nlohmann::ordered_json(nullptr);
+  d["gpu_index"] = e.device.gpu_index >= 0 ? nlohmann::ordered_json(e.device.gpu_index) : nullptr;
+  d["alias"] = static_cast<bool>(e.device.flags & GG_DEVF_ALIAS);
+  if (dev && dev->alias()) d["alias_of"] = dev->alias_of;
+  if (dev && !dev->pci.empty()) d["pci"] = dev->pci;
+  d["uuid"] = nullptr;
+  j["device"] = d;
+
+  // Re-decode in user space with what only user space knows (the RM class
+  // of the target object); the kernel's own answer is kept beside it.
+  gg_raw raw = e.raw;
+  auto obj = rm_objects_.find({uint64_t{e.hdr.pid} << 32 | e.dec.client, e.dec.object});
+  if (e.dec.table == GG_TAB_NV_CONTROL || (e.dec.nr == 0x2A && e.dec.table != GG_TAB_NONE)) {
+    if (obj != rm_objects_.end()) raw.target_class = obj->second;
+  }
+  gg_decoded dec = decode(raw);
+  nlohmann::ordered_json r = raw_json(raw);
+  r["fd"] = e.fd;
+  r["arg_ptr"] = fmt::format("{:#x}", e.arg);
+  j["request"] = r;
+  j["decoded"] = decoded_json(raw, dec);
+  if (raw.target_class == 0 && std::memcmp(&dec, &e.dec, sizeof(dec)) != 0) {
+    // The same bytes must decode the same everywhere; say so if not.
+    j["decoded"]["kernel_disagrees"] = decoded_json(e.raw, e.dec);
+  }
+  j["mode"] = "observe";
+  j["verdict"] = "allowed";
+  j["verdict_reason"] = "observe-only engine: tracepoints cannot deny";
+  j["rule"] = nullptr;
+  j["grant"] = nullptr;
+  nlohmann::ordered_json res;
+  if (x) {
+    res["ret"] = x->ret;
+    res["error"] = errno_json(x->ret);
+    res["nv_status"] = (x->status_valid && x->ret == 0) ? nlohmann::ordered_json(x->nv_status) : nullptr;
+    res["duration_ns"] = x->hdr.boot_ns - e.hdr.boot_ns;
+  } else {
+    res["ret"] = nullptr;
+    res["note"] = "no exit seen: the call was still running, or its exit record was lost";
+  }
+  j["result"] = res;
+  j["engine"] = engine_;
+  j["kernel_seq"] = e.hdr.seq;
+  return j;
+}
+
+void Pipeline::on_enter(const gg_ioctl_enter& e) {
+  if (have_kernel_seq_ && e.hdr.seq > last_kernel_seq_ + 1) counters_.kernel_seq_gaps += e.hdr.seq - last_kernel_seq_ - 1;
+  if (!have_kernel_seq_ || e.hdr.seq > last_kernel_seq_) last_kernel_seq_ = e.hdr.seq;
+  have_kernel_seq_ = true;
+  auto it = pending_.find(e.hdr.tid);
+  if (it != pending_.end()) {
+    // A new call on the same thread: the old one's exit was lost.
+    counters_.exits_missing++;
+    finish(it->second, nullptr);
+    pending_.erase(it);
+  }
+  pending_.emplace(e.hdr.tid, e);
+}
+
+void Pipeline::on_exit(const gg_ioctl_exit& x) {
+  auto it = pending_.find(x.hdr.tid);
+  if (it == pending_.end() || it->second.hdr.seq != x.enter_seq) {
+    counters_.unmatched_exits++;
+    return;
+  }
+  const gg_ioctl_enter& e = it->second;
+  // Learn RM object classes from successful allocs, for BINAPI detection.
+  if (e.dec.table == GG_TAB_NV_ESCAPE && e.dec.nr == 0x2B && x.ret == 0 && x.status_valid && x.nv_status == 0 &&
+      e.dec.key[0] != 0) {
+    if (rm_objects_.size() > 65536) rm_objects_.clear();
+    rm_objects_[{uint64_t{e.hdr.pid} << 32 | e.dec.client, static_cast<uint32_t>(e.dec.key[0])}] = e.dec.command;
+  }
+  finish(e, &x);
+  pending_.erase(it);
+}
+
+void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
+  auto rec = build_record(e, x);
+  auto seq = ledger_.append(rec);
+  if (!seq) {
+    counters_.write_errors++;
+    if (sink_) sink_(rec, "ledger write failed: " + seq.error().message);
+    return;
+  }
+  rec["seq"] = *seq;
+  counters_.records++;
+  if (sink_) sink_(rec, human_line(rec));
+}
+
+void Pipeline::flush_stale(uint64_t max_age_ns) {
+  uint64_t now = boottime_ns();
+  for (auto it = pending_.begin(); it != pending_.end();) {
+    if (now - it->second.hdr.boot_ns > max_age_ns) {
+      counters_.exits_missing++;
+      finish(it->second, nullptr);
+      it = pending_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Pipeline::note_losses(const EngineStats& stats) {
+  for (unsigned cls = 0; cls < GG_CLASS_COUNT; cls++) {
+    const auto& now = stats.per_class[cls];
+    auto& seen = lost_seen_[cls];
+    uint64_t lost = now.dropped - seen.dropped, lost_exits = now.exit_dropped - seen.exit_dropped;
+    if (lost == 0 && lost_exits == 0) continue;
+    nlohmann::ordered_json body;
+    body["class"] = class_name(cls);
+    body["lost_records"] = lost;
+    body["lost_exit_records"] = lost_exits;
+    body["lost_total"] = now.dropped;
+    body["reason"] = "ring buffer full: the reader fell behind";
+    write_event("gap", body);
+    counters_.gaps++;
+    seen.dropped = now.dropped;
+    seen.exit_dropped = now.exit_dropped;
+  }
+}
+
+void Pipeline::write_event(const std::string& type, nlohmann::ordered_json body) {
+  auto rec = base(type, boottime_ns());
+  for (auto& [k, v] : body.items()) rec[k] = std::move(v);
+  auto seq = ledger_.append(rec);
+  if (!seq) {
+    counters_.write_errors++;
+    if (sink_) sink_(rec, "ledger write failed: " + seq.error().message);
+    return;
+  }
+  rec["seq"] = *seq;
+  if (sink_) sink_(rec, human_line(rec));
+}
+
+std::string human_line(const nlohmann::ordered_json& r) {
+  std::string time = r.value("time", std::string());
+  if (time.size() >= 23) time = time.substr(11, 12);  // HH:MM:SS.mmm
+  std::string type = r.value("type", std::string());
+  if (type != "ioctl") {
+    std::string extra;
+    for (const auto& [k, v] : r.items()) {
+      if (k == "seq" || k == "type" || k == "time" || k == "realtime_ns" || k == "boottime_ns" || k == "boot_id" ||
+          k == "host_id")
+        continue;
+      extra += fmt::format(" {}={}", k, v.is_string() ? v.get<std::string>() : v.dump());
+    }
+    return fmt::format("{} #{} {}{}", time, r.value("seq", uint64_t{0}), type, extra);
+  }
+  const auto& d = r["device"];
+  const auto& p = r["process"];
+  const auto& dec = r["decoded"];
+  std::string dev = fmt::format("{} {}", d.value("kind", std::string()), d.value("rdev", std::string()));
+  if (d.value("alias", false))
+    dev += fmt::format(" (alias of {} at {})", d.value("alias_of", std::string()),
+                       d["path"].is_string() ? d["path"].get<std::string>() : std::string("?"));
+  std::string params;
+  for (const auto& [k, v] : dec["params"].items()) params += fmt::format(" {}={}", k, v.dump());
+  std::string via = dec["request"] != dec["command"] ? fmt::format(" via {}", dec["request"].get<std::string>()) : "";
+  std::string flags;
+  for (const auto& f : dec["flags"]) flags += fmt::format(" !{}", f.get<std::string>());
+  const auto& res = r["result"];
+  std::string result;
+  if (res["ret"].is_null()) {
+    result = "no exit seen";
+  } else if (res["error"].is_object()) {
+    result = fmt::format("ret {} {}", res["ret"].dump(), res["error"]["name"].get<std::string>());
+  } else {
+    result = fmt::format("ret {}", res["ret"].dump());
+    if (res["nv_status"].is_number()) result += fmt::format(" nv_status {:#x}", res["nv_status"].get<uint32_t>());
+  }
+  return fmt::format("{} #{} {} pid {} {}: {}{} [{}{}]{}{} -> {}", time, r.value("seq", uint64_t{0}), dev,
+                     p.value("pid", 0u), p.value("comm", std::string()), dec["command"].get<std::string>(), via,
+                     dec["class"].get<std::string>(),
+                     dec["class_source"] == "inferred" ? std::string(", inferred") : std::string(), params, flags,
+                     result);
+}
+
+}  // namespace gpugate
