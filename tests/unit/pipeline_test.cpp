@@ -1,1 +1,201 @@
+// Engine -> pipeline -> ledger, with the simulation engine: the same records
+// the daemon writes, checked field by field, and the ledger's own rules.
+#include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "gpugate/pipeline.hpp"
+#include "gpugate/sim_engine.hpp"
+#include "vectors.hpp"
+
+using namespace gpugate;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char tmpl[] = "/tmp/gpugate-test-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+std::vector<nlohmann::json> read_ledger(const fs::path& p) {
+  std::vector<nlohmann::json> out;
+  std::ifstream in(p);
+  std::string line;
+  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+const char* kScript = R"(# GPU_SET_POWER, XFER-wrapped PERF_BOOST, a failed query
+{"device":"/dev/full","ioctl":"0xc020462a","arg":"0100d0c10100f0ca120180200000000000100000000000000c00000000000000","params":"000000000400000000000000","ret":0,"nv_status":0,"pid":77,"comm":"attacker"}
+{"device":"/dev/full","ioctl":"0xc01046d3","arg":"2a000000200000000020000000000000","inner":"0100d0c10100f0ca0a2080200000000000100000000000000800000000000000","params":"0200000000000000","ret":0,"nv_status":27,"pid":78}
+{"device":"/dev/full","ioctl":"0xc020462a","arg":"0100d0c10100d0c1790200000000000000100000000000000c00000000000000","params":"000100000000000000000000","ret":-22,"pid":79}
+)";
+
+}  // namespace
+
+TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
+  TempDir dir;
+  std::istringstream script(kScript);
+  auto calls = parse_sim_script(script, "script");
+  ASSERT_TRUE(calls.ok()) << calls.error().message;
+  ASSERT_EQ(calls->size(), 3u);
+  DeviceTable devices;
+  ASSERT_TRUE(devices.add_alias("/dev/full=nvidia").ok());
+  auto ledger = LedgerWriter::open(dir.path / "ledger.jsonl");
+  ASSERT_TRUE(ledger.ok());
+  std::vector<std::string> lines;
+  Pipeline pipeline(*ledger, devices, HostInfo{"host", "boot", "h"}, "sim",
+                    [&](const nlohmann::ordered_json&, const std::string& line) { lines.push_back(line); });
+  SimEngine engine(std::move(*calls));
+  ASSERT_TRUE(engine.start(devices).ok());
+  while (!engine.finished()) ASSERT_TRUE(engine.poll(std::chrono::milliseconds(0), pipeline).ok());
+  EXPECT_EQ(pipeline.counters().records, 3u);
+  EXPECT_EQ(pipeline.pending(), 0u);
+
+  auto recs = read_ledger(dir.path / "ledger.jsonl");
+  ASSERT_EQ(recs.size(), 3u);
+  for (size_t i = 0; i < recs.size(); i++) EXPECT_EQ(recs[i]["seq"], i);
+  const auto& r0 = recs[0];
+  EXPECT_EQ(r0["type"], "ioctl");
+  EXPECT_EQ(r0["host_id"], "host");
+  EXPECT_EQ(r0["process"]["pid"], 77);
+  EXPECT_EQ(r0["process"]["comm"], "attacker");
+  EXPECT_EQ(r0["device"]["rdev"], "1:7");
+  EXPECT_EQ(r0["device"]["alias"], true);
+  EXPECT_EQ(r0["device"]["alias_of"], "nvidiactl");
+  EXPECT_EQ(r0["decoded"]["command"], "NV2080_CTRL_CMD_GPU_SET_POWER");
+  EXPECT_EQ(r0["decoded"]["class"], "power.off");
+  EXPECT_EQ(r0["decoded"]["params"]["newLevel"], 4);
+  EXPECT_EQ(r0["request"]["ioctl"], "0xc020462a");
+  EXPECT_EQ(r0["request"]["params"], "000000000400000000000000");
+  EXPECT_EQ(r0["result"]["ret"], 0);
+  EXPECT_EQ(r0["result"]["nv_status"], 0);
+  EXPECT_EQ(r0["verdict"], "allowed");
+
+  const auto& r1 = recs[1];
+  EXPECT_EQ(r1["decoded"]["command"], "NV2080_CTRL_CMD_PERF_BOOST");
+  EXPECT_EQ(r1["decoded"]["request"], "NV_ESC_IOCTL_XFER_CMD");
+  EXPECT_EQ(r1["decoded"]["class"], "clock.limit");
+  EXPECT_EQ(r1["decoded"]["params"]["flags"], 2);
+  EXPECT_EQ(r1["result"]["nv_status"], 27);  // NV_ERR_INSUFFICIENT_PERMISSIONS, reported as is
+
+  const auto& r2 = recs[2];
+  EXPECT_EQ(r2["decoded"]["command"], "NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE");
+  EXPECT_EQ(r2["decoded"]["class"], "query");
+  EXPECT_EQ(r2["result"]["error"]["name"], "EINVAL");
+  EXPECT_TRUE(r2["result"]["nv_status"].is_null());  // a failed syscall has no RM status
+
+  ASSERT_EQ(lines.size(), 3u);
+  EXPECT_NE(lines[0].find("NV2080_CTRL_CMD_GPU_SET_POWER"), std::string::npos);
+  EXPECT_NE(lines[0].find("[power.off]"), std::string::npos);
+  EXPECT_NE(lines[0].find("alias of nvidiactl at /dev/full"), std::string::npos);
+}
+
+TEST(Pipeline, LossesBecomeGapRecordsOncePerIncrease) {
+  TempDir dir;
+  DeviceTable devices;
+  auto ledger = LedgerWriter::open(dir.path / "l.jsonl");
+  ASSERT_TRUE(ledger.ok());
+  Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
+  EngineStats s;
+  s.per_class[GG_CLASS_POWER_OFF].dropped = 5;
+  pipeline.note_losses(s);
+  pipeline.note_losses(s);  // nothing new
+  s.per_class[GG_CLASS_POWER_OFF].dropped = 7;
+  s.per_class[GG_CLASS_QUERY].exit_dropped = 1;
+  pipeline.note_losses(s);
+  auto recs = read_ledger(dir.path / "l.jsonl");
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0]["type"], "gap");
+  EXPECT_EQ(recs[0]["class"], "power.off");
+  EXPECT_EQ(recs[0]["lost_records"], 5);
+  EXPECT_EQ(recs[1]["class"], "query") << "within one call, classes are reported in class order";
+  EXPECT_EQ(recs[1]["lost_exit_records"], 1);
+  EXPECT_EQ(recs[1]["lost_records"], 0);
+  EXPECT_EQ(recs[2]["class"], "power.off");
+  EXPECT_EQ(recs[2]["lost_records"], 2);
+  EXPECT_EQ(recs[2]["lost_total"], 7);
+}
+
+TEST(Pipeline, EntryWithoutExitIsStillRecorded) {
+  TempDir dir;
+  DeviceTable devices;
+  ASSERT_TRUE(devices.add_alias("/dev/full=nvidia").ok());
+  auto ledger = LedgerWriter::open(dir.path / "l.jsonl");
+  ASSERT_TRUE(ledger.ok());
+  Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
+  gg_ioctl_enter e{};
+  e.hdr.type = GG_EV_IOCTL_ENTER;
+  e.hdr.tid = e.hdr.pid = 5;
+  e.hdr.boot_ns = 1;
+  e.dev = devices.devices()[0].dev;
+  e.device = devices.devices()[0].info;
+  pipeline.on_enter(e);
+  EXPECT_EQ(pipeline.pending(), 1u);
+  pipeline.flush_stale(0);
+  auto recs = read_ledger(dir.path / "l.jsonl");
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_TRUE(recs[0]["result"]["ret"].is_null());
+  EXPECT_EQ(pipeline.counters().exits_missing, 1u);
+}
+
+TEST(Ledger, ContinuesSequenceAndKeepsATornLine) {
+  TempDir dir;
+  auto path = dir.path / "l.jsonl";
+  {
+    auto l = LedgerWriter::open(path);
+    ASSERT_TRUE(l.ok());
+    ASSERT_EQ(*l->append({{"type", "a"}}), 0u);
+    ASSERT_EQ(*l->append({{"type", "b"}}), 1u);
+  }
+  {
+    auto l = LedgerWriter::open(path);
+    ASSERT_TRUE(l.ok());
+    EXPECT_EQ(l->next_seq(), 2u);
+    EXPECT_TRUE(l->open_note().empty());
+  }
+  std::ofstream(path, std::ios::app) << R"({"seq":2,"type":"tor)";  // a crash mid-write
+  auto l = LedgerWriter::open(path);
+  ASSERT_TRUE(l.ok());
+  EXPECT_NE(l->open_note().find("torn"), std::string::npos);
+  EXPECT_EQ(l->next_seq(), 2u);
+  ASSERT_TRUE(l->append({{"type", "c"}}).ok());
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string s; std::getline(in, s);) lines.push_back(s);
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_EQ(lines[2], R"({"seq":2,"type":"tor)") << "the torn bytes are kept as found";
+  EXPECT_EQ(nlohmann::json::parse(lines[3])["seq"], 2);
+}
+
+TEST(Ledger, RefusesAFileThatIsNotOurs) {
+  TempDir dir;
+  auto path = dir.path / "notes.txt";
+  std::ofstream(path) << "dear diary\n";
+  auto l = LedgerWriter::open(path);
+  ASSERT_FALSE(l.ok());
+  EXPECT_NE(l.error().message.find("not a gpugate record"), std::string::npos);
+  std::ifstream in(path);
+  std::string s;
+  std::getline(in, s);
+  EXPECT_EQ(s, "dear diary");
+}
+
+TEST(SimScript, ErrorsNameTheLine) {
+  std::istringstream bad("{\"device\":\"/dev/full\",\"ioctl\":\"0xc020462a\"}\n{\"device\":\"/dev/full\"}\n");
+  auto r = parse_sim_script(bad, "s.jsonl");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("s.jsonl:2"), std::string::npos);
+  std::istringstream hex("{\"device\":\"/dev/full\",\"ioctl\":\"0x1\",\"arg\":\"zz\"}\n");
+  auto h = parse_sim_script(hex, "s");
+  ASSERT_FALSE(h.ok());
+  EXPECT_NE(h.error().message.find("arg"), std::string::npos);
+}
