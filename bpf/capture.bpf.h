@@ -10,8 +10,7 @@
 #include "gg_decode.h"
 
 /* Read len (<= max) bytes of user memory; 0 on success. */
-static __always_inline int gg_read_user(void *dst, __u64 len, __u64 max,
-					__u64 src)
+static __always_inline int gg_read_user(void *dst, __u64 len, __u64 max, __u64 src)
 {
 	if (!len)
 		return 0;
@@ -28,9 +27,8 @@ static __always_inline int gg_read_user(void *dst, __u64 len, __u64 max,
 }
 
 /* Fill raw for (request, arg) on a device of this kind, then decode it. */
-static __always_inline void gg_capture(struct gg_raw *raw, struct gg_decoded *dec,
-				       __u32 dev_kind, __u32 drm_driver,
-				       __u32 request, __u64 arg)
+static __always_inline void gg_capture(struct gg_raw *raw, struct gg_decoded *dec, __u32 dev_kind,
+				       __u32 drm_driver, __u32 request, __u64 arg)
 {
 	__u64 ptr = 0;
 	__u32 want, len = 0;

@@ -31,7 +31,6 @@ int gg_decode_test(__u64 *ctx)
 
 	if (!r)
 		return 1;
-	gg_capture(&r->raw, &r->dec, (__u32)ctx[0], (__u32)ctx[1],
-		   (__u32)ctx[2], ctx[3]);
+	gg_capture(&r->raw, &r->dec, (__u32)ctx[0], (__u32)ctx[1], (__u32)ctx[2], ctx[3]);
 	return 0;
 }

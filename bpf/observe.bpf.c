@@ -16,8 +16,8 @@
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 #define GG_MAJORS 4096
-#define S_IFMT 00170000
-#define S_IFCHR 0020000
+#define S_IFMT	  00170000
+#define S_IFCHR	  0020000
 
 /* Wake the reader once this much is queued; below it the reader polls. */
 const volatile __u32 wakeup_bytes = 512 * 1024;
@@ -25,13 +25,13 @@ const volatile __u32 wakeup_bytes = 512 * 1024;
 /* A cheap first filter: majors that have at least one GPU node. */
 __u8 gpu_majors[GG_MAJORS];
 __u64 next_seq;
-__u64 pending_hint;	/* enters without exits yet; 0 lets exits skip the lookup */
+__u64 pending_hint; /* enters without exits yet; 0 lets exits skip the lookup */
 __u64 fd_lookup_faults;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
-	__type(key, __u32);	/* kernel dev_t */
+	__type(key, __u32); /* kernel dev_t */
 	__type(value, struct gg_device);
 } devices SEC(".maps");
 
@@ -56,7 +56,7 @@ struct {
 
 struct gg_pending {
 	__u64 seq;
-	__u64 status_addr;	/* user address of the NV status word, 0 if none */
+	__u64 status_addr; /* user address of the NV status word, 0 if none */
 	__u32 cls;
 	__u32 pad;
 };
@@ -64,7 +64,7 @@ struct gg_pending {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u32);	/* tid */
+	__type(key, __u32); /* tid */
 	__type(value, struct gg_pending);
 } pending SEC(".maps");
 
@@ -92,6 +92,23 @@ static __always_inline __u32 gg_fd_rdev(int fd)
 	return inode->i_rdev;
 }
 
+/* Basename of the executable: user space cannot read /proc of a process
+ * that exited before its records were read. */
+static __always_inline void gg_exe_name(char *dst, __u32 len)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct mm_struct *mm = task->mm;
+	struct file *exe;
+
+	dst[0] = 0;
+	if (!mm)
+		return;
+	exe = mm->exe_file;
+	if (!exe)
+		return;
+	bpf_probe_read_kernel_str(dst, len, exe->f_path.dentry->d_name.name);
+}
+
 static __always_inline void gg_count(__u32 cls, int which)
 {
 	struct gg_class_counters *c;
@@ -110,8 +127,8 @@ static __always_inline void gg_count(__u32 cls, int which)
 
 static __always_inline __u64 gg_ring_flags(void)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-	       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+									     : BPF_RB_NO_WAKEUP;
 }
 
 SEC("tp/syscalls/sys_enter_ioctl")
@@ -148,6 +165,7 @@ int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 	e->gid = id >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	gg_exe_name(e->exe_name, sizeof(e->exe_name));
 	e->dev = rdev;
 	e->fd = fd;
 	e->arg = arg;
@@ -199,8 +217,7 @@ int gg_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
 	x.ret = ctx->ret;
 	x.cls = p->cls;
 	if (p->status_addr &&
-	    !bpf_probe_read_user(&x.nv_status, sizeof(x.nv_status),
-				 (const void *)p->status_addr))
+	    !bpf_probe_read_user(&x.nv_status, sizeof(x.nv_status), (const void *)p->status_addr))
 		x.status_valid = 1;
 	if (bpf_ringbuf_output(&events, &x, sizeof(x), gg_ring_flags()))
 		gg_count(x.cls, 2);

@@ -46,21 +46,21 @@
 #define GG_PIN(v) ((void)0)
 #endif
 
-#define GG_NO_INDEX 0xffff
-#define GG_NV_IOCTL_MAGIC 0x46	/* 'F', kernel-open/common/inc/nv-ioctl-numbers.h:33 */
-#define GG_NV_ESC_XFER 0xD3
-#define GG_NV_NVOS54_SIZE 32
-#define GG_NV_NVOS21_SIZE 32
-#define GG_NV_NVOS64_SIZE 48
-#define GG_NV_GSS_LEGACY 0x8000u	/* rmapi_deprecated.h:41-43 */
-#define GG_NV_GSS_LEGACY_PRIV 0xC000u
-#define GG_NV_CLASS_BINAPI 0x2081u
+#define GG_NO_INDEX		0xffff
+#define GG_NV_IOCTL_MAGIC	0x46 /* 'F', kernel-open/common/inc/nv-ioctl-numbers.h:33 */
+#define GG_NV_ESC_XFER		0xD3
+#define GG_NV_NVOS54_SIZE	32
+#define GG_NV_NVOS21_SIZE	32
+#define GG_NV_NVOS64_SIZE	48
+#define GG_NV_GSS_LEGACY	0x8000u /* rmapi_deprecated.h:41-43 */
+#define GG_NV_GSS_LEGACY_PRIV	0xC000u
+#define GG_NV_CLASS_BINAPI	0x2081u
 #define GG_NV_CLASS_BINAPI_PRIV 0x2082u
-#define GG_DRM_IOCTL_TYPE 0x64	/* 'd' */
-#define GG_DRM_COMMAND_BASE 0x40
-#define GG_DRM_COMMAND_END 0xA0
-#define GG_KFD_IOCTL_TYPE 0x4B	/* 'K' */
-#define GG_NVKMS_IOCTL_TYPE 0x6D	/* 'm' */
+#define GG_DRM_IOCTL_TYPE	0x64 /* 'd' */
+#define GG_DRM_COMMAND_BASE	0x40
+#define GG_DRM_COMMAND_END	0xA0
+#define GG_KFD_IOCTL_TYPE	0x4B /* 'K' */
+#define GG_NVKMS_IOCTL_TYPE	0x6D /* 'm' */
 
 static __always_inline __u32 gg_ioc_nr(__u32 req)
 {
@@ -78,13 +78,12 @@ static __always_inline __u32 gg_ioc_size(__u32 req)
 }
 
 /* Little-endian read of width bytes at off; 0 when it would pass len. */
-static __always_inline __u64 gg_rdle(const __u8 *buf, __u32 len, __u32 off,
-				     __u32 width)
+static __always_inline __u64 gg_rdle(const __u8 *buf, __u32 len, __u32 off, __u32 width)
 {
 	__u64 v = 0;
 	__u32 i;
 
-	off &= 0x7f;	/* every fixed offset we read is below 128 */
+	off &= 0x7f; /* every fixed offset we read is below 128 */
 	if (width > 8 || off + width > len)
 		return 0;
 	for (i = 0; i < 8; i++) {
@@ -153,8 +152,7 @@ static __always_inline int gg_find_nv_legacy(__u32 cmd_class, __u32 category)
 	int i;
 
 	for (i = 0; i < GG_NV_LEGACY_LEN; i++) {
-		__u32 k = (__u32)gg_nv_legacy[i].cmd_class << 8 |
-			  gg_nv_legacy[i].category;
+		__u32 k = (__u32)gg_nv_legacy[i].cmd_class << 8 | gg_nv_legacy[i].category;
 
 		if (k == key)
 			return i;
@@ -177,13 +175,12 @@ static __always_inline int gg_find_nv_uvm(__u32 request)
  * DRM/KFD tables share one entry type. Inlined once per table so that the
  * length is a constant at each call: the verifier can then bound the index.
  */
-static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab,
-					   int len, __u32 nr, __u32 *cls,
-					   __u32 *size)
+static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab, int len, __u32 nr,
+					   __u32 *cls, __u32 *size)
 {
 	int lo = 0, hi = len, i;
 
-	for (i = 0; i < 9 && lo < hi; i++) {	/* nr is a byte: 256 entries at most */
+	for (i = 0; i < 9 && lo < hi; i++) { /* nr is a byte: 256 entries at most */
 		int mid = (lo + hi) >> 1;
 
 		GG_PIN(mid);
@@ -202,12 +199,10 @@ static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab,
 	return -1;
 }
 
-#define GG_IOCTL_LOOKUP(tab, nr, cls, size) \
-	gg_ioctl_lookup(tab, GG_ARRAY_LEN(tab), nr, cls, size)
+#define GG_IOCTL_LOOKUP(tab, nr, cls, size) gg_ioctl_lookup(tab, GG_ARRAY_LEN(tab), nr, cls, size)
 
 /* Index of nr in one of the DRM/KFD tables, -1 if absent. */
-static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls,
-					 __u32 *size)
+static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u32 *size)
 {
 	switch (table) {
 	case GG_TAB_DRM_CORE:
@@ -244,13 +239,12 @@ static __always_inline __u32 gg_arg_want(__u32 dev_kind, __u32 request)
  * Step 2: is this an NVIDIA XFER, and where is its inner struct?
  * Returns 1 and fills ptr/len (len capped to GG_ARG_MAX) if so.
  */
-static __always_inline int gg_xfer_ref(const struct gg_raw *raw, __u64 *ptr,
-				       __u32 *len)
+static __always_inline int gg_xfer_ref(const struct gg_raw *raw, __u64 *ptr, __u32 *len)
 {
 	__u32 size;
 
-	if (!gg_is_nvidia_rm(raw->dev_kind) ||
-	    gg_ioc_nr(raw->request) != GG_NV_ESC_XFER || raw->arg_len < 16)
+	if (!gg_is_nvidia_rm(raw->dev_kind) || gg_ioc_nr(raw->request) != GG_NV_ESC_XFER ||
+	    raw->arg_len < 16)
 		return 0;
 	size = gg_rd32(raw->arg, raw->arg_len, 4);
 	*ptr = gg_rd64(raw->arg, raw->arg_len, 8);
@@ -263,8 +257,7 @@ static __always_inline int gg_xfer_ref(const struct gg_raw *raw, __u64 *ptr,
  * for an XFER the inner struct. Gives its bytes, effective escape and the
  * size the caller declared for it.
  */
-static __always_inline void gg_nv_body(const struct gg_raw *raw,
-				       const __u8 **body, __u32 *body_len,
+static __always_inline void gg_nv_body(const struct gg_raw *raw, const __u8 **body, __u32 *body_len,
 				       __u32 *nr, __u32 *size)
 {
 	*nr = gg_ioc_nr(raw->request);
@@ -280,8 +273,8 @@ static __always_inline void gg_nv_body(const struct gg_raw *raw,
 }
 
 /* Offsets of the params pointer/size in an RM control or alloc struct. */
-static __always_inline int gg_nv_params_fields(__u32 nr, __u32 size,
-					       __u32 *ptr_off, __u32 *size_off)
+static __always_inline int gg_nv_params_fields(__u32 nr, __u32 size, __u32 *ptr_off,
+					       __u32 *size_off)
 {
 	if (nr == 0x2A && size == GG_NV_NVOS54_SIZE) {
 		*ptr_off = 16;
@@ -305,8 +298,7 @@ static __always_inline int gg_nv_params_fields(__u32 nr, __u32 size,
  * Step 3: where is the params block of an RM control or alloc?
  * Returns 1 and fills ptr/len (len capped to GG_PARAMS_MAX) if there is one.
  */
-static __always_inline int gg_params_ref(const struct gg_raw *raw, __u64 *ptr,
-					 __u32 *len)
+static __always_inline int gg_params_ref(const struct gg_raw *raw, __u64 *ptr, __u32 *len)
 {
 	const __u8 *body;
 	__u32 body_len, nr, size, ptr_off, size_off, psize;
@@ -314,8 +306,7 @@ static __always_inline int gg_params_ref(const struct gg_raw *raw, __u64 *ptr,
 	if (!gg_is_nvidia_rm(raw->dev_kind))
 		return 0;
 	gg_nv_body(raw, &body, &body_len, &nr, &size);
-	if (!gg_nv_params_fields(nr, size, &ptr_off, &size_off) ||
-	    body_len < size)
+	if (!gg_nv_params_fields(nr, size, &ptr_off, &size_off) || body_len < size)
 		return 0;
 	*ptr = gg_rd64(body, body_len, ptr_off);
 	psize = gg_rd32(body, body_len, size_off);
@@ -325,16 +316,15 @@ static __always_inline int gg_params_ref(const struct gg_raw *raw, __u64 *ptr,
 	return 1;
 }
 
-static __always_inline void gg_set_class(struct gg_decoded *d, __u32 cls,
-					 __u32 src)
+static __always_inline void gg_set_class(struct gg_decoded *d, __u32 cls, __u32 src)
 {
 	d->cls = cls;
 	d->cls_source = src;
 }
 
 /* Lift the key fields of a params block into d->key[]. */
-static __always_inline int gg_nv_key_params(const struct gg_raw *raw,
-					    struct gg_decoded *d, __u32 pkind)
+static __always_inline int gg_nv_key_params(const struct gg_raw *raw, struct gg_decoded *d,
+					    __u32 pkind)
 {
 	__u32 i, have = raw->params_len;
 	int complete = 1;
@@ -358,11 +348,9 @@ static __always_inline int gg_nv_key_params(const struct gg_raw *raw,
 }
 
 /* Say why params bytes are missing, if they are. */
-static __always_inline void gg_nv_params_flags(const struct gg_raw *raw,
-					       struct gg_decoded *d)
+static __always_inline void gg_nv_params_flags(const struct gg_raw *raw, struct gg_decoded *d)
 {
-	__u32 want = d->params_size < GG_PARAMS_MAX ? d->params_size :
-						      GG_PARAMS_MAX;
+	__u32 want = d->params_size < GG_PARAMS_MAX ? d->params_size : GG_PARAMS_MAX;
 
 	if (d->params_size > GG_PARAMS_MAX)
 		d->flags |= GG_DF_PARAMS_CUT;
@@ -372,8 +360,7 @@ static __always_inline void gg_nv_params_flags(const struct gg_raw *raw,
 		d->flags |= GG_DF_PARAMS_SHORT;
 }
 
-static __always_inline void gg_nv_control(const struct gg_raw *raw,
-					  struct gg_decoded *d,
+static __always_inline void gg_nv_control(const struct gg_raw *raw, struct gg_decoded *d,
 					  const __u8 *body, __u32 body_len)
 {
 	__u32 cmd = gg_rd32(body, body_len, 8);
@@ -392,8 +379,8 @@ static __always_inline void gg_nv_control(const struct gg_raw *raw,
 
 	if (binapi) {
 		d->flags |= GG_DF_BINAPI;
-		d->priv = raw->target_class == GG_NV_CLASS_BINAPI_PRIV ?
-			  GG_PRIV_ROOT : GG_PRIV_NONE;
+		d->priv =
+			raw->target_class == GG_NV_CLASS_BINAPI_PRIV ? GG_PRIV_ROOT : GG_PRIV_NONE;
 	}
 
 	idx = gg_find_nv_control(cmd);
@@ -430,8 +417,7 @@ static __always_inline void gg_nv_control(const struct gg_raw *raw,
 	}
 
 	if (cmd & GG_NV_GSS_LEGACY) {
-		__u32 privileged = (cmd & GG_NV_GSS_LEGACY_PRIV) ==
-				   GG_NV_GSS_LEGACY_PRIV;
+		__u32 privileged = (cmd & GG_NV_GSS_LEGACY_PRIV) == GG_NV_GSS_LEGACY_PRIV;
 		int l;
 
 		d->flags |= GG_DF_LEGACY;
@@ -452,17 +438,15 @@ static __always_inline void gg_nv_control(const struct gg_raw *raw,
 	gg_set_class(d, GG_CLASS_UNKNOWN, binapi ? GG_SRC_INFERRED : GG_SRC_NONE);
 }
 
-static __always_inline void gg_nv_alloc(const struct gg_raw *raw,
-					struct gg_decoded *d,
-					const __u8 *body, __u32 body_len,
-					__u32 size)
+static __always_inline void gg_nv_alloc(const struct gg_raw *raw, struct gg_decoded *d,
+					const __u8 *body, __u32 body_len, __u32 size)
 {
 	__u32 ptr_off, size_off;
 
 	d->client = gg_rd32(body, body_len, 0);
 	d->object = gg_rd32(body, body_len, 4);
-	d->command = gg_rd32(body, body_len, 12);	/* hClass */
-	d->key[0] = gg_rd32(body, body_len, 8);		/* hObjectNew */
+	d->command = gg_rd32(body, body_len, 12); /* hClass */
+	d->key[0] = gg_rd32(body, body_len, 8);	  /* hObjectNew */
 	if (gg_nv_params_fields(0x2B, size, &ptr_off, &size_off)) {
 		d->params_ptr = gg_rd64(body, body_len, ptr_off);
 		d->params_size = gg_rd32(body, body_len, size_off);
@@ -470,24 +454,20 @@ static __always_inline void gg_nv_alloc(const struct gg_raw *raw,
 	}
 	if (d->params_ptr && d->params_size)
 		gg_nv_params_flags(raw, d);
-	d->priv = d->command == GG_NV_CLASS_BINAPI_PRIV ? GG_PRIV_ROOT :
-							   GG_PRIV_NONE;
-	if (d->command == GG_NV_CLASS_BINAPI ||
-	    d->command == GG_NV_CLASS_BINAPI_PRIV)
+	d->priv = d->command == GG_NV_CLASS_BINAPI_PRIV ? GG_PRIV_ROOT : GG_PRIV_NONE;
+	if (d->command == GG_NV_CLASS_BINAPI || d->command == GG_NV_CLASS_BINAPI_PRIV)
 		d->flags |= GG_DF_BINAPI;
 }
 
 /* Is size what the driver accepts for this escape? */
-static __always_inline int gg_nv_size_ok(const struct gg_nv_esc_entry *e,
-					 __u32 size)
+static __always_inline int gg_nv_size_ok(const struct gg_nv_esc_entry *e, __u32 size)
 {
 	if (e->kind == GG_NVK_ARRAY)
 		return e->size && size && size % e->size == 0;
 	return size == e->size || (e->alt_size && size == e->alt_size);
 }
 
-static __always_inline void gg_decode_nvidia(const struct gg_raw *raw,
-					     struct gg_decoded *d)
+static __always_inline void gg_decode_nvidia(const struct gg_raw *raw, struct gg_decoded *d)
 {
 	__u32 req = raw->request, nr = gg_ioc_nr(req), size = gg_ioc_size(req);
 	__u32 canonical = 0xC0000000u | size << 16 | GG_NV_IOCTL_MAGIC << 8 | nr;
@@ -600,8 +580,7 @@ static __always_inline void gg_decode_nvidia(const struct gg_raw *raw,
 	}
 }
 
-static __always_inline void gg_decode_uvm(const struct gg_raw *raw,
-					  struct gg_decoded *d)
+static __always_inline void gg_decode_uvm(const struct gg_raw *raw, struct gg_decoded *d)
 {
 	int idx = gg_find_nv_uvm(raw->request);
 
@@ -619,8 +598,7 @@ static __always_inline void gg_decode_uvm(const struct gg_raw *raw,
 }
 
 /* nvidia-modeset takes one ioctl that wraps {cmd, size, address}. */
-static __always_inline void gg_decode_modeset(const struct gg_raw *raw,
-					      struct gg_decoded *d)
+static __always_inline void gg_decode_modeset(const struct gg_raw *raw, struct gg_decoded *d)
 {
 	d->vendor = GG_VENDOR_NVIDIA;
 	d->nr = gg_ioc_nr(raw->request);
@@ -638,8 +616,8 @@ static __always_inline void gg_decode_modeset(const struct gg_raw *raw,
 	d->key[0] = d->command;
 	d->key[1] = gg_rd32(raw->arg, raw->arg_len, 4);
 	if (raw->arg_len < 16)
-		d->flags |= (raw->capture_flags & GG_CAP_ARG_FAULT) ?
-			    GG_DF_ARG_FAULT : GG_DF_ARG_SHORT;
+		d->flags |=
+			(raw->capture_flags & GG_CAP_ARG_FAULT) ? GG_DF_ARG_FAULT : GG_DF_ARG_SHORT;
 	gg_set_class(d, GG_CLASS_OTHER, GG_SRC_TABLE);
 }
 
@@ -657,8 +635,7 @@ static __always_inline __u32 gg_drm_vendor(__u32 driver)
 }
 
 /* DRM and KFD: the driver picks its handler by the nr byte. */
-static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw,
-					      struct gg_decoded *d)
+static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw, struct gg_decoded *d)
 {
 	__u32 req = raw->request, nr = gg_ioc_nr(req), size = gg_ioc_size(req);
 	__u32 table, type, cls = 0, esize = 0;

@@ -8,7 +8,6 @@
 
 #include "../uapi/gpugate/types.h"
 
-
 enum gg_nv_devices { GG_NVDEV_CTL = 1, GG_NVDEV_GPU = 2, GG_NVDEV_BOTH = 3 };
 enum gg_nv_esc_kind {
 	GG_NVK_PLAIN = 0,
@@ -65,6 +64,5 @@ struct gg_pkind_entry {
 	__u8 off[4];
 	__u8 width[4];
 };
-
 
 #endif /* GPUGATE_TABLE_TYPES_H */

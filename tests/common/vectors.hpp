@@ -25,10 +25,10 @@ struct Vector {
   Layout layout = Layout::Plain;
   std::vector<uint8_t> arg, inner, params;
   // expectations
-  int cls = -1;                 // -1: not checked
-  int64_t command = -1;         // -1: not checked
-  uint32_t flags_set = 0;       // these flags must be set
-  uint32_t flags_clear = 0;     // these must not be
+  int cls = -1;              // -1: not checked
+  int64_t command = -1;      // -1: not checked
+  uint32_t flags_set = 0;    // these flags must be set
+  uint32_t flags_clear = 0;  // these must not be
 };
 
 inline uint32_t nv_iowr(unsigned nr, unsigned size) { return (3u << 30) | (size << 16) | (0x46u << 8) | nr; }
@@ -173,8 +173,8 @@ inline std::vector<Vector> all_vectors() {
   auto pmgr = control("legacy PMGR, privileged", 0x2080E601, std::vector<uint8_t>(16, 0), GG_CLASS_POWER_LIMIT);
   pmgr.flags_set = GG_DF_LEGACY;
   out.push_back(pmgr);
-  auto pmgr_read = control("legacy PMGR, unprivileged (a read)", 0x2080A601, std::vector<uint8_t>(16, 0),
-                           GG_CLASS_UNKNOWN);
+  auto pmgr_read =
+      control("legacy PMGR, unprivileged (a read)", 0x2080A601, std::vector<uint8_t>(16, 0), GG_CLASS_UNKNOWN);
   pmgr_read.flags_set = GG_DF_LEGACY;
   out.push_back(pmgr_read);
   out.push_back(control("legacy CLK, privileged", 0x2080D0AB, std::vector<uint8_t>(8, 0), GG_CLASS_CLOCK_LIMIT));

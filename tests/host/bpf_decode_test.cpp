@@ -53,11 +53,8 @@ struct Memory {
         test::put64(arg, 8, in);
         if (v.params.size()) test::put64(inner, 16, p);
         break;
-      case Layout::XferPlain:
-        test::put64(arg, 8, in);
-        break;
-      case Layout::Plain:
-        break;
+      case Layout::XferPlain: test::put64(arg, 8, in); break;
+      case Layout::Plain: break;
     }
   }
 };

@@ -78,7 +78,7 @@ TEST(Decode, TruncatedArgumentIsReportedAndNeverReadPast) {
   gg_raw raw{};
   raw.dev_kind = GG_DEV_NVIDIA_CTL;
   raw.request = test::nv_iowr(0x2A, 32);
-  raw.arg_len = 16;  // only half the NVOS54 was captured
+  raw.arg_len = 16;                                       // only half the NVOS54 was captured
   std::memset(raw.arg + 16, 0xAB, sizeof(raw.arg) - 16);  // must not be looked at
   auto d = decode(raw);
   EXPECT_TRUE(d.flags & GG_DF_ARG_SHORT);

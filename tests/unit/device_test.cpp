@@ -12,9 +12,12 @@ TEST(Devices, AliasTakesEveryVendorForm) {
     unsigned kind;
     int index;
   } cases[] = {
-      {"/dev/full=nvidia", GG_DEV_NVIDIA_CTL, -1},    {"/dev/full=nvidiactl", GG_DEV_NVIDIA_CTL, -1},
-      {"/dev/full=nvidia3", GG_DEV_NVIDIA_GPU, 3},    {"/dev/full=nvidia-uvm", GG_DEV_NVIDIA_UVM, -1},
-      {"/dev/full=amdgpu", GG_DEV_DRM, -1},           {"/dev/full=kfd", GG_DEV_KFD, -1},
+      {"/dev/full=nvidia", GG_DEV_NVIDIA_CTL, -1},
+      {"/dev/full=nvidiactl", GG_DEV_NVIDIA_CTL, -1},
+      {"/dev/full=nvidia3", GG_DEV_NVIDIA_GPU, 3},
+      {"/dev/full=nvidia-uvm", GG_DEV_NVIDIA_UVM, -1},
+      {"/dev/full=amdgpu", GG_DEV_DRM, -1},
+      {"/dev/full=kfd", GG_DEV_KFD, -1},
       {"/dev/full=nvidia-modeset", GG_DEV_NVIDIA_MODESET, -1},
   };
   for (const auto& c : cases) {

@@ -69,8 +69,9 @@ long control(const char* what, uint32_t object, uint32_t cmd, void* params, uint
 }
 
 int demo() {
-  std::printf("gpugate-nvclient: NVIDIA-ABI requests (a few are refused by a real driver: they are the ones an\n"
-              "attacker would try; on an alias device every call returns the alias driver's answer)\n");
+  std::printf(
+      "gpugate-nvclient: NVIDIA-ABI requests (a few are refused by a real driver: they are the ones an\n"
+      "attacker would try; on an alias device every call returns the alias driver's answer)\n");
   Nvos21 root{0, 0, kClient, 0x41, 0, 0, 0};  // NV01_ROOT_CLIENT
   do_ioctl("RM_ALLOC root client (NV01_ROOT_CLIENT)", iowr(0x2B, sizeof(root)), &root);
 
@@ -153,7 +154,6 @@ int main(int argc, char** argv) {
   }
   if (what == "demo") return demo();
   if (what == "loop" && argc >= 4)
-    return loop(std::atol(argv[3]), argc >= 5 ? std::strtoul(argv[4], nullptr, 0) : iowr(0x2A, sizeof(Nvos54)),
-                false);
+    return loop(std::atol(argv[3]), argc >= 5 ? std::strtoul(argv[4], nullptr, 0) : iowr(0x2A, sizeof(Nvos54)), false);
   return usage();
 }

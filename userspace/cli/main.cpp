@@ -8,8 +8,8 @@
 #include <fstream>
 #include <thread>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "gpugate/decode.hpp"
 #include "gpugate/device.hpp"
@@ -49,8 +49,9 @@ int cmd_devices(const std::vector<std::string>& aliases, bool json) {
     return 0;
   }
   if (t.empty()) {
-    std::printf("No GPU device nodes found (NVIDIA 195:*, nvidia-uvm, /dev/dri/*, /dev/kfd).\n"
-                "Use --device PATH=VENDOR to treat another character device as one, e.g. --device /dev/full=nvidia\n");
+    std::printf(
+        "No GPU device nodes found (NVIDIA 195:*, nvidia-uvm, /dev/dri/*, /dev/kfd).\n"
+        "Use --device PATH=VENDOR to treat another character device as one, e.g. --device /dev/full=nvidia\n");
     return 0;
   }
   std::printf("%-24s %-9s %-16s %-7s %-12s %-6s %s\n", "PATH", "RDEV", "KIND", "VENDOR", "DRIVER", "INDEX", "NOTE");
@@ -94,9 +95,9 @@ int cmd_status(const std::string& path, bool json) {
               static_cast<unsigned long long>(s.value("lost", uint64_t{0})),
               static_cast<unsigned long long>(s.value("gaps", uint64_t{0})));
   for (const auto& [cls, c] : s["per_class"].items())
-    std::printf("  %-14s seen %-10llu lost %llu\n", cls.c_str(),
-                static_cast<unsigned long long>(c.value("seen", uint64_t{0})),
-                static_cast<unsigned long long>(c.value("dropped", uint64_t{0}) + c.value("exit_dropped", uint64_t{0})));
+    std::printf(
+        "  %-14s seen %-10llu lost %llu\n", cls.c_str(), static_cast<unsigned long long>(c.value("seen", uint64_t{0})),
+        static_cast<unsigned long long>(c.value("dropped", uint64_t{0}) + c.value("exit_dropped", uint64_t{0})));
   return alive ? 0 : 3;
 }
 
@@ -120,8 +121,8 @@ void print_line(const std::string& line, bool json, const std::string& path, uin
 int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
   std::ifstream in(path);
   if (!in) {
-    std::fprintf(stderr, "gpugate tail: cannot open %s: %s; is gpugated writing elsewhere (--ledger)?\n",
-                 path.c_str(), std::strerror(errno));
+    std::fprintf(stderr, "gpugate tail: cannot open %s: %s; is gpugated writing elsewhere (--ledger)?\n", path.c_str(),
+                 std::strerror(errno));
     return 2;
   }
   std::deque<std::string> last;
@@ -172,7 +173,8 @@ int cmd_decode(const DecodeArgs& a) {
     return 2;
   }
   std::vector<uint8_t> arg, inner, params;
-  for (auto [text, dst, name] : {std::tuple{&a.hex, &arg, "--hex"}, {&a.inner_hex, &inner, "--inner-hex"},
+  for (auto [text, dst, name] : {std::tuple{&a.hex, &arg, "--hex"},
+                                 {&a.inner_hex, &inner, "--inner-hex"},
                                  {&a.params_hex, &params, "--params-hex"}}) {
     if (text->empty()) continue;
     auto b = parse_hex(*text);
@@ -236,21 +238,23 @@ int cmd_decode(const DecodeArgs& a) {
   if (d.flags & GG_DF_PARAMS_FAULT)
     std::printf("hint       pass the params block's bytes with --params-hex to see the parameters\n");
   if (d.flags & (GG_DF_ARG_FAULT | GG_DF_ARG_SHORT))
-    std::printf("hint       --hex is shorter than the %u bytes the request word declares\n", (raw.request >> 16) & 0x3fff);
+    std::printf("hint       --hex is shorter than the %u bytes the request word declares\n",
+                (raw.request >> 16) & 0x3fff);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"gpugate - inspect GPU control commands and the gpugate ledger.\n\n"
-               "Subcommands:\n"
-               "  devices   GPU device nodes on this machine (and --device aliases)\n"
-               "  status    what the running gpugated attached, saw and lost\n"
-               "  tail      the ledger's last records, and -f to follow it\n"
-               "  decode    what is this ioctl? decode a request word and its bytes offline\n\n"
-               "Exit status: 0 success, 2 bad arguments or unreadable input, 3 daemon not running (status).",
-               "gpugate"};
+  CLI::App app{
+      "gpugate - inspect GPU control commands and the gpugate ledger.\n\n"
+      "Subcommands:\n"
+      "  devices   GPU device nodes on this machine (and --device aliases)\n"
+      "  status    what the running gpugated attached, saw and lost\n"
+      "  tail      the ledger's last records, and -f to follow it\n"
+      "  decode    what is this ioctl? decode a request word and its bytes offline\n\n"
+      "Exit status: 0 success, 2 bad arguments or unreadable input, 3 daemon not running (status).",
+      "gpugate"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "0.1.0");
 
@@ -280,9 +284,10 @@ int main(int argc, char** argv) {
   decode_cmd->add_option("--hex", da.hex, "Bytes of the struct the argument points at");
   decode_cmd->add_option("--inner-hex", da.inner_hex, "NVIDIA XFER: bytes of the tunnelled struct");
   decode_cmd->add_option("--params-hex", da.params_hex, "NVIDIA RM control/alloc: bytes of the params block");
-  decode_cmd->add_option("--device", da.device,
-                         "Node kind: nvidiactl (default), nvidiaN, nvidia-uvm, nvidia-modeset, dri, amdgpu, i915, "
-                         "xe, kfd")
+  decode_cmd
+      ->add_option("--device", da.device,
+                   "Node kind: nvidiactl (default), nvidiaN, nvidia-uvm, nvidia-modeset, dri, amdgpu, i915, "
+                   "xe, kfd")
       ->capture_default_str();
   decode_cmd->add_option("--target-class", da.target_class, "RM class of the control's target object, if known");
   decode_cmd->add_flag("--json", da.json, "JSON output");

@@ -8,8 +8,8 @@
 #include <fstream>
 #include <memory>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/paths.hpp"
@@ -173,7 +173,7 @@ int run(const Options& o) {
                                         {"hooks", hooks_json},
                                         {"devices", devices_json(devices)}});
 
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
@@ -231,11 +231,12 @@ int run(const Options& o) {
   pipeline.note_losses(final_stats);
   engine->stop();
   stopped = true;
-  pipeline.write_event("daemon.stop", {{"records", pipeline.counters().records},
-                                       {"seen", final_stats.seen()},
-                                       {"lost", final_stats.dropped()},
-                                       {"per_class", counters_json(final_stats)},
-                                       {"reason", g_stop ? "signal" : (engine->finished() ? "end of input" : "duration")}});
+  pipeline.write_event("daemon.stop",
+                       {{"records", pipeline.counters().records},
+                        {"seen", final_stats.seen()},
+                        {"lost", final_stats.dropped()},
+                        {"per_class", counters_json(final_stats)},
+                        {"reason", g_stop ? "signal" : (engine->finished() ? "end of input" : "duration")}});
   (void)write_status(o.status_file, status_of("stopped"));
   return rc;
 }

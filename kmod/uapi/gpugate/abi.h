@@ -24,7 +24,7 @@
 #endif
 
 /* Bumped when a record layout changes (schema) or a map/ioctl changes (api). */
-#define GG_ABI_API_VERSION 1
+#define GG_ABI_API_VERSION    1
 #define GG_ABI_SCHEMA_VERSION 1
 
 #endif /* GPUGATE_ABI_H */

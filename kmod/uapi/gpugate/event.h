@@ -8,26 +8,27 @@
 
 #include "types.h"
 
-#define GG_ARG_MAX	128	/* captured bytes of the ioctl argument struct */
-#define GG_PARAMS_MAX	256	/* captured bytes of an RM control/alloc params block */
+#define GG_ARG_MAX	128 /* captured bytes of the ioctl argument struct */
+#define GG_PARAMS_MAX	256 /* captured bytes of an RM control/alloc params block */
 #define GG_COMM_LEN	16
-#define GG_NV_XFER_MAX	16384	/* NV_ABSOLUTE_MAX_IOCTL_SIZE, kernel-open/common/inc/nv.h:76 */
+#define GG_EXE_NAME_LEN 32    /* basename of the executable, from the kernel */
+#define GG_NV_XFER_MAX	16384 /* NV_ABSOLUTE_MAX_IOCTL_SIZE, kernel-open/common/inc/nv.h:76 */
 
 /* Capture flags: what the capturer could not read. */
-#define GG_CAP_ARG_FAULT	(1u << 0)
-#define GG_CAP_INNER_FAULT	(1u << 1)
-#define GG_CAP_PARAMS_FAULT	(1u << 2)
+#define GG_CAP_ARG_FAULT    (1u << 0)
+#define GG_CAP_INNER_FAULT  (1u << 1)
+#define GG_CAP_PARAMS_FAULT (1u << 2)
 
 /* Device-table flags (struct gg_device.flags). */
-#define GG_DEVF_ALIAS		(1u << 0)	/* a stand-in node named by --device */
+#define GG_DEVF_ALIAS (1u << 0) /* a stand-in node named by --device */
 
 /* Value of the BPF devices map and the daemon's device table, keyed by dev_t. */
 struct gg_device {
-	__u8 kind;		/* enum gg_dev_kind */
-	__u8 vendor;		/* enum gg_vendor */
-	__u8 drm_driver;	/* enum gg_drm_driver */
-	__u8 flags;		/* GG_DEVF_* */
-	__s32 gpu_index;	/* /dev/nvidiaN minor, DRM card number, -1 if none */
+	__u8 kind;	 /* enum gg_dev_kind */
+	__u8 vendor;	 /* enum gg_vendor */
+	__u8 drm_driver; /* enum gg_drm_driver */
+	__u8 flags;	 /* GG_DEVF_* */
+	__s32 gpu_index; /* /dev/nvidiaN minor, DRM card number, -1 if none */
 };
 GG_ABI_ASSERT(sizeof(struct gg_device) == 8, "gg_device layout");
 
@@ -36,14 +37,14 @@ GG_ABI_ASSERT(sizeof(struct gg_device) == 8, "gg_device layout");
  * bytes go into the ledger, so an investigator can decode them again.
  */
 struct gg_raw {
-	__u32 request;		/* ioctl request word as issued */
-	__u8 dev_kind;		/* enum gg_dev_kind */
-	__u8 drm_driver;	/* enum gg_drm_driver */
-	__u16 capture_flags;	/* GG_CAP_* */
-	__u32 arg_len;		/* bytes valid in arg[] */
-	__u32 inner_len;	/* bytes valid in inner[] (XFER target) */
-	__u32 params_len;	/* bytes valid in params[] */
-	__u32 target_class;	/* RM class of the control's hObject, 0 if unknown */
+	__u32 request;	     /* ioctl request word as issued */
+	__u8 dev_kind;	     /* enum gg_dev_kind */
+	__u8 drm_driver;     /* enum gg_drm_driver */
+	__u16 capture_flags; /* GG_CAP_* */
+	__u32 arg_len;	     /* bytes valid in arg[] */
+	__u32 inner_len;     /* bytes valid in inner[] (XFER target) */
+	__u32 params_len;    /* bytes valid in params[] */
+	__u32 target_class;  /* RM class of the control's hObject, 0 if unknown */
 	__u8 arg[GG_ARG_MAX];
 	__u8 inner[GG_ARG_MAX];
 	__u8 params[GG_PARAMS_MAX];
@@ -52,25 +53,25 @@ GG_ABI_ASSERT(sizeof(struct gg_raw) == 24 + 2 * GG_ARG_MAX + GG_PARAMS_MAX, "gg_
 
 /* The decoder's answer; identical in BPF, the module and user space. */
 struct gg_decoded {
-	__u8 cls;		/* enum gg_class */
-	__u8 cls_source;	/* enum gg_class_source */
-	__u8 priv;		/* enum gg_priv */
-	__u8 vendor;		/* enum gg_vendor */
-	__u8 table;		/* enum gg_table */
-	__u8 pkind;		/* key-parameter layout, pkinds.def */
-	__u8 nr;		/* effective escape / DRM nr (after XFER unwrap) */
-	__u8 outer_nr;		/* nr of the request word */
-	__u16 index;		/* entry in table, 0xffff if none */
-	__u16 status_offset;	/* NV status word offset in the struct, 0 if none */
-	__u32 flags;		/* GG_DF_* */
-	__u32 command;		/* RM control id, RM alloc class, or the request */
-	__u32 object;		/* RM hObject (control) / hObjectParent (alloc) */
-	__u32 client;		/* RM hClient */
-	__u32 params_size;	/* params block size the struct declares */
-	__u32 inner_size;	/* XFER inner size the struct declares */
-	__u64 params_ptr;	/* user address of the params block, 0 if none */
-	__u64 inner_ptr;	/* user address of the XFER inner struct, 0 if none */
-	__u64 key[4];		/* key parameters, layout per pkind */
+	__u8 cls;	     /* enum gg_class */
+	__u8 cls_source;     /* enum gg_class_source */
+	__u8 priv;	     /* enum gg_priv */
+	__u8 vendor;	     /* enum gg_vendor */
+	__u8 table;	     /* enum gg_table */
+	__u8 pkind;	     /* key-parameter layout, pkinds.def */
+	__u8 nr;	     /* effective escape / DRM nr (after XFER unwrap) */
+	__u8 outer_nr;	     /* nr of the request word */
+	__u16 index;	     /* entry in table, 0xffff if none */
+	__u16 status_offset; /* NV status word offset in the struct, 0 if none */
+	__u32 flags;	     /* GG_DF_* */
+	__u32 command;	     /* RM control id, RM alloc class, or the request */
+	__u32 object;	     /* RM hObject (control) / hObjectParent (alloc) */
+	__u32 client;	     /* RM hClient */
+	__u32 params_size;   /* params block size the struct declares */
+	__u32 inner_size;    /* XFER inner size the struct declares */
+	__u64 params_ptr;    /* user address of the params block, 0 if none */
+	__u64 inner_ptr;     /* user address of the XFER inner struct, 0 if none */
+	__u64 key[4];	     /* key parameters, layout per pkind */
 };
 GG_ABI_ASSERT(sizeof(struct gg_decoded) == 88, "gg_decoded layout");
 
@@ -80,12 +81,12 @@ enum gg_event_type {
 };
 
 struct gg_event_hdr {
-	__u16 type;		/* enum gg_event_type */
-	__u16 size;		/* bytes of the whole record */
+	__u16 type; /* enum gg_event_type */
+	__u16 size; /* bytes of the whole record */
 	__u32 cpu;
-	__u64 seq;		/* kernel-side sequence, one per enter record */
-	__u64 boot_ns;		/* CLOCK_BOOTTIME */
-	__u32 pid;		/* tgid */
+	__u64 seq;     /* kernel-side sequence, one per enter record */
+	__u64 boot_ns; /* CLOCK_BOOTTIME */
+	__u32 pid;     /* tgid */
 	__u32 tid;
 };
 GG_ABI_ASSERT(sizeof(struct gg_event_hdr) == 32, "gg_event_hdr layout");
@@ -97,9 +98,10 @@ struct gg_ioctl_enter {
 	__u32 gid;
 	__u64 cgroup_id;
 	char comm[GG_COMM_LEN];
-	__u32 dev;		/* kernel dev_t: major << 20 | minor */
+	char exe_name[GG_EXE_NAME_LEN]; /* kept even when the process is gone */
+	__u32 dev;			/* kernel dev_t: major << 20 | minor */
 	__s32 fd;
-	__u64 arg;		/* user pointer passed to ioctl() */
+	__u64 arg; /* user pointer passed to ioctl() */
 	struct gg_device device;
 	struct gg_decoded dec;
 	struct gg_raw raw;
@@ -108,20 +110,20 @@ struct gg_ioctl_enter {
 /* The same ioctl at syscall exit. */
 struct gg_ioctl_exit {
 	struct gg_event_hdr hdr;
-	__u64 enter_seq;	/* seq of the matching enter record */
-	__s64 ret;		/* syscall return value (negative errno) */
-	__u32 nv_status;	/* RM status word read back, if status_valid */
+	__u64 enter_seq; /* seq of the matching enter record */
+	__s64 ret;	 /* syscall return value (negative errno) */
+	__u32 nv_status; /* RM status word read back, if status_valid */
 	__u8 status_valid;
-	__u8 cls;		/* class of the enter record, for drop accounting */
+	__u8 cls; /* class of the enter record, for drop accounting */
 	__u8 pad[2];
 };
 GG_ABI_ASSERT(sizeof(struct gg_ioctl_exit) == 56, "gg_ioctl_exit layout");
 
 /* Per-class counters kept by the observer (per CPU, summed by user space). */
 struct gg_class_counters {
-	__u64 seen;		/* enter records produced */
-	__u64 dropped;		/* enter records lost: ring buffer full */
-	__u64 exit_dropped;	/* exit records lost */
+	__u64 seen;	    /* enter records produced */
+	__u64 dropped;	    /* enter records lost: ring buffer full */
+	__u64 exit_dropped; /* exit records lost */
 };
 
 #endif /* GPUGATE_EVENT_H */

@@ -18,13 +18,13 @@ enum gg_class {
 /* What kind of node an fd points at; decides which table decodes it. */
 enum gg_dev_kind {
 	GG_DEV_NONE = 0,
-	GG_DEV_NVIDIA_CTL = 1,		/* 195:255 /dev/nvidiactl */
-	GG_DEV_NVIDIA_GPU = 2,		/* 195:0..247 /dev/nvidiaN */
-	GG_DEV_NVIDIA_MODESET = 3,	/* 195:254 */
-	GG_DEV_NVIDIA_UVM = 4,		/* dynamic major, minor 0 */
-	GG_DEV_NVIDIA_UVM_TOOLS = 5,	/* dynamic major, minor 1 */
-	GG_DEV_DRM = 6,			/* 226:N, driver in drm_driver */
-	GG_DEV_KFD = 7,			/* /dev/kfd */
+	GG_DEV_NVIDIA_CTL = 1,	     /* 195:255 /dev/nvidiactl */
+	GG_DEV_NVIDIA_GPU = 2,	     /* 195:0..247 /dev/nvidiaN */
+	GG_DEV_NVIDIA_MODESET = 3,   /* 195:254 */
+	GG_DEV_NVIDIA_UVM = 4,	     /* dynamic major, minor 0 */
+	GG_DEV_NVIDIA_UVM_TOOLS = 5, /* dynamic major, minor 1 */
+	GG_DEV_DRM = 6,		     /* 226:N, driver in drm_driver */
+	GG_DEV_KFD = 7,		     /* /dev/kfd */
 	GG_DEV_KIND_COUNT
 };
 
@@ -33,13 +33,13 @@ enum gg_vendor {
 	GG_VENDOR_NVIDIA = 1,
 	GG_VENDOR_AMD = 2,
 	GG_VENDOR_INTEL = 3,
-	GG_VENDOR_OTHER = 4,		/* virtio-gpu, bochs, vgem, ... */
+	GG_VENDOR_OTHER = 4, /* virtio-gpu, bochs, vgem, ... */
 	GG_VENDOR_COUNT
 };
 
 /* Which DRM driver owns a /dev/dri node (driver ioctls are per driver). */
 enum gg_drm_driver {
-	GG_DRM_GENERIC = 0,		/* core ioctls only */
+	GG_DRM_GENERIC = 0, /* core ioctls only */
 	GG_DRM_AMDGPU = 1,
 	GG_DRM_I915 = 2,
 	GG_DRM_XE = 3,
@@ -49,18 +49,18 @@ enum gg_drm_driver {
 /* Privilege the driver itself would demand for the command. */
 enum gg_priv {
 	GG_PRIV_UNKNOWN = 0,
-	GG_PRIV_NONE = 1,		/* any client that can open the node */
-	GG_PRIV_ROOT = 2,		/* CAP_SYS_ADMIN */
-	GG_PRIV_KERNEL = 3,		/* kernel clients only: user space is refused */
-	GG_PRIV_INTERNAL = 4,		/* RM-internal: user space gets NOT_SUPPORTED */
+	GG_PRIV_NONE = 1,     /* any client that can open the node */
+	GG_PRIV_ROOT = 2,     /* CAP_SYS_ADMIN */
+	GG_PRIV_KERNEL = 3,   /* kernel clients only: user space is refused */
+	GG_PRIV_INTERNAL = 4, /* RM-internal: user space gets NOT_SUPPORTED */
 };
 
 /* How the class was decided. */
 enum gg_class_source {
-	GG_SRC_NONE = 0,		/* not found: class unknown */
-	GG_SRC_TABLE = 1,		/* a hand-classified table entry */
-	GG_SRC_NAME = 2,		/* named in a table, class from the name */
-	GG_SRC_INFERRED = 3,		/* from structure (legacy category, BINAPI) */
+	GG_SRC_NONE = 0,     /* not found: class unknown */
+	GG_SRC_TABLE = 1,    /* a hand-classified table entry */
+	GG_SRC_NAME = 2,     /* named in a table, class from the name */
+	GG_SRC_INFERRED = 3, /* from structure (legacy category, BINAPI) */
 };
 
 /* Which table the decoded index points into. */
@@ -80,25 +80,25 @@ enum gg_table {
 };
 
 /* Decode flags: what was odd about the request. */
-#define GG_DF_XFER		(1u << 0)  /* unwrapped from NV_ESC_IOCTL_XFER_CMD */
-#define GG_DF_ARG_SHORT		(1u << 1)  /* fewer argument bytes than the struct */
-#define GG_DF_INNER_SHORT	(1u << 2)  /* fewer XFER inner bytes than the struct */
-#define GG_DF_PARAMS_SHORT	(1u << 3)  /* fewer param bytes than the params block */
-#define GG_DF_ARG_FAULT		(1u << 4)  /* argument pointer unreadable */
-#define GG_DF_INNER_FAULT	(1u << 5)  /* XFER inner pointer unreadable */
-#define GG_DF_PARAMS_FAULT	(1u << 6)  /* params pointer unreadable */
-#define GG_DF_BAD_SIZE		(1u << 7)  /* size the driver refuses (-EINVAL) */
-#define GG_DF_WRONG_NODE	(1u << 8)  /* escape refused on this node (ctl vs gpu) */
-#define GG_DF_UNKNOWN_ESCAPE	(1u << 9)  /* nr not in the driver's tables */
-#define GG_DF_XFER_TOO_BIG	(1u << 10) /* XFER size above 16384: refused */
-#define GG_DF_XFER_NESTED	(1u << 11) /* XFER inside XFER: not unwrapped by the driver */
-#define GG_DF_PARAMS_MISMATCH	(1u << 12) /* paramsSize differs: NV_ERR_INVALID_PARAM_STRUCT */
-#define GG_DF_WORST_CASE	(1u << 13) /* params unreadable: the strictest class was chosen */
-#define GG_DF_LEGACY		(1u << 14) /* GSS-legacy opaque control (bit 15) */
-#define GG_DF_BINAPI		(1u << 15) /* control on a BINAPI pass-through object */
-#define GG_DF_NONCANONICAL	(1u << 16) /* type/dir bits differ from the canonical word */
-#define GG_DF_ARG_CUT		(1u << 17) /* struct larger than what is captured */
-#define GG_DF_PARAMS_CUT	(1u << 18) /* params block larger than what is captured */
-#define GG_DF_NO_ARG		(1u << 19) /* nothing captured for a struct that needs bytes */
+#define GG_DF_XFER	      (1u << 0)	 /* unwrapped from NV_ESC_IOCTL_XFER_CMD */
+#define GG_DF_ARG_SHORT	      (1u << 1)	 /* fewer argument bytes than the struct */
+#define GG_DF_INNER_SHORT     (1u << 2)	 /* fewer XFER inner bytes than the struct */
+#define GG_DF_PARAMS_SHORT    (1u << 3)	 /* fewer param bytes than the params block */
+#define GG_DF_ARG_FAULT	      (1u << 4)	 /* argument pointer unreadable */
+#define GG_DF_INNER_FAULT     (1u << 5)	 /* XFER inner pointer unreadable */
+#define GG_DF_PARAMS_FAULT    (1u << 6)	 /* params pointer unreadable */
+#define GG_DF_BAD_SIZE	      (1u << 7)	 /* size the driver refuses (-EINVAL) */
+#define GG_DF_WRONG_NODE      (1u << 8)	 /* escape refused on this node (ctl vs gpu) */
+#define GG_DF_UNKNOWN_ESCAPE  (1u << 9)	 /* nr not in the driver's tables */
+#define GG_DF_XFER_TOO_BIG    (1u << 10) /* XFER size above 16384: refused */
+#define GG_DF_XFER_NESTED     (1u << 11) /* XFER inside XFER: not unwrapped by the driver */
+#define GG_DF_PARAMS_MISMATCH (1u << 12) /* paramsSize differs: NV_ERR_INVALID_PARAM_STRUCT */
+#define GG_DF_WORST_CASE      (1u << 13) /* params unreadable: the strictest class was chosen */
+#define GG_DF_LEGACY	      (1u << 14) /* GSS-legacy opaque control (bit 15) */
+#define GG_DF_BINAPI	      (1u << 15) /* control on a BINAPI pass-through object */
+#define GG_DF_NONCANONICAL    (1u << 16) /* type/dir bits differ from the canonical word */
+#define GG_DF_ARG_CUT	      (1u << 17) /* struct larger than what is captured */
+#define GG_DF_PARAMS_CUT      (1u << 18) /* params block larger than what is captured */
+#define GG_DF_NO_ARG	      (1u << 19) /* nothing captured for a struct that needs bytes */
 
 #endif /* GPUGATE_TYPES_H */

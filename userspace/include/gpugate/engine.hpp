@@ -28,7 +28,7 @@ class EventHandler {
 
 // One hook the engine tried to attach, for the startup self-test.
 struct HookStatus {
-  std::string name;    // "tp/syscalls/sys_enter_ioctl"
+  std::string name;  // "tp/syscalls/sys_enter_ioctl"
   bool attached = false;
   std::string detail;  // why not, or what it does
 };

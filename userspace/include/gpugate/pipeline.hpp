@@ -21,7 +21,7 @@ namespace gpugate {
 using HumanSink = std::function<void(const nlohmann::ordered_json& record, const std::string& line)>;
 
 struct PipelineCounters {
-  uint64_t records = 0;        // ioctl records written
+  uint64_t records = 0;  // ioctl records written
   uint64_t unmatched_exits = 0;
   uint64_t exits_missing = 0;  // entries flushed without an exit
   uint64_t gaps = 0;           // gap records written
@@ -66,8 +66,8 @@ class Pipeline final : public EventHandler {
   std::string engine_;
   HumanSink sink_;
   int64_t rt_offset_;
-  std::unordered_map<uint32_t, gg_ioctl_enter> pending_;   // by tid
-  std::unordered_map<uint32_t, ProcInfo> procs_;           // by pid
+  std::unordered_map<uint32_t, gg_ioctl_enter> pending_;          // by tid
+  std::unordered_map<uint32_t, ProcInfo> procs_;                  // by pid
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> rm_objects_;  // (pid<<32|client, handle) -> class
   std::array<gg_class_counters, GG_CLASS_COUNT> lost_seen_{};
   uint64_t last_kernel_seq_ = 0;

@@ -116,8 +116,8 @@ constexpr FlagName kFlags[] = {
     {GG_DF_NO_ARG, "no-arg"},
 };
 
-constexpr const char* kDevKinds[] = {"none", "nvidia-ctl", "nvidia-gpu", "nvidia-modeset", "nvidia-uvm",
-                                     "nvidia-uvm-tools", "drm", "kfd"};
+constexpr const char* kDevKinds[] = {"none",       "nvidia-ctl",       "nvidia-gpu", "nvidia-modeset",
+                                     "nvidia-uvm", "nvidia-uvm-tools", "drm",        "kfd"};
 static_assert(std::size(kDevKinds) == GG_DEV_KIND_COUNT);
 
 template <size_t N>
@@ -294,8 +294,7 @@ std::vector<TableInfo> tables() {
 
 std::string command_name(const gg_raw& raw, const gg_decoded& d) {
   if (d.table == GG_TAB_NV_CONTROL || d.table == GG_TAB_NV_UVM || d.table == GG_TAB_DRM_CORE ||
-      d.table == GG_TAB_DRM_AMDGPU || d.table == GG_TAB_DRM_I915 || d.table == GG_TAB_DRM_XE ||
-      d.table == GG_TAB_KFD)
+      d.table == GG_TAB_DRM_AMDGPU || d.table == GG_TAB_DRM_I915 || d.table == GG_TAB_DRM_XE || d.table == GG_TAB_KFD)
     return std::string(table_entry_name(d.table, d.index));
   if (d.table == GG_TAB_NV_LEGACY)
     return fmt::format("NV{:04X}_CTRL_LEGACY_{}_{:#010x}", d.command >> 16, table_entry_name(d.table, d.index),

@@ -78,9 +78,7 @@ unsigned drm_vendor_of(unsigned drm, std::string_view driver) {
 
 }  // namespace
 
-std::string Device::rdev_string() const {
-  return fmt::format("{}:{}", kernel_dev_major(dev), kernel_dev_minor(dev));
-}
+std::string Device::rdev_string() const { return fmt::format("{}:{}", kernel_dev_major(dev), kernel_dev_minor(dev)); }
 
 const Device* DeviceTable::find(uint32_t dev) const {
   for (const auto& d : devices_)
@@ -107,7 +105,7 @@ DeviceTable DeviceTable::discover(const DiscoveryRoots& roots) {
   for (const auto& e : fs::directory_iterator(roots.dev, ec)) nodes.push_back(e.path());
   for (const auto& e : fs::directory_iterator(roots.dev + "/dri", ec)) nodes.push_back(e.path());
   for (const auto& p : nodes) {
-    struct stat st{};
+    struct stat st {};
     if (stat(p.c_str(), &st) != 0 || !S_ISCHR(st.st_mode)) continue;
     uint32_t maj = major(st.st_rdev), min = minor(st.st_rdev);
     Device d;
@@ -151,20 +149,21 @@ std::string_view alias_vendors_help() {
 Result<void> DeviceTable::add_alias(std::string_view spec) {
   auto eq = spec.rfind('=');
   if (eq == std::string_view::npos || eq == 0 || eq + 1 == spec.size())
-    return make_error(fmt::format("--device {:?}: expected PATH=VENDOR, for example /dev/full=nvidia; "
-                                  "VENDOR is one of {}",
-                                  std::string(spec), alias_vendors_help()));
+    return make_error(
+        fmt::format("--device {:?}: expected PATH=VENDOR, for example /dev/full=nvidia; "
+                    "VENDOR is one of {}",
+                    std::string(spec), alias_vendors_help()));
   std::string path(spec.substr(0, eq));
   std::string vendor(spec.substr(eq + 1));
-  struct stat st{};
+  struct stat st {};
   if (stat(path.c_str(), &st) != 0)
-    return make_error(fmt::format("--device {}: {}; name an existing character device node", path,
-                                  std::strerror(errno)),
-                      errno);
+    return make_error(
+        fmt::format("--device {}: {}; name an existing character device node", path, std::strerror(errno)), errno);
   if (!S_ISCHR(st.st_mode))
-    return make_error(fmt::format("--device {}: not a character device; ioctls are decoded by device number, "
-                                  "so an alias must be a character device node (for example /dev/full)",
-                                  path));
+    return make_error(
+        fmt::format("--device {}: not a character device; ioctls are decoded by device number, "
+                    "so an alias must be a character device node (for example /dev/full)",
+                    path));
   Device d;
   d.path = path;
   d.dev = kernel_dev(major(st.st_rdev), minor(st.st_rdev));
@@ -188,8 +187,8 @@ Result<void> DeviceTable::add_alias(std::string_view spec) {
   } else if (vendor == "kfd") {
     d.info = make_info(GG_DEV_KFD, GG_VENDOR_AMD, 0, -1);
   } else {
-    return make_error(fmt::format("--device {}: unknown vendor {:?}; use one of {}", path, vendor,
-                                  alias_vendors_help()));
+    return make_error(
+        fmt::format("--device {}: unknown vendor {:?}; use one of {}", path, vendor, alias_vendors_help()));
   }
   d.info.flags |= GG_DEVF_ALIAS;
   d.driver = "alias";

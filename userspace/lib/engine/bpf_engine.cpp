@@ -32,7 +32,7 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
 }
 
 bool exists(const char* path) {
-  struct stat st{};
+  struct stat st {};
   return stat(path, &st) == 0;
 }
 
@@ -46,9 +46,10 @@ Result<void> ensure_kernel_mounts() {
                                     kTracefs, std::strerror(errno), kTracefs),
                         errno);
     if (!exists(kIoctlTracepoint))
-      return make_error(fmt::format("{} is missing: this kernel has no syscall tracepoints "
-                                    "(CONFIG_FTRACE_SYSCALLS); gpugate's observer needs them",
-                                    kIoctlTracepoint));
+      return make_error(
+          fmt::format("{} is missing: this kernel has no syscall tracepoints "
+                      "(CONFIG_FTRACE_SYSCALLS); gpugate's observer needs them",
+                      kIoctlTracepoint));
   }
   return {};
 }
@@ -67,8 +68,7 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   if (auto m = ensure_kernel_mounts(); !m) return m.error();
 
   skel_.reset(observe_bpf__open());
-  if (!skel_)
-    return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
+  if (!skel_) return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
   skel_->rodata->wakeup_bytes = opts_.wakeup_bytes;
   if (int err = observe_bpf__load(skel_.get()); err)
     return make_error(fmt::format("the kernel refused the observer's BPF programs: {}; run with --verbose "
@@ -156,8 +156,7 @@ Result<size_t> BpfEngine::poll(std::chrono::milliseconds timeout, EventHandler& 
     if (n >= 0) n = ring_buffer__consume(ring_.get());
   }
   handler_ = nullptr;
-  if (n < 0 && n != -EINTR)
-    return make_error(fmt::format("reading the ring buffer failed: {}", std::strerror(-n)), -n);
+  if (n < 0 && n != -EINTR) return make_error(fmt::format("reading the ring buffer failed: {}", std::strerror(-n)), -n);
   return delivered_;
 }
 

@@ -68,9 +68,10 @@ Result<std::vector<HookStatus>> SimEngine::start(const DeviceTable& devices) {
     bool known = false;
     for (const auto& d : devices.devices()) known |= d.path == c.device;
     if (!known)
-      return make_error(fmt::format("sim: the script uses {} but no such GPU device is configured; "
-                                    "add --device {}=VENDOR",
-                                    c.device, c.device));
+      return make_error(
+          fmt::format("sim: the script uses {} but no such GPU device is configured; "
+                      "add --device {}=VENDOR",
+                      c.device, c.device));
   }
   return std::vector<HookStatus>{{"sim", true, fmt::format("{} scripted requests", calls_.size())}};
 }
@@ -94,6 +95,7 @@ Result<size_t> SimEngine::poll(std::chrono::milliseconds, EventHandler& handler)
     e.hdr.tid = c.tid;
     e.uid = c.uid;
     std::strncpy(e.comm, c.comm.c_str(), sizeof(e.comm) - 1);
+    std::strncpy(e.exe_name, c.comm.c_str(), sizeof(e.exe_name) - 1);
     e.dev = dev->dev;
     e.fd = 3;
     e.device = dev->info;

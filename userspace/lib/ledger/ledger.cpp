@@ -55,9 +55,10 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& path) {
     auto j = nlohmann::json::parse(tail.last_line, nullptr, false);
     if (j.is_discarded() || !j.contains("seq") || !j["seq"].is_number_unsigned()) {
       ::close(fd);
-      return make_error(fmt::format("ledger {}: the last line is not a gpugate record; refusing to append to a "
-                                    "file that is not ours (move it aside or pick another --ledger)",
-                                    path));
+      return make_error(
+          fmt::format("ledger {}: the last line is not a gpugate record; refusing to append to a "
+                      "file that is not ours (move it aside or pick another --ledger)",
+                      path));
     }
     next = j["seq"].get<uint64_t>() + 1;
   }

@@ -27,8 +27,7 @@ nlohmann::ordered_json errno_json(int64_t ret) {
 
 }  // namespace
 
-Pipeline::Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo host, std::string engine,
-                   HumanSink sink)
+Pipeline::Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo host, std::string engine, HumanSink sink)
     : ledger_(ledger),
       devices_(devices),
       host_(std::move(host)),
@@ -73,7 +72,15 @@ nlohmann::ordered_json Pipeline::build_record(const gg_ioctl_enter& e, const gg_
   p["uid"] = e.uid;
   p["gid"] = e.gid;
   p["comm"] = comm_string(e.comm);
-  p["exe"] = proc.exe.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(proc.exe);
+  std::string exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
+  if (!proc.exe.empty()) {
+    p["exe"] = proc.exe;
+  } else if (!exe_name.empty()) {
+    p["exe"] = exe_name;  // the process is gone: the kernel's basename is what is known
+    p["exe_is_basename"] = true;
+  } else {
+    p["exe"] = nullptr;
+  }
   p["cgroup_id"] = e.cgroup_id;
   p["cgroup"] = proc.cgroup.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(proc.cgroup);
   j["process"] = p;
@@ -130,7 +137,8 @@ nlohmann::ordered_json Pipeline::build_record(const gg_ioctl_enter& e, const gg_
 }
 
 void Pipeline::on_enter(const gg_ioctl_enter& e) {
-  if (have_kernel_seq_ && e.hdr.seq > last_kernel_seq_ + 1) counters_.kernel_seq_gaps += e.hdr.seq - last_kernel_seq_ - 1;
+  if (have_kernel_seq_ && e.hdr.seq > last_kernel_seq_ + 1)
+    counters_.kernel_seq_gaps += e.hdr.seq - last_kernel_seq_ - 1;
   if (!have_kernel_seq_ || e.hdr.seq > last_kernel_seq_) last_kernel_seq_ = e.hdr.seq;
   have_kernel_seq_ = true;
   auto it = pending_.find(e.hdr.tid);
@@ -254,11 +262,10 @@ std::string human_line(const nlohmann::ordered_json& r) {
     result = fmt::format("ret {}", res["ret"].dump());
     if (res["nv_status"].is_number()) result += fmt::format(" nv_status {:#x}", res["nv_status"].get<uint32_t>());
   }
-  return fmt::format("{} #{} {} pid {} {}: {}{} [{}{}]{}{} -> {}", time, r.value("seq", uint64_t{0}), dev,
-                     p.value("pid", 0u), p.value("comm", std::string()), dec["command"].get<std::string>(), via,
-                     dec["class"].get<std::string>(),
-                     dec["class_source"] == "inferred" ? std::string(", inferred") : std::string(), params, flags,
-                     result);
+  return fmt::format(
+      "{} #{} {} pid {} {}: {}{} [{}{}]{}{} -> {}", time, r.value("seq", uint64_t{0}), dev, p.value("pid", 0u),
+      p.value("comm", std::string()), dec["command"].get<std::string>(), via, dec["class"].get<std::string>(),
+      dec["class_source"] == "inferred" ? std::string(", inferred") : std::string(), params, flags, result);
 }
 
 }  // namespace gpugate

@@ -33,9 +33,10 @@ Result<std::vector<uint8_t>> parse_hex(std::string_view text) {
     } else if (c >= 'A' && c <= 'F') {
       v = c - 'A' + 10;
     } else {
-      return make_error(fmt::format("hex bytes: character {:?} at position {} is not a hex digit; "
-                                    "give bytes as pairs of 0-9a-f, optionally separated by spaces or colons",
-                                    std::string(1, c), i + 1));
+      return make_error(
+          fmt::format("hex bytes: character {:?} at position {} is not a hex digit; "
+                      "give bytes as pairs of 0-9a-f, optionally separated by spaces or colons",
+                      std::string(1, c), i + 1));
     }
     if (high < 0) {
       high = v;
@@ -59,8 +60,8 @@ Result<uint64_t> parse_number(std::string_view text, uint64_t max) {
   uint64_t v = 0;
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v, base);
   if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size())
-    return make_error(fmt::format("{:?} is not a number; write it in decimal or as 0x followed by hex digits",
-                                  std::string(text)));
+    return make_error(
+        fmt::format("{:?} is not a number; write it in decimal or as 0x followed by hex digits", std::string(text)));
   if (v > max) return make_error(fmt::format("{} is too large (at most {:#x})", std::string(text), max));
   return v;
 }
