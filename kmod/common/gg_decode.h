@@ -566,8 +566,8 @@ static __always_inline void gg_decode_nvidia(const struct gg_raw *raw, struct gg
 	d->status_offset = e->status_offset;
 
 	if (e->kind == GG_NVK_CONTROL) {
-		if (body_len < GG_NV_NVOS54_SIZE) {
-			/* a control we cannot read could be any control */
+		if (body_len < 12) {
+			/* without its cmd word a control could be any control */
 			gg_set_class(d, GG_CLASS_UNKNOWN, GG_SRC_NONE);
 			d->status_offset = 28;
 			return;

@@ -190,8 +190,7 @@ TEST_F(Observer, BurstIsRecordedOrCountedExactly) {
 
   constexpr long kCalls = 60000;  // about 43 MB of records: more than the 16 MiB ring holds
   TempDir dir;
-  pid_t client =
-      spawn({kBin + "/gpugate-nvclient", kAlias, "loop", std::to_string(kCalls)}, dir.path / "client.out");
+  pid_t client = spawn({kBin + "/gpugate-nvclient", kAlias, "loop", std::to_string(kCalls)}, dir.path / "client.out");
   counter.pid = static_cast<uint32_t>(client);
   ASSERT_EQ(wait_exit(client), 0) << slurp(dir.path / "client.out");
   for (int i = 0; i < 1000; i++) {

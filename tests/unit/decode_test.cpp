@@ -78,12 +78,22 @@ TEST(Decode, TruncatedArgumentIsReportedAndNeverReadPast) {
   gg_raw raw{};
   raw.dev_kind = GG_DEV_NVIDIA_CTL;
   raw.request = test::nv_iowr(0x2A, 32);
-  raw.arg_len = 16;                                       // only half the NVOS54 was captured
-  std::memset(raw.arg + 16, 0xAB, sizeof(raw.arg) - 16);  // must not be looked at
+  raw.arg_len = 8;                                      // the NVOS54 stops before its cmd word
+  std::memset(raw.arg + 8, 0xAB, sizeof(raw.arg) - 8);  // must not be looked at
   auto d = decode(raw);
   EXPECT_TRUE(d.flags & GG_DF_ARG_SHORT);
   EXPECT_EQ(d.cls, GG_CLASS_UNKNOWN);
   EXPECT_EQ(d.command, 0x2Au);  // not 0xABABABAB
+  // With the cmd word but not the params pointer: named, params missing.
+  raw.arg_len = 16;
+  std::memset(raw.arg + 8, 0, 8);
+  uint32_t cmd = 0x20800112;
+  std::memcpy(raw.arg + 8, &cmd, 4);
+  d = decode(raw);
+  EXPECT_TRUE(d.flags & GG_DF_ARG_SHORT);
+  EXPECT_EQ(d.command, 0x20800112u);
+  EXPECT_EQ(d.cls, GG_CLASS_POWER_OFF);
+  EXPECT_EQ(d.params_ptr, 0u);
 }
 
 TEST(Decode, LengthsBeyondTheBuffersAreRefused) {

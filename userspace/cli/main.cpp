@@ -208,7 +208,7 @@ int cmd_decode(const DecodeArgs& a) {
                  dv.c_str());
     return 2;
   }
-  gg_raw raw = capture({kind, drm, static_cast<uint32_t>(*req), arg, inner, params, a.target_class});
+  gg_raw raw = capture({kind, drm, static_cast<uint32_t>(*req), arg, inner, params, a.target_class, true});
   gg_decoded d = decode(raw);
   if (a.json) {
     nlohmann::ordered_json j;

@@ -34,6 +34,10 @@ struct RawInput {
   std::span<const uint8_t> inner;   // what an XFER's inner pointer points at
   std::span<const uint8_t> params;  // what the RM params pointer points at
   uint32_t target_class = 0;
+  // false: a buffer shorter than asked for is unreadable, as a failed
+  // bpf_probe_read_user is (the sim engine). true: take what is there and
+  // let the decoder call it short (the CLI's --hex).
+  bool partial = false;
 };
 gg_raw capture(const RawInput& in);
 

@@ -1,5 +1,6 @@
 // Names for humans and ledgers, expanded from the same .def files as the
 // decoder's tables, so index i of a table always names entry i.
+#include <algorithm>
 #include <array>
 #include <cstring>
 
@@ -133,6 +134,17 @@ gg_decoded decode(const gg_raw& raw) {
   return d;
 }
 
+namespace {
+// Copy up to want bytes of src into dst; returns the length taken, or -1 if
+// the read counts as failed.
+int take(std::span<const uint8_t> src, uint32_t want, bool partial, uint8_t* dst) {
+  if (src.size() < want && !partial) return -1;
+  size_t n = std::min<size_t>(src.size(), want);
+  if (n) std::memcpy(dst, src.data(), n);
+  return static_cast<int>(n);
+}
+}  // namespace
+
 gg_raw capture(const RawInput& in) {
   gg_raw raw{};
   raw.request = in.request;
@@ -141,30 +153,27 @@ gg_raw capture(const RawInput& in) {
   raw.target_class = in.target_class;
   uint32_t want = gg_arg_want_c(in.dev_kind, in.request);
   if (want) {
-    if (in.arg.size() < want) {
-      raw.capture_flags |= GG_CAP_ARG_FAULT;  // as bpf_probe_read_user would fail
-    } else {
-      std::memcpy(raw.arg, in.arg.data(), want);
-      raw.arg_len = want;
-    }
+    int n = take(in.arg, want, in.partial, raw.arg);
+    if (n < 0)
+      raw.capture_flags |= GG_CAP_ARG_FAULT;
+    else
+      raw.arg_len = static_cast<uint32_t>(n);
   }
   unsigned long long ptr = 0;
   unsigned len = 0;
   if (gg_xfer_ref_c(&raw, &ptr, &len) && len) {
-    if (in.inner.size() < len) {
+    int n = take(in.inner, len, in.partial && !in.inner.empty(), raw.inner);
+    if (n < 0)
       raw.capture_flags |= GG_CAP_INNER_FAULT;
-    } else {
-      std::memcpy(raw.inner, in.inner.data(), len);
-      raw.inner_len = len;
-    }
+    else
+      raw.inner_len = static_cast<uint32_t>(n);
   }
   if (gg_params_ref_c(&raw, &ptr, &len) && len) {
-    if (in.params.size() < len) {
+    int n = take(in.params, len, in.partial && !in.params.empty(), raw.params);
+    if (n < 0)
       raw.capture_flags |= GG_CAP_PARAMS_FAULT;
-    } else {
-      std::memcpy(raw.params, in.params.data(), len);
-      raw.params_len = len;
-    }
+    else
+      raw.params_len = static_cast<uint32_t>(n);
   }
   return raw;
 }
@@ -302,7 +311,8 @@ std::string command_name(const gg_raw& raw, const gg_decoded& d) {
   if (d.table == GG_TAB_NV_MODESET) return fmt::format("NVKMS_IOCTL_CMD_{}", d.command);
   if (d.table == GG_TAB_NV_ESCAPE) {
     std::string name(table_entry_name(d.table, d.index));
-    if (d.nr == 0x2A) {  // a control we could not read, or not in any table
+    if (d.nr == 0x2A && d.command == 0x2A) return name + "(command unreadable)";
+    if (d.nr == 0x2A) {  // a control not in any table
       if (d.flags & GG_DF_LEGACY) return fmt::format("NV_RM_CONTROL_LEGACY_{:#010x}", d.command);
       return fmt::format("NV_RM_CONTROL_{:#010x}", d.command);
     }
