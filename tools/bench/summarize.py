@@ -18,8 +18,10 @@ from pathlib import Path
 out = Path(sys.argv[1])
 runs = defaultdict(list)  # (sec, cfg, wl, role) -> [(rep, n, ns)]
 for line in (out / "results.tsv").read_text().splitlines():
-    sec, cfg, wl, rep, role, n, ns, _pid = line.split("\t")
-    runs[(sec, cfg, wl, role)].append((rep, int(n), float(ns)))
+    f = line.split("\t")
+    sec, cfg, wl, rep, role, n, ns = f[:7]
+    busy = int(f[8]) if len(f) > 8 else 0
+    runs[(sec, cfg, wl, role)].append((rep, int(n), float(ns), busy))
 checks = defaultdict(list)
 for line in (out / "checks.tsv").read_text().splitlines():
     f = line.split("\t")
@@ -46,6 +48,8 @@ def cell(sec, cfg, wl):
         return "—"
     mc, mb = med(c), med(b)
     noisy = " ⚠" if max(b) / min(b) > 1.5 else ""
+    dist = sum(1 for r in runs.get((bsec, bcfg, wl, "bare"), []) if r[3] > 25)
+    noisy += f" †{dist}" if dist else ""
     return (f"{fmt(mc)} ({fmt(min(c))}–{fmt(max(c))}) **×{mc / mb:.2f}** "
             f"Δ{mc - mb:+.0f}{noisy}")
 
@@ -110,7 +114,8 @@ for sec, cfg, label in rows:
         continue
     print(f"| {label} | {n_of(sec, cfg, 'gpu')} | {cell(sec, cfg, 'gpu')} | {cell(sec, cfg, 'nongpu')} | "
           f"{cell(sec, cfg, 'getpid')} | {rec_summary(sec, cfg)} |")
-print("\n⚠ = the paired bare runs of that cell spread by more than 1.5× (disturbed).\n")
+print("\n⚠ = the paired bare runs of that cell spread by more than 1.5×; †k = k of its paired bare runs saw the "
+      "otherwise idle tracer CPU more than 25 % busy (someone else's work: disturbed).\n")
 
 print("### Above the empty-program floor (per rep: (cfg − bare) − (floor − bare), median (min–max) over reps, ns)\n")
 print("| configuration | GPU-alias ioctl | non-GPU ioctl | getpid |")

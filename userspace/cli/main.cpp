@@ -63,7 +63,19 @@ int cmd_devices(const std::vector<std::string>& aliases, bool json) {
   return 0;
 }
 
+int cmd_status_checked(const std::string& path, bool json);
+
 int cmd_status(const std::string& path, bool json) {
+  try {
+    return cmd_status_checked(path, json);
+  } catch (const nlohmann::json::exception& e) {
+    std::fprintf(stderr, "gpugate status: %s is not a status file gpugated wrote (%s); restart gpugated\n",
+                 path.c_str(), e.what());
+    return 2;
+  }
+}
+
+int cmd_status_checked(const std::string& path, bool json) {
   auto st = read_status(path);
   if (!st) {
     std::fprintf(stderr, "gpugate status: %s\n", st.error().message.c_str());
@@ -115,7 +127,13 @@ void print_line(const std::string& line, bool json, const std::string& path, uin
                 line.size());
     return;
   }
-  std::printf("%s\n", human_line(j).c_str());
+  try {
+    std::printf("%s\n", human_line(j).c_str());
+  } catch (const nlohmann::json::exception& e) {
+    // A record with fields of the wrong shape: say where, keep going.
+    std::printf("%s:%llu: not a gpugate record (%s)\n", path.c_str(), static_cast<unsigned long long>(lineno),
+                e.what());
+  }
 }
 
 int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
@@ -293,9 +311,15 @@ int main(int argc, char** argv) {
   decode_cmd->add_flag("--json", da.json, "JSON output");
 
   CLI11_PARSE(app, argc, argv);
-  if (*devices) return cmd_devices(aliases, json);
-  if (*status) return cmd_status(status_file, json);
-  if (*tail) return cmd_tail(ledger, lines, follow, json);
-  if (*decode_cmd) return cmd_decode(da);
+  try {
+    if (*devices) return cmd_devices(aliases, json);
+    if (*status) return cmd_status(status_file, json);
+    if (*tail) return cmd_tail(ledger, lines, follow, json);
+    if (*decode_cmd) return cmd_decode(da);
+  } catch (const std::exception& e) {
+    // Only malformed files get here (a status document of the wrong shape).
+    std::fprintf(stderr, "gpugate: %s\n", e.what());
+    return 2;
+  }
   return 2;
 }

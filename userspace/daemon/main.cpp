@@ -275,5 +275,10 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", o.verbose, "libbpf debug output, verifier logs");
   app.set_version_flag("--version", kVersion);
   CLI11_PARSE(app, argc, argv);
-  return run(o);
+  try {
+    return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpugated: fatal: %s\n", e.what());
+    return 1;
+  }
 }

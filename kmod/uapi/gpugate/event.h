@@ -69,6 +69,7 @@ struct gg_decoded {
 	__u32 client;	     /* RM hClient */
 	__u32 params_size;   /* params block size the struct declares */
 	__u32 inner_size;    /* XFER inner size the struct declares */
+	__u32 pad;	     /* explicit: records are compared byte for byte */
 	__u64 params_ptr;    /* user address of the params block, 0 if none */
 	__u64 inner_ptr;     /* user address of the XFER inner struct, 0 if none */
 	__u64 key[4];	     /* key parameters, layout per pkind */
@@ -106,6 +107,7 @@ struct gg_ioctl_enter {
 	struct gg_decoded dec;
 	struct gg_raw raw;
 };
+GG_ABI_ASSERT(sizeof(struct gg_ioctl_enter) == 744, "gg_ioctl_enter layout");
 
 /* The same ioctl at syscall exit. */
 struct gg_ioctl_exit {
