@@ -105,45 +105,38 @@ static __always_inline __u64 gg_rd64(const __u8 *buf, __u32 len, __u32 off)
 }
 
 /*
- * Binary searches over the sorted tables. At most 16 rounds: enough for
- * 65535 entries, and a constant bound the verifier can see.
+ * Binary search of a sorted table for key in field: the index, or -1. At
+ * most 16 rounds: enough for 65535 entries, and a constant bound the
+ * verifier can see. The length must be a constant where this expands.
  */
+#define GG_BSEARCH(table, len, field, key)                                                         \
+	({                                                                                         \
+		int lo_ = 0, hi_ = (len), i_, found_ = -1;                                         \
+		for (i_ = 0; i_ < 16 && lo_ < hi_; i_++) {                                         \
+			int mid_ = (lo_ + hi_) >> 1;                                               \
+			GG_PIN(mid_);                                                              \
+			if (mid_ < 0 || mid_ >= (len))                                             \
+				break;                                                             \
+			if ((table)[mid_].field == (key)) {                                        \
+				found_ = mid_;                                                     \
+				break;                                                             \
+			}                                                                          \
+			if ((table)[mid_].field < (key))                                           \
+				lo_ = mid_ + 1;                                                    \
+			else                                                                       \
+				hi_ = mid_;                                                        \
+		}                                                                                  \
+		found_;                                                                            \
+	})
+
 GG_FN int gg_find_nv_escape(__u32 nr)
 {
-	int lo = 0, hi = GG_NV_ESCAPES_LEN, i;
-
-	for (i = 0; i < 16 && lo < hi; i++) {
-		int mid = (lo + hi) >> 1;
-
-		if (mid < 0 || mid >= GG_NV_ESCAPES_LEN)
-			break;
-		if (gg_nv_escapes[mid].nr == nr)
-			return mid;
-		if (gg_nv_escapes[mid].nr < nr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	return GG_BSEARCH(gg_nv_escapes, GG_NV_ESCAPES_LEN, nr, nr);
 }
 
 GG_FN int gg_find_nv_control(__u32 id)
 {
-	int lo = 0, hi = GG_NV_CONTROLS_LEN, i;
-
-	for (i = 0; i < 16 && lo < hi; i++) {
-		int mid = (lo + hi) >> 1;
-
-		if (mid < 0 || mid >= GG_NV_CONTROLS_LEN)
-			break;
-		if (gg_nv_controls[mid].id == id)
-			return mid;
-		if (gg_nv_controls[mid].id < id)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	return GG_BSEARCH(gg_nv_controls, GG_NV_CONTROLS_LEN, id, id);
 }
 
 static __always_inline int gg_find_nv_legacy(__u32 cmd_class, __u32 category)
@@ -178,25 +171,14 @@ static __always_inline int gg_find_nv_uvm(__u32 request)
 static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab, int len, __u32 nr,
 					   __u32 *cls, __u32 *size)
 {
-	int lo = 0, hi = len, i;
+	int i = GG_BSEARCH(tab, len, nr, nr);
 
-	for (i = 0; i < 9 && lo < hi; i++) { /* nr is a byte: 256 entries at most */
-		int mid = (lo + hi) >> 1;
-
-		GG_PIN(mid);
-		if (mid < 0 || mid >= len)
-			break;
-		if (tab[mid].nr == nr) {
-			*cls = tab[mid].cls;
-			*size = tab[mid].size;
-			return mid;
-		}
-		if (tab[mid].nr < nr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
+	GG_PIN(i);
+	if (i < 0 || i >= len)
+		return -1;
+	*cls = tab[i].cls;
+	*size = tab[i].size;
+	return i;
 }
 
 #define GG_IOCTL_LOOKUP(tab, nr, cls, size) gg_ioctl_lookup(tab, GG_ARRAY_LEN(tab), nr, cls, size)

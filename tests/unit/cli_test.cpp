@@ -29,9 +29,9 @@ Run run(const std::string& args) {
 }  // namespace
 
 TEST(Cli, DecodeNamesTheCommandClassAndParameters) {
-  auto r = run(
-      "decode --ioctl 0xC020462A --hex 0100d0c10100f0ca120180200000000000100000000000000c00000000000000 "
-      "--params-hex 000000000400000000000000");
+  auto r =
+      run("decode --ioctl 0xC020462A --hex 0100d0c10100f0ca120180200000000000100000000000000c00000000000000 "
+          "--params-hex 000000000400000000000000");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("NV2080_CTRL_CMD_GPU_SET_POWER (0x20800112)"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("power.off (table)"), std::string::npos);
@@ -59,7 +59,8 @@ TEST(Cli, DecodeRejectsBadInputWithTheFix) {
 
 TEST(Cli, TailSurvivesAMalformedLedger) {
   auto path = std::filesystem::temp_directory_path() / "gpugate-cli-test.jsonl";
-  std::ofstream(path) << "{\"seq\":1,\"type\":\"ioctl\",\"device\":5}\nnot json\n\xff\xfe\n{\"seq\":2,\"type\":\"gap\"}\n";
+  std::ofstream(path)
+      << "{\"seq\":1,\"type\":\"ioctl\",\"device\":5}\nnot json\n\xff\xfe\n{\"seq\":2,\"type\":\"gap\"}\n";
   auto r = run("tail --ledger " + path.string());
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find(":1: not a gpugate record"), std::string::npos) << r.out;

@@ -31,20 +31,7 @@ int cmd_devices(const std::vector<std::string>& aliases, bool json) {
     }
   }
   if (json) {
-    auto arr = nlohmann::ordered_json::array();
-    for (const auto& d : t.devices()) {
-      nlohmann::ordered_json j;
-      j["path"] = d.path;
-      j["rdev"] = d.rdev_string();
-      j["kind"] = dev_kind_name(d.info.kind);
-      j["vendor"] = vendor_name(d.info.vendor);
-      j["driver"] = d.driver;
-      j["gpu_index"] = d.info.gpu_index >= 0 ? nlohmann::ordered_json(d.info.gpu_index) : nullptr;
-      j["pci"] = d.pci.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(d.pci);
-      j["alias"] = d.alias();
-      if (d.alias()) j["alias_of"] = d.alias_of;
-      arr.push_back(j);
-    }
+    auto arr = devices_json(t);
     std::printf("%s\n", arr.dump(2).c_str());
     return 0;
   }

@@ -42,21 +42,6 @@ struct Options {
   bool verbose = false;
 };
 
-nlohmann::ordered_json devices_json(const DeviceTable& devices) {
-  auto arr = nlohmann::ordered_json::array();
-  for (const auto& d : devices.devices()) {
-    nlohmann::ordered_json j;
-    j["path"] = d.path;
-    j["rdev"] = d.rdev_string();
-    j["kind"] = dev_kind_name(d.info.kind);
-    j["vendor"] = vendor_name(d.info.vendor);
-    j["alias"] = d.alias();
-    if (d.alias()) j["alias_of"] = d.alias_of;
-    arr.push_back(j);
-  }
-  return arr;
-}
-
 nlohmann::ordered_json counters_json(const EngineStats& s) {
   nlohmann::ordered_json j;
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {

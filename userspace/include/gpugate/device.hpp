@@ -13,6 +13,8 @@ extern "C" {
 #include "gpugate/event.h"
 }
 
+#include <nlohmann/json.hpp>
+
 #include "gpugate/result.hpp"
 
 namespace gpugate {
@@ -62,5 +64,8 @@ class DeviceTable {
 };
 
 std::string_view alias_vendors_help();
+
+// The table as JSON (status file, daemon.start record, gpugate devices --json).
+nlohmann::ordered_json devices_json(const DeviceTable& devices);
 
 }  // namespace gpugate

@@ -58,6 +58,8 @@ class Pipeline final : public EventHandler {
   };
   const ProcInfo& proc_info(uint32_t pid);
   void finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
+  // Append to the ledger and show it; false if the write failed (counted).
+  bool emit(nlohmann::ordered_json rec);
   nlohmann::ordered_json base(const std::string& type, uint64_t boot_ns);
 
   LedgerWriter& ledger_;

@@ -141,6 +141,24 @@ DeviceTable DeviceTable::discover(const DiscoveryRoots& roots) {
   return table;
 }
 
+nlohmann::ordered_json devices_json(const DeviceTable& devices) {
+  auto arr = nlohmann::ordered_json::array();
+  for (const auto& d : devices.devices()) {
+    nlohmann::ordered_json j;
+    j["path"] = d.path;
+    j["rdev"] = d.rdev_string();
+    j["kind"] = dev_kind_name(d.info.kind);
+    j["vendor"] = vendor_name(d.info.vendor);
+    j["driver"] = d.driver;
+    j["gpu_index"] = d.info.gpu_index >= 0 ? nlohmann::ordered_json(d.info.gpu_index) : nullptr;
+    j["pci"] = d.pci.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(d.pci);
+    j["alias"] = d.alias();
+    if (d.alias()) j["alias_of"] = d.alias_of;
+    arr.push_back(j);
+  }
+  return arr;
+}
+
 std::string_view alias_vendors_help() {
   return "nvidia|nvidiactl (control node), nvidiaN (GPU node N), nvidia-uvm, nvidia-modeset, "
          "drm|amdgpu|i915|xe (a DRM card), kfd";

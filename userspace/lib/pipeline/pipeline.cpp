@@ -168,17 +168,20 @@ void Pipeline::on_exit(const gg_ioctl_exit& x) {
   pending_.erase(it);
 }
 
-void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
-  auto rec = build_record(e, x);
+bool Pipeline::emit(nlohmann::ordered_json rec) {
   auto seq = ledger_.append(rec);
   if (!seq) {
     counters_.write_errors++;
     if (sink_) sink_(rec, "ledger write failed: " + seq.error().message);
-    return;
+    return false;
   }
   rec["seq"] = *seq;
-  counters_.records++;
   if (sink_) sink_(rec, human_line(rec));
+  return true;
+}
+
+void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
+  if (emit(build_record(e, x))) counters_.records++;
 }
 
 void Pipeline::flush_stale(uint64_t max_age_ns) {
@@ -216,14 +219,7 @@ void Pipeline::note_losses(const EngineStats& stats) {
 void Pipeline::write_event(const std::string& type, nlohmann::ordered_json body) {
   auto rec = base(type, boottime_ns());
   for (auto& [k, v] : body.items()) rec[k] = std::move(v);
-  auto seq = ledger_.append(rec);
-  if (!seq) {
-    counters_.write_errors++;
-    if (sink_) sink_(rec, "ledger write failed: " + seq.error().message);
-    return;
-  }
-  rec["seq"] = *seq;
-  if (sink_) sink_(rec, human_line(rec));
+  emit(std::move(rec));
 }
 
 std::string human_line(const nlohmann::ordered_json& r) {
