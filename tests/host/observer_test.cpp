@@ -141,7 +141,7 @@ TEST_F(Observer, DaemonRecordsRealIoctlsOnAnAliasDevice) {
     EXPECT_EQ(r["decoded"]["command"], commands[i]);
     EXPECT_EQ(r["result"]["ret"], -25) << "the alias driver answers ENOTTY";
     EXPECT_EQ(r["result"]["error"]["name"], "ENOTTY");
-    EXPECT_FALSE(r["decoded"].contains("kernel_disagrees"));
+    EXPECT_FALSE(r.contains("kernel_decoded")) << "kernel and user space decode the same bytes differently";
     EXPECT_EQ(r["engine"], "bpf");
   }
   EXPECT_EQ(recs[5]["decoded"]["params"]["newLevel"], 4);

@@ -59,6 +59,7 @@ TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
   while (!engine.finished()) ASSERT_TRUE(engine.poll(std::chrono::milliseconds(0), pipeline).ok());
   EXPECT_EQ(pipeline.counters().records, 3u);
   EXPECT_EQ(pipeline.pending(), 0u);
+  ASSERT_TRUE(pipeline.flush().ok());  // ioctl records are buffered until the batch ends
 
   auto recs = read_ledger(dir.path / "ledger.jsonl");
   ASSERT_EQ(recs.size(), 3u);
@@ -141,6 +142,7 @@ TEST(Pipeline, EntryWithoutExitIsStillRecorded) {
   pipeline.on_enter(e);
   EXPECT_EQ(pipeline.pending(), 1u);
   pipeline.flush_stale(0);
+  ASSERT_TRUE(pipeline.flush().ok());
   auto recs = read_ledger(dir.path / "l.jsonl");
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_TRUE(recs[0]["result"]["ret"].is_null());

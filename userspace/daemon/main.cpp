@@ -196,6 +196,7 @@ int run(const Options& o) {
       rc = 1;
       break;
     }
+    if (auto f = pipeline.flush(); !f) std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
     auto now = std::chrono::steady_clock::now();
     if (now - last_tick >= std::chrono::seconds(1)) {
       last_tick = now;

@@ -61,7 +61,12 @@ std::string request_name(const gg_raw& raw, const gg_decoded& d);
 // Named key parameters of the command.
 std::vector<std::pair<std::string, uint64_t>> key_params(const gg_decoded& d);
 
-// The decoded command as a JSON object (the ledger's "decoded" field).
+class JsonOut;
+// The decoded command as a JSON object value (the ledger's "decoded" field).
+void write_decoded(JsonOut& out, const gg_raw& raw, const gg_decoded& d);
+// The captured bytes as members of the ledger's "request" object.
+void write_raw(JsonOut& out, const gg_raw& raw);
+// The same, as nlohmann objects (CLI, tests).
 nlohmann::ordered_json decoded_json(const gg_raw& raw, const gg_decoded& d);
 // The captured bytes as a JSON object (the ledger's "bytes" field).
 nlohmann::ordered_json raw_json(const gg_raw& raw);

@@ -48,8 +48,12 @@ class Pipeline final : public EventHandler {
   [[nodiscard]] const PipelineCounters& counters() const { return counters_; }
   [[nodiscard]] size_t pending() const { return pending_.size(); }
 
-  // The ledger record for one ioctl (exit may be null); exposed for tests.
-  nlohmann::ordered_json build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
+  // Write buffered ledger lines out (the daemon calls it after each batch).
+  Result<void> flush();
+
+  // The ledger record for one ioctl (exit may be null), as the members of a
+  // JSON object without "seq".
+  std::string build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
 
  private:
   struct ProcInfo {

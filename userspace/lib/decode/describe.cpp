@@ -3,49 +3,68 @@
 
 #include "gpugate/decode.hpp"
 #include "gpugate/hex.hpp"
+#include "gpugate/json_out.hpp"
 
 namespace gpugate {
 
-nlohmann::ordered_json decoded_json(const gg_raw& raw, const gg_decoded& d) {
-  nlohmann::ordered_json j;
-  j["vendor"] = vendor_name(d.vendor);
-  j["request"] = request_name(raw, d);
-  j["command"] = command_name(raw, d);
-  j["command_id"] = fmt::format("{:#010x}", d.command);
-  j["class"] = class_name(d.cls);
-  j["class_source"] = source_name(d.cls_source);
-  j["privilege"] = priv_name(d.priv);
-  auto params = nlohmann::ordered_json::object();
-  for (const auto& [name, value] : key_params(d)) params[name] = value;
-  j["params"] = params;
-  j["flags"] = flag_names(d.flags);
+void write_decoded(JsonOut& o, const gg_raw& raw, const gg_decoded& d) {
+  o.begin_object();
+  o.field("vendor", vendor_name(d.vendor));
+  o.field("request", std::string_view(request_name(raw, d)));
+  o.field("command", std::string_view(command_name(raw, d)));
+  o.key("command_id").hex32(d.command);
+  o.field("class", class_name(d.cls));
+  o.field("class_source", source_name(d.cls_source));
+  o.field("privilege", priv_name(d.priv));
+  o.key("params").begin_object();
+  for (const auto& [name, value] : key_params(d)) o.field(name, value);
+  o.end_object();
+  o.key("flags").begin_array();
+  for (auto f : flag_names(d.flags)) o.str(f);
+  o.end_array();
   if (raw.dev_kind == GG_DEV_NVIDIA_CTL || raw.dev_kind == GG_DEV_NVIDIA_GPU) {
-    j["escape"] = fmt::format("{:#04x}", d.nr);
+    o.field("escape", std::string_view(fmt::format("{:#04x}", d.nr)));
     if (d.client || d.object) {
-      j["client"] = fmt::format("{:#010x}", d.client);
-      j["object"] = fmt::format("{:#010x}", d.object);
+      o.key("client").hex32(d.client);
+      o.key("object").hex32(d.object);
     }
-    if (d.params_ptr || d.params_size) j["params_size"] = d.params_size;
-    if (raw.target_class) j["target_class"] = fmt::format("{:#06x}", raw.target_class);
+    if (d.params_ptr || d.params_size) o.field("params_size", d.params_size);
+    if (raw.target_class) o.field("target_class", std::string_view(fmt::format("{:#06x}", raw.target_class)));
   }
-  return j;
+  o.end_object();
+}
+
+void write_raw(JsonOut& o, const gg_raw& raw) {
+  o.key("ioctl").hex32(raw.request);
+  o.field("dev_kind", dev_kind_name(raw.dev_kind));
+  if (raw.dev_kind == GG_DEV_DRM) o.field("drm_driver", drm_driver_name(raw.drm_driver));
+  o.field("arg", std::string_view(to_hex({raw.arg, raw.arg_len})));
+  if (raw.inner_len) o.field("inner", std::string_view(to_hex({raw.inner, raw.inner_len})));
+  if (raw.params_len) o.field("params", std::string_view(to_hex({raw.params, raw.params_len})));
+  if (raw.capture_flags & (GG_CAP_ARG_FAULT | GG_CAP_INNER_FAULT | GG_CAP_PARAMS_FAULT)) {
+    o.key("unreadable").begin_array();
+    if (raw.capture_flags & GG_CAP_ARG_FAULT) o.str("arg");
+    if (raw.capture_flags & GG_CAP_INNER_FAULT) o.str("inner");
+    if (raw.capture_flags & GG_CAP_PARAMS_FAULT) o.str("params");
+    o.end_array();
+  }
+  if (raw.target_class) o.field("target_class", raw.target_class);
+}
+
+nlohmann::ordered_json decoded_json(const gg_raw& raw, const gg_decoded& d) {
+  std::string text;
+  JsonOut o(text);
+  write_decoded(o, raw, d);
+  return nlohmann::ordered_json::parse(text);
 }
 
 nlohmann::ordered_json raw_json(const gg_raw& raw) {
-  nlohmann::ordered_json j;
-  j["ioctl"] = fmt::format("{:#010x}", raw.request);
-  j["dev_kind"] = dev_kind_name(raw.dev_kind);
-  if (raw.dev_kind == GG_DEV_DRM) j["drm_driver"] = drm_driver_name(raw.drm_driver);
-  j["arg"] = to_hex({raw.arg, raw.arg_len});
-  if (raw.inner_len) j["inner"] = to_hex({raw.inner, raw.inner_len});
-  if (raw.params_len) j["params"] = to_hex({raw.params, raw.params_len});
-  std::vector<std::string_view> faults;
-  if (raw.capture_flags & GG_CAP_ARG_FAULT) faults.emplace_back("arg");
-  if (raw.capture_flags & GG_CAP_INNER_FAULT) faults.emplace_back("inner");
-  if (raw.capture_flags & GG_CAP_PARAMS_FAULT) faults.emplace_back("params");
-  if (!faults.empty()) j["unreadable"] = faults;
-  if (raw.target_class) j["target_class"] = raw.target_class;
-  return j;
+  std::string text;
+  JsonOut o(text);
+  o.begin_object();
+  write_raw(o, raw);
+  o.end_object();
+  return nlohmann::ordered_json::parse(text);
 }
 
 namespace {

@@ -74,32 +74,61 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& path) {
 }
 
 LedgerWriter::LedgerWriter(LedgerWriter&& o) noexcept
-    : fd_(o.fd_), path_(std::move(o.path_)), next_seq_(o.next_seq_), note_(std::move(o.note_)), bytes_(o.bytes_) {
+    : fd_(o.fd_),
+      path_(std::move(o.path_)),
+      next_seq_(o.next_seq_),
+      note_(std::move(o.note_)),
+      bytes_(o.bytes_),
+      buf_(std::move(o.buf_)) {
   o.fd_ = -1;
 }
 
 LedgerWriter::~LedgerWriter() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) {
+    (void)flush();
+    ::close(fd_);
+  }
 }
 
-Result<uint64_t> LedgerWriter::append(nlohmann::ordered_json rec) {
-  nlohmann::ordered_json line;
-  line["seq"] = next_seq_;
-  for (auto& [k, v] : rec.items())
-    if (k != "seq") line[k] = std::move(v);
-  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  text.push_back('\n');
+Result<uint64_t> LedgerWriter::append_members(std::string_view members) {
+  if (buf_.size() > kMaxBuffered) {
+    // The disk has refused writes for a while: refuse rather than grow.
+    if (auto f = flush(); !f) return f.error();
+  }
+  buf_.append("{\"seq\":");
+  buf_.append(std::to_string(next_seq_));
+  if (!members.empty()) buf_.push_back(',');
+  buf_.append(members);
+  buf_.append("}\n");
+  if (buf_.size() >= kFlushBytes) (void)flush();  // on failure the lines stay buffered
+  return next_seq_++;
+}
+
+Result<void> LedgerWriter::flush() {
   size_t off = 0;
-  while (off < text.size()) {
-    ssize_t n = ::write(fd_, text.data() + off, text.size() - off);
+  while (off < buf_.size()) {
+    ssize_t n = ::write(fd_, buf_.data() + off, buf_.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
+      // Keep what was not written: the next flush tries again.
+      buf_.erase(0, off);
       return make_error(fmt::format("ledger {}: write failed: {}", path_, std::strerror(errno)), errno);
     }
     off += static_cast<size_t>(n);
   }
-  bytes_ += text.size();
-  return next_seq_++;
+  bytes_ += buf_.size();
+  buf_.clear();
+  return {};
+}
+
+Result<uint64_t> LedgerWriter::append(nlohmann::ordered_json rec) {
+  rec.erase("seq");
+  std::string text = rec.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  // text is "{...}": hand over the members
+  auto seq = append_members(std::string_view(text).substr(1, text.size() - 2));
+  if (!seq) return seq;
+  if (auto f = flush(); !f) return f.error();
+  return seq;
 }
 
 }  // namespace gpugate

@@ -8,24 +8,10 @@
 #include <fmt/format.h>
 
 #include "gpugate/hex.hpp"
+#include "gpugate/json_out.hpp"
 
 namespace gpugate {
-namespace {
-
-std::string comm_string(const char* comm) { return std::string(comm, strnlen(comm, GG_COMM_LEN)); }
-
-nlohmann::ordered_json errno_json(int64_t ret) {
-  if (ret >= 0) return nullptr;
-  const char* name = strerrordesc_np(static_cast<int>(-ret));
-  const char* abbrev = strerrorname_np(static_cast<int>(-ret));
-  nlohmann::ordered_json j;
-  j["errno"] = -ret;
-  j["name"] = abbrev ? abbrev : "?";
-  j["text"] = name ? name : "?";
-  return j;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Pipeline::Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo host, std::string engine, HumanSink sink)
     : ledger_(ledger),
@@ -63,77 +49,110 @@ nlohmann::ordered_json Pipeline::base(const std::string& type, uint64_t boot_ns)
   return j;
 }
 
-nlohmann::ordered_json Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
-  auto j = base("ioctl", e.hdr.boot_ns);
-  const auto& proc = proc_info(e.hdr.pid);
-  nlohmann::ordered_json p;
-  p["pid"] = e.hdr.pid;
-  p["tid"] = e.hdr.tid;
-  p["uid"] = e.uid;
-  p["gid"] = e.gid;
-  p["comm"] = comm_string(e.comm);
-  std::string exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
-  if (!proc.exe.empty()) {
-    p["exe"] = proc.exe;
-  } else if (!exe_name.empty()) {
-    p["exe"] = exe_name;  // the process is gone: the kernel's basename is what is known
-    p["exe_is_basename"] = true;
-  } else {
-    p["exe"] = nullptr;
-  }
-  p["cgroup_id"] = e.cgroup_id;
-  p["cgroup"] = proc.cgroup.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(proc.cgroup);
-  j["process"] = p;
+std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
+  std::string text;
+  text.reserve(2048);
+  JsonOut o(text);
+  int64_t realtime = static_cast<int64_t>(e.hdr.boot_ns) + rt_offset_;
+  o.field("type", "ioctl");
+  o.field("time", std::string_view(format_utc(realtime)));
+  o.field("realtime_ns", realtime);
+  o.field("boottime_ns", static_cast<uint64_t>(e.hdr.boot_ns));
+  o.field("boot_id", std::string_view(host_.boot_id));
+  o.field("host_id", std::string_view(host_.host_id));
 
-  nlohmann::ordered_json d;
+  const auto& proc = proc_info(e.hdr.pid);
+  o.key("process").begin_object();
+  o.field("pid", e.hdr.pid).field("tid", e.hdr.tid).field("uid", e.uid).field("gid", e.gid);
+  o.field("comm", std::string_view(e.comm, strnlen(e.comm, GG_COMM_LEN)));
+  std::string_view exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
+  if (!proc.exe.empty()) {
+    o.field("exe", std::string_view(proc.exe));
+  } else if (!exe_name.empty()) {
+    o.field("exe", exe_name);  // the process is gone: the kernel's basename is what is known
+    o.field("exe_is_basename", true);
+  } else {
+    o.key("exe").null();
+  }
+  o.field("cgroup_id", static_cast<uint64_t>(e.cgroup_id));
+  if (proc.cgroup.empty())
+    o.key("cgroup").null();
+  else
+    o.field("cgroup", std::string_view(proc.cgroup));
+  o.end_object();
+
   const Device* dev = devices_.find(e.dev);
-  d["rdev"] = fmt::format("{}:{}", kernel_dev_major(e.dev), kernel_dev_minor(e.dev));
-  d["kind"] = dev_kind_name(e.device.kind);
-  d["vendor"] = vendor_name(e.device.vendor);
-  d["path"] = dev ? nlohmann::ordered_json(dev->path) : nlohmann::ordered_json(nullptr);
-  d["gpu_index"] = e.device.gpu_index >= 0 ? nlohmann::ordered_json(e.device.gpu_index) : nullptr;
-  d["alias"] = static_cast<bool>(e.device.flags & GG_DEVF_ALIAS);
-  if (dev && dev->alias()) d["alias_of"] = dev->alias_of;
-  if (dev && !dev->pci.empty()) d["pci"] = dev->pci;
-  d["uuid"] = nullptr;
-  j["device"] = d;
+  o.key("device").begin_object();
+  o.field("rdev", std::string_view(fmt::format("{}:{}", kernel_dev_major(e.dev), kernel_dev_minor(e.dev))));
+  o.field("kind", dev_kind_name(e.device.kind));
+  o.field("vendor", vendor_name(e.device.vendor));
+  if (dev)
+    o.field("path", std::string_view(dev->path));
+  else
+    o.key("path").null();
+  if (e.device.gpu_index >= 0)
+    o.field("gpu_index", e.device.gpu_index);
+  else
+    o.key("gpu_index").null();
+  o.field("alias", static_cast<bool>(e.device.flags & GG_DEVF_ALIAS));
+  if (dev && dev->alias()) o.field("alias_of", std::string_view(dev->alias_of));
+  if (dev && !dev->pci.empty()) o.field("pci", std::string_view(dev->pci));
+  o.key("uuid").null();
+  o.end_object();
 
   // Re-decode in user space with what only user space knows (the RM class
   // of the target object); the kernel's own answer is kept beside it.
   gg_raw raw = e.raw;
-  auto obj = rm_objects_.find({uint64_t{e.hdr.pid} << 32 | e.dec.client, e.dec.object});
-  if (e.dec.table == GG_TAB_NV_CONTROL || (e.dec.nr == 0x2A && e.dec.table != GG_TAB_NONE)) {
+  if (e.dec.nr == 0x2A && e.dec.table != GG_TAB_NONE) {
+    auto obj = rm_objects_.find({uint64_t{e.hdr.pid} << 32 | e.dec.client, e.dec.object});
     if (obj != rm_objects_.end()) raw.target_class = obj->second;
   }
   gg_decoded dec = decode(raw);
-  nlohmann::ordered_json r = raw_json(raw);
-  r["fd"] = e.fd;
-  r["arg_ptr"] = fmt::format("{:#x}", e.arg);
-  j["request"] = r;
-  j["decoded"] = decoded_json(raw, dec);
+  o.key("request").begin_object();
+  write_raw(o, raw);
+  o.field("fd", e.fd);
+  o.field("arg_ptr", std::string_view(fmt::format("{:#x}", e.arg)));
+  o.end_object();
+  o.key("decoded");
+  write_decoded(o, raw, dec);
   if (raw.target_class == 0 && std::memcmp(&dec, &e.dec, sizeof(dec)) != 0) {
     // The same bytes must decode the same everywhere; say so if not.
-    j["decoded"]["kernel_disagrees"] = decoded_json(e.raw, e.dec);
+    o.key("kernel_decoded");
+    write_decoded(o, e.raw, e.dec);
   }
-  j["mode"] = "observe";
-  j["verdict"] = "allowed";
-  j["verdict_reason"] = "observe-only engine: tracepoints cannot deny";
-  j["rule"] = nullptr;
-  j["grant"] = nullptr;
-  nlohmann::ordered_json res;
+  o.field("mode", "observe");
+  o.field("verdict", "allowed");
+  o.field("verdict_reason", "observe-only engine: tracepoints cannot deny");
+  o.key("rule").null();
+  o.key("grant").null();
+  o.key("result").begin_object();
   if (x) {
-    res["ret"] = x->ret;
-    res["error"] = errno_json(x->ret);
-    res["nv_status"] = (x->status_valid && x->ret == 0) ? nlohmann::ordered_json(x->nv_status) : nullptr;
-    res["duration_ns"] = x->hdr.boot_ns - e.hdr.boot_ns;
+    o.field("ret", static_cast<int64_t>(x->ret));
+    if (x->ret < 0) {
+      int err = static_cast<int>(-x->ret);
+      const char* name = strerrorname_np(err);
+      const char* desc = strerrordesc_np(err);
+      o.key("error").begin_object();
+      o.field("errno", static_cast<int64_t>(err));
+      o.field("name", name ? name : "?");
+      o.field("text", desc ? desc : "?");
+      o.end_object();
+    } else {
+      o.key("error").null();
+    }
+    if (x->status_valid && x->ret == 0)
+      o.field("nv_status", x->nv_status);
+    else
+      o.key("nv_status").null();
+    o.field("duration_ns", static_cast<uint64_t>(x->hdr.boot_ns - e.hdr.boot_ns));
   } else {
-    res["ret"] = nullptr;
-    res["note"] = "no exit seen: the call was still running, or its exit record was lost";
+    o.key("ret").null();
+    o.field("note", "no exit seen: the call was still running, or its exit record was lost");
   }
-  j["result"] = res;
-  j["engine"] = engine_;
-  j["kernel_seq"] = e.hdr.seq;
-  return j;
+  o.end_object();
+  o.field("engine", std::string_view(engine_));
+  o.field("kernel_seq", static_cast<uint64_t>(e.hdr.seq));
+  return text;
 }
 
 void Pipeline::on_enter(const gg_ioctl_enter& e) {
@@ -181,8 +200,23 @@ bool Pipeline::emit(nlohmann::ordered_json rec) {
 }
 
 void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
-  if (emit(build_record(e, x))) counters_.records++;
+  std::string members = build_record(e, x);
+  auto seq = ledger_.append_members(members);
+  if (!seq) {
+    counters_.write_errors++;
+    if (sink_) sink_(nlohmann::ordered_json::object(), "ledger write failed: " + seq.error().message);
+    return;
+  }
+  counters_.records++;
+  if (sink_) {
+    // Human lines are for people: rendering them costs a parse, so daemons
+    // under heavy load run with -q and people read `gpugate tail`.
+    auto rec = nlohmann::ordered_json::parse("{\"seq\":" + std::to_string(*seq) + "," + members + "}");
+    sink_(rec, human_line(rec));
+  }
 }
+
+Result<void> Pipeline::flush() { return ledger_.flush(); }
 
 void Pipeline::flush_stale(uint64_t max_age_ns) {
   uint64_t now = boottime_ns();

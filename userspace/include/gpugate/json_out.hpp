@@ -1,0 +1,71 @@
+// A small JSON text writer for the record hot path. nlohmann::json builds a
+// tree of allocations per record (about 40 µs per ioctl record here); this
+// appends text to one reused buffer. Output is compact and RFC 8259 valid;
+// strings are escaped, invalid UTF-8 bytes are written as \u00XX escapes of
+// the byte so that no input can break a ledger line.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace gpugate {
+
+class JsonOut {
+ public:
+  explicit JsonOut(std::string& out) : out_(out) {}
+
+  JsonOut& begin_object();
+  JsonOut& end_object();
+  JsonOut& begin_array();
+  JsonOut& end_array();
+  JsonOut& key(std::string_view k);
+
+  JsonOut& str(std::string_view s);
+  JsonOut& num(int64_t v);
+  JsonOut& unum(uint64_t v);
+  JsonOut& boolean(bool v);
+  JsonOut& null();
+  JsonOut& hex32(uint32_t v);  // "0x%08x" as a string
+  JsonOut& raw(std::string_view json);  // an already valid JSON value
+
+  // key + value shorthands
+  template <class V>
+  JsonOut& field(std::string_view k, V v);
+
+ private:
+  void comma();
+  std::string& out_;
+  bool first_ = true;
+};
+
+template <>
+inline JsonOut& JsonOut::field(std::string_view k, std::string_view v) {
+  return key(k).str(v);
+}
+template <>
+inline JsonOut& JsonOut::field(std::string_view k, const char* v) {
+  return key(k).str(v);
+}
+template <>
+inline JsonOut& JsonOut::field(std::string_view k, bool v) {
+  return key(k).boolean(v);
+}
+template <>
+inline JsonOut& JsonOut::field(std::string_view k, int64_t v) {
+  return key(k).num(v);
+}
+template <>
+inline JsonOut& JsonOut::field(std::string_view k, uint64_t v) {
+  return key(k).unum(v);
+}
+template <>
+inline JsonOut& JsonOut::field(std::string_view k, uint32_t v) {
+  return key(k).unum(v);
+}
+template <>
+inline JsonOut& JsonOut::field(std::string_view k, int32_t v) {
+  return key(k).num(v);
+}
+
+}  // namespace gpugate
