@@ -26,7 +26,7 @@ class JsonOut {
   JsonOut& unum(uint64_t v);
   JsonOut& boolean(bool v);
   JsonOut& null();
-  JsonOut& hex32(uint32_t v);  // "0x%08x" as a string
+  JsonOut& hex32(uint32_t v);           // "0x%08x" as a string
   JsonOut& raw(std::string_view json);  // an already valid JSON value
 
   // key + value shorthands

@@ -44,13 +44,28 @@ JsonOut& JsonOut::key(std::string_view k) {
 
 namespace {
 
-// Length of a valid UTF-8 sequence starting at s[i], or 0.
+// Length of a well-formed UTF-8 sequence starting at s[i] (RFC 3629: no
+// overlongs, no surrogates, nothing above U+10FFFF), or 0.
 size_t utf8_len(std::string_view s, size_t i) {
   auto b = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   unsigned char c = b(i);
-  size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  for (size_t k = 1; k < n; k++)
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) {
+    n = 2;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > s.size() || b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; k++)
     if ((b(i + k) & 0xC0) != 0x80) return 0;
   return n;
 }
@@ -61,28 +76,32 @@ JsonOut& JsonOut::str(std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   comma();
   out_.push_back('"');
-  for (size_t i = 0; i < s.size();) {
+  size_t i = 0;
+  while (i < s.size()) {
+    // Copy the run of plain printable ASCII in one go (hex dumps are all such).
+    size_t run = i;
+    while (run < s.size()) {
+      unsigned char c = static_cast<unsigned char>(s[run]);
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+      run++;
+    }
+    out_.append(s.data() + i, run - i);
+    i = run;
+    if (i == s.size()) break;
     unsigned char c = static_cast<unsigned char>(s[i]);
     if (c == '"' || c == '\\') {
-      out_.push_back('\\');
-      out_.push_back(static_cast<char>(c));
+      char esc[2] = {'\\', static_cast<char>(c)};
+      out_.append(esc, 2);
       i++;
-    } else if (c < 0x20) {
-      out_.append("\\u00");
-      out_.push_back(kHex[c >> 4]);
-      out_.push_back(kHex[c & 0xf]);
+    } else if (c < 0x80 || utf8_len(s, i) == 0) {
+      // a control character, or a stray byte: keep it visible, keep the line valid
+      char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xf]};
+      out_.append(esc, 6);
       i++;
-    } else if (c < 0x80) {
-      out_.push_back(static_cast<char>(c));
-      i++;
-    } else if (size_t n = utf8_len(s, i); n) {
-      out_.append(s.substr(i, n));
-      i += n;
     } else {
-      out_.append("\\u00");  // a stray byte: keep it visible, keep the line valid
-      out_.push_back(kHex[c >> 4]);
-      out_.push_back(kHex[c & 0xf]);
-      i++;
+      size_t n = utf8_len(s, i);
+      out_.append(s.data() + i, n);
+      i += n;
     }
   }
   out_.push_back('"');
@@ -120,9 +139,10 @@ JsonOut& JsonOut::null() {
 JsonOut& JsonOut::hex32(uint32_t v) {
   static constexpr char kHex[] = "0123456789abcdef";
   comma();
-  out_.append("\"0x");
-  for (int shift = 28; shift >= 0; shift -= 4) out_.push_back(kHex[(v >> shift) & 0xf]);
-  out_.push_back('"');
+  char buf[12] = {'"', '0', 'x'};
+  for (int k = 0; k < 8; k++) buf[3 + k] = kHex[(v >> (28 - 4 * k)) & 0xf];
+  buf[11] = '"';
+  out_.append(buf, sizeof(buf));
   return *this;
 }
 
