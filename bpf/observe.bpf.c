@@ -54,17 +54,20 @@ struct {
 	__type(value, struct gg_class_counters);
 } counters SEC(".maps");
 
+/* Per-thread state between a GPU ioctl's entry and its exit. */
 struct gg_pending {
 	__u64 seq;
 	__u64 status_addr; /* user address of the NV status word, 0 if none */
 	__u32 cls;
-	__u32 pad;
+	__u32 active;	/* an entry is waiting for its exit */
+	void *exe_file; /* the file exe_name was read from */
+	char exe_name[GG_EXE_NAME_LEN];
 };
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u32); /* tid */
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct gg_pending);
 } pending SEC(".maps");
 
@@ -92,21 +95,24 @@ static __always_inline __u32 gg_fd_rdev(int fd)
 	return inode->i_rdev;
 }
 
-/* Basename of the executable: user space cannot read /proc of a process
- * that exited before its records were read. */
-static __always_inline void gg_exe_name(char *dst, __u32 len)
+/*
+ * Basename of the executable: user space cannot read /proc of a process
+ * that exited before its records were read. Read once per executable and
+ * kept in the thread's storage (an exec changes mm->exe_file).
+ */
+static __always_inline void gg_exe_name(struct gg_pending *p)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct mm_struct *mm = task->mm;
-	struct file *exe;
+	struct file *exe = mm ? mm->exe_file : 0;
 
-	dst[0] = 0;
-	if (!mm)
+	if (exe == p->exe_file)
 		return;
-	exe = mm->exe_file;
-	if (!exe)
-		return;
-	bpf_probe_read_kernel_str(dst, len, exe->f_path.dentry->d_name.name);
+	p->exe_file = exe;
+	p->exe_name[0] = 0;
+	if (exe)
+		bpf_probe_read_kernel_str(p->exe_name, sizeof(p->exe_name),
+					  exe->f_path.dentry->d_name.name);
 }
 
 static __always_inline void gg_count(__u32 cls, int which)
@@ -125,33 +131,25 @@ static __always_inline void gg_count(__u32 cls, int which)
 		c->exit_dropped++;
 }
 
-static __always_inline __u64 gg_ring_flags(void)
+/*
+ * Records go in without waking the reader, which polls every 20 ms; only
+ * the record that takes the backlog across wakeup_bytes wakes it. A wakeup
+ * costs the caller microseconds (an irq_work), so one per crossing, not one
+ * per record while the backlog stays high.
+ */
+static __always_inline __u64 gg_ring_flags(__u64 size)
 {
-	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
-									     : BPF_RB_NO_WAKEUP;
+	__u64 avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
+
+	return (avail < wakeup_bytes && avail + size >= wakeup_bytes) ? BPF_RB_FORCE_WAKEUP
+								      : BPF_RB_NO_WAKEUP;
 }
 
-SEC("tp/syscalls/sys_enter_ioctl")
-int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+/* Who, when and on what: everything but the request's bytes. */
+static __always_inline void gg_fill_enter(struct gg_ioctl_enter *e, __u32 rdev, int fd, __u64 arg,
+					  const struct gg_device *dev, const struct gg_pending *p)
 {
-	int fd = (int)ctx->args[0];
-	__u32 request = (__u32)ctx->args[1];
-	__u64 arg = ctx->args[2];
 	__u64 id = bpf_get_current_pid_tgid();
-	struct gg_pending p = {};
-	struct gg_ioctl_enter *e;
-	struct gg_device *dev;
-	__u32 rdev, zero = 0, cls;
-
-	rdev = gg_fd_rdev(fd);
-	if (!rdev || !gpu_majors[(rdev >> 20) & (GG_MAJORS - 1)])
-		return 0;
-	dev = bpf_map_lookup_elem(&devices, &rdev);
-	if (!dev)
-		return 0;
-	e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e)
-		return 0;
 
 	e->hdr.type = GG_EV_IOCTL_ENTER;
 	e->hdr.size = sizeof(*e);
@@ -165,63 +163,107 @@ int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 	e->gid = id >> 32;
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	gg_exe_name(e->exe_name, sizeof(e->exe_name));
+	__builtin_memcpy(e->exe_name, p->exe_name, sizeof(e->exe_name));
 	e->dev = rdev;
 	e->fd = fd;
 	e->arg = arg;
 	e->device = *dev;
+}
 
-	gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
-	cls = e->dec.cls;
+SEC("tp/syscalls/sys_enter_ioctl")
+int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	int fd = (int)ctx->args[0];
+	__u32 request = (__u32)ctx->args[1];
+	__u64 arg = ctx->args[2];
+	struct gg_ioctl_enter *e;
+	struct gg_pending *p;
+	struct gg_device *dev;
+	__u32 rdev, zero = 0, cls;
+	__u64 seq, status_addr = 0;
 
-	if (bpf_ringbuf_output(&events, e, sizeof(*e), gg_ring_flags())) {
-		gg_count(cls, 1);
+	rdev = gg_fd_rdev(fd);
+	if (!rdev || !gpu_majors[(rdev >> 20) & (GG_MAJORS - 1)])
+		return 0;
+	dev = bpf_map_lookup_elem(&devices, &rdev);
+	if (!dev)
+		return 0;
+
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p)
+		return 0;
+	gg_exe_name(p);
+
+	/* Build the record in place in the ring; if the ring is full, build it
+	 * in scratch space only to learn its class, and count the loss. */
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		e = bpf_map_lookup_elem(&scratch, &zero);
+		if (!e)
+			return 0;
+		gg_fill_enter(e, rdev, fd, arg, dev, p);
+		gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
+		gg_count(e->dec.cls, 1);
 		return 0;
 	}
+	gg_fill_enter(e, rdev, fd, arg, dev, p);
+	gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
+	cls = e->dec.cls;
+	seq = e->hdr.seq;
+	if (e->dec.status_offset)
+		status_addr = ((e->dec.flags & GG_DF_XFER) ? e->dec.inner_ptr : arg) +
+			      e->dec.status_offset;
+	bpf_ringbuf_submit(e, gg_ring_flags(sizeof(*e)));
 	gg_count(cls, 0);
 
-	p.seq = e->hdr.seq;
-	p.cls = cls;
-	if (e->dec.status_offset)
-		p.status_addr = ((e->dec.flags & GG_DF_XFER) ? e->dec.inner_ptr : arg) +
-				e->dec.status_offset;
-	if (!bpf_map_update_elem(&pending, &e->hdr.tid, &p, BPF_ANY))
+	if (!p->active)
 		__sync_fetch_and_add(&pending_hint, 1);
+	p->active = 1;
+	p->seq = seq;
+	p->cls = cls;
+	p->status_addr = status_addr;
 	return 0;
 }
 
 SEC("tp/syscalls/sys_exit_ioctl")
 int gg_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
 {
-	struct gg_ioctl_exit x = {};
+	struct gg_ioctl_exit *x;
 	struct gg_pending *p;
 	__u64 id;
-	__u32 tid;
 
 	if (!pending_hint)
 		return 0;
-	id = bpf_get_current_pid_tgid();
-	tid = (__u32)id;
-	p = bpf_map_lookup_elem(&pending, &tid);
-	if (!p)
+	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	if (!p || !p->active)
 		return 0;
-
-	x.hdr.type = GG_EV_IOCTL_EXIT;
-	x.hdr.size = sizeof(x);
-	x.hdr.cpu = bpf_get_smp_processor_id();
-	x.hdr.seq = p->seq;
-	x.hdr.boot_ns = bpf_ktime_get_boot_ns();
-	x.hdr.pid = id >> 32;
-	x.hdr.tid = tid;
-	x.enter_seq = p->seq;
-	x.ret = ctx->ret;
-	x.cls = p->cls;
-	if (p->status_addr &&
-	    !bpf_probe_read_user(&x.nv_status, sizeof(x.nv_status), (const void *)p->status_addr))
-		x.status_valid = 1;
-	if (bpf_ringbuf_output(&events, &x, sizeof(x), gg_ring_flags()))
-		gg_count(x.cls, 2);
-	bpf_map_delete_elem(&pending, &tid);
+	p->active = 0;
 	__sync_fetch_and_sub(&pending_hint, 1);
+
+	x = bpf_ringbuf_reserve(&events, sizeof(*x), 0);
+	if (!x) {
+		gg_count(p->cls, 2);
+		return 0;
+	}
+	id = bpf_get_current_pid_tgid();
+	x->hdr.type = GG_EV_IOCTL_EXIT;
+	x->hdr.size = sizeof(*x);
+	x->hdr.cpu = bpf_get_smp_processor_id();
+	x->hdr.seq = p->seq;
+	x->hdr.boot_ns = bpf_ktime_get_boot_ns();
+	x->hdr.pid = id >> 32;
+	x->hdr.tid = (__u32)id;
+	x->enter_seq = p->seq;
+	x->ret = ctx->ret;
+	x->nv_status = 0;
+	x->status_valid = 0;
+	x->cls = p->cls;
+	x->pad[0] = 0;
+	x->pad[1] = 0;
+	if (p->status_addr &&
+	    !bpf_probe_read_user(&x->nv_status, sizeof(x->nv_status), (const void *)p->status_addr))
+		x->status_valid = 1;
+	bpf_ringbuf_submit(x, gg_ring_flags(sizeof(*x)));
 	return 0;
 }
