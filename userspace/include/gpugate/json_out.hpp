@@ -26,15 +26,19 @@ class JsonOut {
   JsonOut& unum(uint64_t v);
   JsonOut& boolean(bool v);
   JsonOut& null();
-  JsonOut& hex32(uint32_t v);           // "0x%08x" as a string
-  JsonOut& raw(std::string_view json);  // an already valid JSON value
+  JsonOut& hex32(uint32_t v);                           // "0x%08x" as a string
+  JsonOut& hex_bytes(const uint8_t* data, size_t len);  // bytes as a hex string
+  JsonOut& raw(std::string_view json);                  // an already valid JSON value
 
   // key + value shorthands
   template <class V>
   JsonOut& field(std::string_view k, V v);
 
  private:
-  void comma();
+  void comma() {
+    if (!first_) out_.push_back(',');
+    first_ = false;
+  }
   std::string& out_;
   bool first_ = true;
 };

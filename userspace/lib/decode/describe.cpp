@@ -38,9 +38,9 @@ void write_raw(JsonOut& o, const gg_raw& raw) {
   o.key("ioctl").hex32(raw.request);
   o.field("dev_kind", dev_kind_name(raw.dev_kind));
   if (raw.dev_kind == GG_DEV_DRM) o.field("drm_driver", drm_driver_name(raw.drm_driver));
-  o.field("arg", std::string_view(to_hex({raw.arg, raw.arg_len})));
-  if (raw.inner_len) o.field("inner", std::string_view(to_hex({raw.inner, raw.inner_len})));
-  if (raw.params_len) o.field("params", std::string_view(to_hex({raw.params, raw.params_len})));
+  o.key("arg").hex_bytes(raw.arg, raw.arg_len);
+  if (raw.inner_len) o.key("inner").hex_bytes(raw.inner, raw.inner_len);
+  if (raw.params_len) o.key("params").hex_bytes(raw.params, raw.params_len);
   if (raw.capture_flags & (GG_CAP_ARG_FAULT | GG_CAP_INNER_FAULT | GG_CAP_PARAMS_FAULT)) {
     o.key("unreadable").begin_array();
     if (raw.capture_flags & GG_CAP_ARG_FAULT) o.str("arg");

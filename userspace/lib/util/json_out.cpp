@@ -1,13 +1,10 @@
 #include "gpugate/json_out.hpp"
 
+#include <array>
 #include <charconv>
+#include <cstring>
 
 namespace gpugate {
-
-void JsonOut::comma() {
-  if (!first_) out_.push_back(',');
-  first_ = false;
-}
 
 JsonOut& JsonOut::begin_object() {
   comma();
@@ -44,6 +41,13 @@ JsonOut& JsonOut::key(std::string_view k) {
 
 namespace {
 
+// Bytes that go into a JSON string as they are: printable ASCII but " and \\.
+constexpr auto kPlain = [] {
+  std::array<bool, 256> t{};
+  for (int c = 0x20; c < 0x80; c++) t[c] = c != '"' && c != '\\';
+  return t;
+}();
+
 // Length of a well-formed UTF-8 sequence starting at s[i] (RFC 3629: no
 // overlongs, no surrogates, nothing above U+10FFFF), or 0.
 size_t utf8_len(std::string_view s, size_t i) {
@@ -75,16 +79,23 @@ size_t utf8_len(std::string_view s, size_t i) {
 JsonOut& JsonOut::str(std::string_view s) {
   static constexpr char kHex[] = "0123456789abcdef";
   comma();
+  size_t plain = 0;
+  while (plain < s.size() && kPlain[static_cast<unsigned char>(s[plain])]) plain++;
+  if (plain == s.size()) {  // the common case: one copy
+    size_t at = out_.size();
+    out_.resize(at + s.size() + 2);
+    char* p = out_.data() + at;
+    p[0] = '"';
+    std::memcpy(p + 1, s.data(), s.size());
+    p[s.size() + 1] = '"';
+    return *this;
+  }
   out_.push_back('"');
   size_t i = 0;
   while (i < s.size()) {
     // Copy the run of plain printable ASCII in one go (hex dumps are all such).
     size_t run = i;
-    while (run < s.size()) {
-      unsigned char c = static_cast<unsigned char>(s[run]);
-      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
-      run++;
-    }
+    while (run < s.size() && kPlain[static_cast<unsigned char>(s[run])]) run++;
     out_.append(s.data() + i, run - i);
     i = run;
     if (i == s.size()) break;
@@ -143,6 +154,21 @@ JsonOut& JsonOut::hex32(uint32_t v) {
   for (int k = 0; k < 8; k++) buf[3 + k] = kHex[(v >> (28 - 4 * k)) & 0xf];
   buf[11] = '"';
   out_.append(buf, sizeof(buf));
+  return *this;
+}
+
+JsonOut& JsonOut::hex_bytes(const uint8_t* data, size_t len) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  comma();
+  size_t at = out_.size();
+  out_.resize(at + 2 + 2 * len);
+  char* p = out_.data() + at;
+  *p++ = '"';
+  for (size_t i = 0; i < len; i++) {
+    *p++ = kHex[data[i] >> 4];
+    *p++ = kHex[data[i] & 0xf];
+  }
+  *p = '"';
   return *this;
 }
 
