@@ -67,6 +67,7 @@ TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
   const auto& r0 = recs[0];
   EXPECT_EQ(r0["type"], "ioctl");
   EXPECT_EQ(r0["host_id"], "host");
+  EXPECT_EQ(r0["time"], format_utc(r0["realtime_ns"].get<int64_t>())) << "the cached clock formats as format_utc";
   EXPECT_EQ(r0["process"]["pid"], 77);
   EXPECT_EQ(r0["process"]["comm"], "attacker");
   EXPECT_EQ(r0["device"]["rdev"], "1:7");

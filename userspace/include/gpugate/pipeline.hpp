@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -72,7 +73,15 @@ class Pipeline final : public EventHandler {
   std::string engine_;
   HumanSink sink_;
   int64_t rt_offset_;
-  std::unordered_map<uint32_t, gg_ioctl_enter> pending_;          // by tid
+  // Entries waiting for their exit: tid -> slot in a slab that is reused,
+  // so the hot path allocates nothing once warm.
+  std::unordered_map<uint32_t, size_t> pending_;
+  std::vector<gg_ioctl_enter> slots_;
+  std::vector<size_t> free_slots_;
+  // The wall-clock second last formatted, "2026-11-28T12:00:01."
+  int64_t utc_second_ = -1;
+  char utc_prefix_[32] = {};
+  std::string_view utc(int64_t realtime_ns, char* buf);
   std::unordered_map<uint32_t, ProcInfo> procs_;                  // by pid
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> rm_objects_;  // (pid<<32|client, handle) -> class
   std::array<gg_class_counters, GG_CLASS_COUNT> lost_seen_{};

@@ -23,7 +23,9 @@ void write_decoded(JsonOut& o, const gg_raw& raw, const gg_decoded& d) {
   for (auto f : flag_names(d.flags)) o.str(f);
   o.end_array();
   if (raw.dev_kind == GG_DEV_NVIDIA_CTL || raw.dev_kind == GG_DEV_NVIDIA_GPU) {
-    o.field("escape", std::string_view(fmt::format("{:#04x}", d.nr)));
+    static constexpr char kHex[] = "0123456789abcdef";
+    char esc[4] = {'0', 'x', kHex[d.nr >> 4], kHex[d.nr & 0xf]};
+    o.field("escape", std::string_view(esc, 4));
     if (d.client || d.object) {
       o.key("client").hex32(d.client);
       o.key("object").hex32(d.object);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cstring>
 #include <fstream>
 
@@ -49,13 +50,31 @@ nlohmann::ordered_json Pipeline::base(const std::string& type, uint64_t boot_ns)
   return j;
 }
 
+std::string_view Pipeline::utc(int64_t realtime_ns, char* buf) {
+  int64_t second = realtime_ns / 1000000000;
+  if (second != utc_second_) {
+    std::string full = format_utc(second * 1000000000, 9);  // "...SS.000000000Z"
+    std::memcpy(utc_prefix_, full.data(), 20);              // "YYYY-MM-DDTHH:MM:SS."
+    utc_second_ = second;
+  }
+  std::memcpy(buf, utc_prefix_, 20);
+  int64_t frac = realtime_ns % 1000000000;
+  for (int i = 28; i >= 20; i--) {
+    buf[i] = static_cast<char>('0' + frac % 10);
+    frac /= 10;
+  }
+  buf[29] = 'Z';
+  return {buf, 30};
+}
+
 std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
   std::string text;
   text.reserve(2048);
   JsonOut o(text);
   int64_t realtime = static_cast<int64_t>(e.hdr.boot_ns) + rt_offset_;
   o.field("type", "ioctl");
-  o.field("time", std::string_view(format_utc(realtime)));
+  char timebuf[40];
+  o.field("time", utc(realtime, timebuf));
   o.field("realtime_ns", realtime);
   o.field("boottime_ns", static_cast<uint64_t>(e.hdr.boot_ns));
   o.field("boot_id", std::string_view(host_.boot_id));
@@ -83,7 +102,11 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
 
   const Device* dev = devices_.find(e.dev);
   o.key("device").begin_object();
-  o.field("rdev", std::string_view(fmt::format("{}:{}", kernel_dev_major(e.dev), kernel_dev_minor(e.dev))));
+  char rdev[24];
+  char* end = std::to_chars(rdev, rdev + 10, kernel_dev_major(e.dev)).ptr;
+  *end++ = ':';
+  end = std::to_chars(end, rdev + sizeof(rdev), kernel_dev_minor(e.dev)).ptr;
+  o.field("rdev", std::string_view(rdev, static_cast<size_t>(end - rdev)));
   o.field("kind", dev_kind_name(e.device.kind));
   o.field("vendor", vendor_name(e.device.vendor));
   if (dev)
@@ -111,7 +134,9 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   o.key("request").begin_object();
   write_raw(o, raw);
   o.field("fd", e.fd);
-  o.field("arg_ptr", std::string_view(fmt::format("{:#x}", e.arg)));
+  char ptr[24] = {'0', 'x'};
+  end = std::to_chars(ptr + 2, ptr + sizeof(ptr), e.arg, 16).ptr;
+  o.field("arg_ptr", std::string_view(ptr, static_cast<size_t>(end - ptr)));
   o.end_object();
   o.key("decoded");
   write_decoded(o, raw, dec);
@@ -164,19 +189,29 @@ void Pipeline::on_enter(const gg_ioctl_enter& e) {
   if (it != pending_.end()) {
     // A new call on the same thread: the old one's exit was lost.
     counters_.exits_missing++;
-    finish(it->second, nullptr);
-    pending_.erase(it);
+    finish(slots_[it->second], nullptr);
+    slots_[it->second] = e;
+    return;
   }
-  pending_.emplace(e.hdr.tid, e);
+  size_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+    slots_[slot] = e;
+  } else {
+    slot = slots_.size();
+    slots_.push_back(e);
+  }
+  pending_.emplace(e.hdr.tid, slot);
 }
 
 void Pipeline::on_exit(const gg_ioctl_exit& x) {
   auto it = pending_.find(x.hdr.tid);
-  if (it == pending_.end() || it->second.hdr.seq != x.enter_seq) {
+  if (it == pending_.end() || slots_[it->second].hdr.seq != x.enter_seq) {
     counters_.unmatched_exits++;
     return;
   }
-  const gg_ioctl_enter& e = it->second;
+  const gg_ioctl_enter& e = slots_[it->second];
   // Learn RM object classes from successful allocs, for BINAPI detection.
   if (e.dec.table == GG_TAB_NV_ESCAPE && e.dec.nr == 0x2B && x.ret == 0 && x.status_valid && x.nv_status == 0 &&
       e.dec.key[0] != 0) {
@@ -184,6 +219,7 @@ void Pipeline::on_exit(const gg_ioctl_exit& x) {
     rm_objects_[{uint64_t{e.hdr.pid} << 32 | e.dec.client, static_cast<uint32_t>(e.dec.key[0])}] = e.dec.command;
   }
   finish(e, &x);
+  free_slots_.push_back(it->second);
   pending_.erase(it);
 }
 
@@ -221,9 +257,11 @@ Result<void> Pipeline::flush() { return ledger_.flush(); }
 void Pipeline::flush_stale(uint64_t max_age_ns) {
   uint64_t now = boottime_ns();
   for (auto it = pending_.begin(); it != pending_.end();) {
-    if (now - it->second.hdr.boot_ns > max_age_ns) {
+    const gg_ioctl_enter& e = slots_[it->second];
+    if (now - e.hdr.boot_ns > max_age_ns) {
       counters_.exits_missing++;
-      finish(it->second, nullptr);
+      finish(e, nullptr);
+      free_slots_.push_back(it->second);
       it = pending_.erase(it);
     } else {
       ++it;
