@@ -16,6 +16,7 @@
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/decode.hpp"
+#include "tempdir.hpp"
 
 using namespace gpugate;
 namespace fs = std::filesystem;
@@ -29,14 +30,7 @@ const std::string kBin = GG_BIN_DIR;
 const std::string kAlias = "/dev/kmsg";
 const std::string kAliasRdev = "1:11";
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/gpugate-host-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using gpugate::test::TempDir;
 
 pid_t spawn(const std::vector<std::string>& argv, const fs::path& out) {
   pid_t pid = fork();

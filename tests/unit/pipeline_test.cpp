@@ -9,6 +9,7 @@
 
 #include "gpugate/pipeline.hpp"
 #include "gpugate/sim_engine.hpp"
+#include "tempdir.hpp"
 #include "vectors.hpp"
 
 using namespace gpugate;
@@ -16,14 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/gpugate-test-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using gpugate::test::TempDir;
 
 std::vector<nlohmann::json> read_ledger(const fs::path& p) {
   std::vector<nlohmann::json> out;

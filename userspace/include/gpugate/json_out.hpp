@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <type_traits>
 
 namespace gpugate {
 
@@ -30,9 +31,19 @@ class JsonOut {
   JsonOut& hex_bytes(const uint8_t* data, size_t len);  // bytes as a hex string
   JsonOut& raw(std::string_view json);                  // an already valid JSON value
 
-  // key + value shorthands
+  // key + value: strings, booleans, signed and unsigned integers.
   template <class V>
-  JsonOut& field(std::string_view k, V v);
+  JsonOut& field(std::string_view k, const V& v) {
+    key(k);
+    if constexpr (std::is_same_v<V, bool>)
+      return boolean(v);
+    else if constexpr (std::is_integral_v<V> && std::is_signed_v<V>)
+      return num(v);
+    else if constexpr (std::is_integral_v<V>)
+      return unum(v);
+    else
+      return str(std::string_view(v));
+  }
 
  private:
   void comma() {
@@ -42,34 +53,5 @@ class JsonOut {
   std::string& out_;
   bool first_ = true;
 };
-
-template <>
-inline JsonOut& JsonOut::field(std::string_view k, std::string_view v) {
-  return key(k).str(v);
-}
-template <>
-inline JsonOut& JsonOut::field(std::string_view k, const char* v) {
-  return key(k).str(v);
-}
-template <>
-inline JsonOut& JsonOut::field(std::string_view k, bool v) {
-  return key(k).boolean(v);
-}
-template <>
-inline JsonOut& JsonOut::field(std::string_view k, int64_t v) {
-  return key(k).num(v);
-}
-template <>
-inline JsonOut& JsonOut::field(std::string_view k, uint64_t v) {
-  return key(k).unum(v);
-}
-template <>
-inline JsonOut& JsonOut::field(std::string_view k, uint32_t v) {
-  return key(k).unum(v);
-}
-template <>
-inline JsonOut& JsonOut::field(std::string_view k, int32_t v) {
-  return key(k).num(v);
-}
 
 }  // namespace gpugate
