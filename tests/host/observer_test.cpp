@@ -171,7 +171,7 @@ TEST_F(Observer, DaemonRecordsRealIoctlsOnAnAliasDevice) {
 TEST_F(Observer, BurstIsRecordedOrCountedExactly) {
   DeviceTable devices;
   ASSERT_TRUE(devices.add_alias(kAlias + "=nvidia").ok());
-  BpfEngine engine(BpfEngineOptions{64u << 20, false});  // never wake the reader early
+  BpfEngine engine(BpfEngineOptions{64u << 20, 16u << 20, false});  // never wake the reader early
   auto hooks = engine.start(devices);
   ASSERT_TRUE(hooks.ok()) << hooks.error().message;
 

@@ -39,6 +39,7 @@ struct Options {
   bool json = false;
   double duration = 0;
   uint32_t wakeup_kib = 512;
+  uint32_t ring_mib = 8;
   bool verbose = false;
 };
 
@@ -119,7 +120,7 @@ int run(const Options& o) {
   }
   std::unique_ptr<Engine> engine;
   if (o.engine == "bpf") {
-    engine = std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.verbose});
+    engine = std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose});
   } else if (o.engine == "sim") {
     std::ifstream in(o.sim_script);
     if (o.sim_script.empty() || !in) {
@@ -258,6 +259,10 @@ int main(int argc, char** argv) {
   app.add_option("--duration", o.duration, "Stop after this many seconds (0: run until signalled)");
   app.add_option("--wakeup-kib", o.wakeup_kib, "Queued KiB that wake the reader early (else it polls every 20 ms)")
       ->capture_default_str();
+  app.add_option("--ring-mib", o.ring_mib,
+                 "Ring buffer size in MiB, a power of two (mapped twice: RSS grows by twice this)")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 1024u));
   app.add_flag("-v,--verbose", o.verbose, "libbpf debug output, verifier logs");
   app.set_version_flag("--version", kVersion);
   CLI11_PARSE(app, argc, argv);

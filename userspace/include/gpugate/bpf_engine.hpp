@@ -12,6 +12,7 @@ namespace gpugate {
 
 struct BpfEngineOptions {
   uint32_t wakeup_bytes = 512 * 1024;  // queued bytes that wake the reader early
+  uint32_t ring_bytes = 8u << 20;      // ring buffer size (a power of two); the daemon's RSS holds it twice
   bool verbose = false;                // libbpf debug output
 };
 

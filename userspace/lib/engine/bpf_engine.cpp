@@ -70,6 +70,10 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   skel_.reset(observe_bpf__open());
   if (!skel_) return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
   skel_->rodata->wakeup_bytes = opts_.wakeup_bytes;
+  if (opts_.ring_bytes < 4096 || (opts_.ring_bytes & (opts_.ring_bytes - 1)))
+    return make_error(fmt::format("ring buffer size {} is not a power of two of at least 4 KiB", opts_.ring_bytes));
+  if (int err = bpf_map__set_max_entries(skel_->maps.events, opts_.ring_bytes); err)
+    return make_error(fmt::format("cannot size the ring buffer: {}", std::strerror(-err)), -err);
   if (int err = observe_bpf__load(skel_.get()); err)
     return make_error(fmt::format("the kernel refused the observer's BPF programs: {}; run with --verbose "
                                   "for the verifier log",
