@@ -71,7 +71,8 @@ struct {
 	__type(value, struct gg_pending);
 } pending SEC(".maps");
 
-extern void *bpf_rdonly_cast(void *obj, __u32 btf_id) __ksym;
+/* Kernel >= 6.2. Weak: on older kernels the loader runs gg_ioctl_enter_core. */
+extern void *bpf_rdonly_cast(void *obj, __u32 btf_id) __ksym __weak;
 
 /* fd -> kernel dev_t of a character device, 0 if none. */
 static __always_inline __u32 gg_fd_rdev(int fd)
@@ -93,6 +94,27 @@ static __always_inline __u32 gg_fd_rdev(int fd)
 	if (!inode || (inode->i_mode & S_IFMT) != S_IFCHR)
 		return 0;
 	return inode->i_rdev;
+}
+
+/* The same with CO-RE probe reads, for kernels without bpf_rdonly_cast. */
+static __always_inline __u32 gg_fd_rdev_core(int fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *filp = 0;
+	struct inode *inode;
+
+	if (fd < 0 || (unsigned int)fd >= BPF_CORE_READ(fdt, max_fds))
+		return 0;
+	if (bpf_probe_read_kernel(&filp, sizeof(filp), &fds[fd]) || !filp) {
+		__sync_fetch_and_add(&fd_lookup_faults, 1);
+		return 0;
+	}
+	inode = BPF_CORE_READ(filp, f_inode);
+	if (!inode || (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFCHR)
+		return 0;
+	return BPF_CORE_READ(inode, i_rdev);
 }
 
 /*
@@ -170,8 +192,7 @@ static __always_inline void gg_fill_enter(struct gg_ioctl_enter *e, __u32 rdev, 
 	e->device = *dev;
 }
 
-SEC("tp/syscalls/sys_enter_ioctl")
-int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+static __always_inline int gg_enter(struct trace_event_raw_sys_enter *ctx, __u32 rdev)
 {
 	int fd = (int)ctx->args[0];
 	__u32 request = (__u32)ctx->args[1];
@@ -179,10 +200,9 @@ int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 	struct gg_ioctl_enter *e;
 	struct gg_pending *p;
 	struct gg_device *dev;
-	__u32 rdev, zero = 0, cls;
+	__u32 zero = 0, cls;
 	__u64 seq, status_addr = 0;
 
-	rdev = gg_fd_rdev(fd);
 	if (!rdev || !gpu_majors[(rdev >> 20) & (GG_MAJORS - 1)])
 		return 0;
 	dev = bpf_map_lookup_elem(&devices, &rdev);
@@ -224,6 +244,19 @@ int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 	p->cls = cls;
 	p->status_addr = status_addr;
 	return 0;
+}
+
+/* One of these two is loaded: the loader checks the kernel for bpf_rdonly_cast. */
+SEC("tp/syscalls/sys_enter_ioctl")
+int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	return gg_enter(ctx, gg_fd_rdev((int)ctx->args[0]));
+}
+
+SEC("tp/syscalls/sys_enter_ioctl")
+int gg_ioctl_enter_core(struct trace_event_raw_sys_enter *ctx)
+{
+	return gg_enter(ctx, gg_fd_rdev_core((int)ctx->args[0]));
 }
 
 SEC("tp/syscalls/sys_exit_ioctl")

@@ -85,12 +85,18 @@ class Observer : public ::testing::Test {
 
 }  // namespace
 
-TEST_F(Observer, DaemonRecordsRealIoctlsOnAnAliasDevice) {
+// Both ways of finding an fd's device: BTF loads (this kernel) and CO-RE
+// probe reads (what Debian's 6.1 guests get).
+class ObserverLookup : public Observer, public ::testing::WithParamInterface<const char*> {};
+INSTANTIATE_TEST_SUITE_P(FdLookup, ObserverLookup, ::testing::Values("btf", "core"));
+
+TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
   TempDir dir;
   auto ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
-  pid_t daemon = spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger",
-                        ledger.string(), "--status-file", status.string(), "--state-dir", dir.path.string()},
-                       dir.path / "daemon.out");
+  pid_t daemon =
+      spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger", ledger.string(),
+             "--status-file", status.string(), "--state-dir", dir.path.string(), "--fd-lookup", GetParam()},
+            dir.path / "daemon.out");
   ASSERT_TRUE(wait_for_running(status, 20s)) << slurp(dir.path / "daemon.out");
 
   // Other devices, from this process: must produce nothing.

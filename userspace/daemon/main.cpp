@@ -40,6 +40,7 @@ struct Options {
   double duration = 0;
   uint32_t wakeup_kib = 512;
   uint32_t ring_mib = 8;
+  std::string fd_lookup = "auto";
   bool verbose = false;
 };
 
@@ -120,7 +121,8 @@ int run(const Options& o) {
   }
   std::unique_ptr<Engine> engine;
   if (o.engine == "bpf") {
-    engine = std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose});
+    engine =
+        std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup});
   } else if (o.engine == "sim") {
     std::ifstream in(o.sim_script);
     if (o.sim_script.empty() || !in) {
@@ -263,6 +265,10 @@ int main(int argc, char** argv) {
                  "Ring buffer size in MiB, a power of two (mapped twice: RSS grows by twice this)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1024u));
+  app.add_option("--fd-lookup", o.fd_lookup,
+                 "How the kernel side finds an fd's device: auto, btf (kernel >= 6.2) or core (CO-RE reads)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "btf", "core"}));
   app.add_flag("-v,--verbose", o.verbose, "libbpf debug output, verifier logs");
   app.set_version_flag("--version", kVersion);
   CLI11_PARSE(app, argc, argv);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
 #include "gpugate/engine.hpp"
 
@@ -14,6 +15,10 @@ struct BpfEngineOptions {
   uint32_t wakeup_bytes = 512 * 1024;  // queued bytes that wake the reader early
   uint32_t ring_bytes = 8u << 20;      // ring buffer size (a power of two); the daemon's RSS holds it twice
   bool verbose = false;                // libbpf debug output
+  // How the entry program finds an fd's device: "auto" (BTF loads with
+  // bpf_rdonly_cast where the kernel has it, kernel >= 6.2), "btf", "core"
+  // (CO-RE probe reads, any kernel with BTF).
+  std::string fd_lookup = "auto";
 };
 
 // Mounts tracefs if the syscall tracepoints are missing (as root); names the fix if not.
@@ -48,6 +53,7 @@ class BpfEngine final : public Engine {
   std::unique_ptr<observe_bpf, SkelDeleter> skel_;
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   EventHandler* handler_ = nullptr;
+  std::string fd_lookup_used_;
   size_t delivered_ = 0;
   uint64_t malformed_ = 0;
 };

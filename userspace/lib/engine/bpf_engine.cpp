@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fmt/format.h>
 
@@ -29,6 +30,15 @@ bool g_libbpf_verbose = false;
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
   if (level == LIBBPF_DEBUG && !g_libbpf_verbose) return 0;
   return vfprintf(stderr, format, args);
+}
+
+// Does the running kernel have this kfunc (or any function) in its BTF?
+bool kernel_has_function(const char* name) {
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return false;
+  bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) > 0;
+  btf__free(vmlinux);
+  return found;
 }
 
 bool exists(const char* path) {
@@ -70,6 +80,12 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   skel_.reset(observe_bpf__open());
   if (!skel_) return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
   skel_->rodata->wakeup_bytes = opts_.wakeup_bytes;
+  if (opts_.fd_lookup != "auto" && opts_.fd_lookup != "btf" && opts_.fd_lookup != "core")
+    return make_error(fmt::format("fd lookup {:?}: use auto, btf or core", opts_.fd_lookup));
+  bool use_btf = opts_.fd_lookup == "btf" || (opts_.fd_lookup == "auto" && kernel_has_function("bpf_rdonly_cast"));
+  fd_lookup_used_ = use_btf ? "btf" : "core";
+  bpf_program__set_autoload(skel_->progs.gg_ioctl_enter, use_btf);
+  bpf_program__set_autoload(skel_->progs.gg_ioctl_enter_core, !use_btf);
   if (opts_.ring_bytes < 4096 || (opts_.ring_bytes & (opts_.ring_bytes - 1)))
     return make_error(fmt::format("ring buffer size {} is not a power of two of at least 4 KiB", opts_.ring_bytes));
   if (int err = bpf_map__set_max_entries(skel_->maps.events, opts_.ring_bytes); err)
@@ -87,7 +103,8 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     bpf_program* prog;
     bpf_link** link;
   } progs[] = {
-      {"tp/syscalls/sys_enter_ioctl", skel_->progs.gg_ioctl_enter, &skel_->links.gg_ioctl_enter},
+      {"tp/syscalls/sys_enter_ioctl", use_btf ? skel_->progs.gg_ioctl_enter : skel_->progs.gg_ioctl_enter_core,
+       use_btf ? &skel_->links.gg_ioctl_enter : &skel_->links.gg_ioctl_enter_core},
       {"tp/syscalls/sys_exit_ioctl", skel_->progs.gg_ioctl_exit, &skel_->links.gg_ioctl_exit},
   };
   bool any = false;
@@ -99,7 +116,9 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     }
     *p.link = link;  // the skeleton destroys it
     any = true;
-    hooks.push_back({p.name, true, "observe: every ioctl on a GPU node, decoded in the kernel"});
+    hooks.push_back({p.name, true,
+                     fmt::format("observe: every ioctl on a GPU node, decoded in the kernel (fd lookup: {})",
+                                 use_btf ? "BTF + bpf_rdonly_cast" : "CO-RE probe reads")});
   }
   if (!any) return make_error("no observer hook attached; see the hook list for why");
 
