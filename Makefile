@@ -6,7 +6,7 @@ DEPS = clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-co
        libfmt-dev libcli11-dev nlohmann-json3-dev libsystemd-dev libgtest-dev libbenchmark-dev \
        clang-format clang-tidy python3
 
-.PHONY: all deps build test test-unit test-host run bench format lint clean
+.PHONY: all deps build test test-unit test-host vmtest run bench format lint clean
 
 all: build
 
@@ -24,15 +24,19 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
-# Every venue this machine has: unit (no privilege) and host (root, this kernel).
+# Every venue: unit (no privilege), host (root, this kernel) and vm (Debian's
+# 6.1 and 6.12 kernels in QEMU; tools/vmtest installs QEMU and the kernels).
 test: build
-	cd $(BUILD) && ctest --output-on-failure -L 'unit|host'
+	cd $(BUILD) && ctest --output-on-failure -L 'unit|host|vm'
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit
 
 test-host: build
 	cd $(BUILD) && ctest --output-on-failure -L host
+
+vmtest: build
+	tools/vmtest --build $(BUILD)
 
 # The main job: gpugated with the default configuration on this kernel, a
 # stand-in NVIDIA control node (/dev/full) and a bundled client issuing real
