@@ -94,9 +94,10 @@ int cmd_status_checked(const std::string& path, bool json) {
               static_cast<unsigned long long>(s.value("lost", uint64_t{0})),
               static_cast<unsigned long long>(s.value("gaps", uint64_t{0})));
   for (const auto& [cls, c] : s["per_class"].items())
-    std::printf(
-        "  %-14s seen %-10llu lost %llu\n", cls.c_str(), static_cast<unsigned long long>(c.value("seen", uint64_t{0})),
-        static_cast<unsigned long long>(c.value("dropped", uint64_t{0}) + c.value("exit_dropped", uint64_t{0})));
+    std::printf("  %-14s seen %-10llu lost %llu\n", cls.c_str(),
+                static_cast<unsigned long long>(c.value("seen", uint64_t{0})),
+                static_cast<unsigned long long>(c.value("dropped", uint64_t{0})) +
+                    static_cast<unsigned long long>(c.value("exit_dropped", uint64_t{0})));
   return alive ? 0 : 3;
 }
 
@@ -250,7 +251,7 @@ int cmd_decode(const DecodeArgs& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_cli(int argc, char** argv) {
   CLI::App app{
       "gpugate - inspect GPU control commands and the gpugate ledger.\n\n"
       "Subcommands:\n"
@@ -309,4 +310,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   return 2;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_cli(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpugate: %s\n", e.what());
+    return 2;
+  }
 }

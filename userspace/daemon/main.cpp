@@ -232,7 +232,7 @@ int run(const Options& o) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int run_daemon(int argc, char** argv) {
   CLI::App app{
       "gpugated - GPU control-plane flight recorder.\n\n"
       "Watches every ioctl on the GPU device nodes of this machine (NVIDIA 195:*, nvidia-uvm, /dev/dri/*,\n"
@@ -274,6 +274,15 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     return run(o);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "gpugated: fatal: %s\n", e.what());
+    return 1;
+  }
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run_daemon(argc, argv);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpugated: fatal: %s\n", e.what());
     return 1;

@@ -67,7 +67,7 @@ Result<void> ensure_kernel_mounts() {
 void BpfEngine::SkelDeleter::operator()(observe_bpf* s) const { observe_bpf__destroy(s); }
 void BpfEngine::RingDeleter::operator()(ring_buffer* r) const { ring_buffer__free(r); }
 
-BpfEngine::BpfEngine(BpfEngineOptions opts) : opts_(opts) {}
+BpfEngine::BpfEngine(BpfEngineOptions opts) : opts_(std::move(opts)) {}
 BpfEngine::~BpfEngine() { stop(); }
 
 Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
