@@ -1,0 +1,127 @@
+// Inside a guest kernel with the simulated NVIDIA driver (tests/vm/gpusim)
+// loaded: gpugated finds the real NVIDIA device numbers by itself, and the
+// bundled client's requests are recorded with the driver's own answers
+// (NV status words, read back from the structs, XFER included), while the
+// driver's state shows that the commands took effect. Run by the vm suite
+// "gpusim" (tools/vmtest); it needs root and the module.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tempdir.hpp"
+
+using gpugate::test::TempDir;
+using namespace std::chrono_literals;
+
+namespace {
+
+const std::string kBin = GG_BIN_DIR;
+
+pid_t spawn(const std::vector<std::string>& argv, const std::string& out) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string slurp(const std::string& p) {
+  std::ifstream in(p);
+  return {std::istreambuf_iterator<char>(in), {}};
+}
+
+std::map<std::string, uint64_t> gpu_state() {
+  std::map<std::string, uint64_t> m;
+  std::ifstream in("/sys/class/gpusim/nvidiactl/state");
+  std::string k;
+  uint64_t v;
+  while (in >> k >> v) m[k] = v;
+  return m;
+}
+
+}  // namespace
+
+TEST(Gpusim, DriverNodesHaveNvidiasNumbers) {
+  struct stat st{};
+  ASSERT_EQ(stat("/dev/nvidiactl", &st), 0) << "is gpusim.ko loaded?";
+  EXPECT_TRUE(S_ISCHR(st.st_mode));
+  EXPECT_EQ(major(st.st_rdev), 195u);
+  EXPECT_EQ(minor(st.st_rdev), 255u);
+  ASSERT_EQ(stat("/dev/nvidia0", &st), 0);
+  EXPECT_EQ(minor(st.st_rdev), 0u);
+}
+
+TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
+  TempDir dir;
+  std::string ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
+  auto before = gpu_state();
+  ASSERT_EQ(before["powered"], 1u);
+  pid_t daemon = spawn({kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path},
+                       dir.path / "daemon.out");
+  for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++) std::this_thread::sleep_for(50ms);
+  ASSERT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / "daemon.out");
+  auto st = nlohmann::json::parse(slurp(status));
+  ASSERT_EQ(st["devices"].size(), 2u) << st.dump();  // discovered, not aliased
+  for (const auto& d : st["devices"]) EXPECT_FALSE(d["alias"].get<bool>());
+
+  pid_t client = spawn({kBin + "/gpugate-nvclient", "/dev/nvidiactl", "demo"}, dir.path / "client.out");
+  ASSERT_EQ(wait_exit(client), 0) << slurp(dir.path / "client.out");
+  std::this_thread::sleep_for(1500ms);
+  kill(daemon, SIGTERM);
+  ASSERT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+
+  std::vector<nlohmann::json> recs;
+  std::ifstream in(ledger);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "ioctl") recs.push_back(j);
+  }
+  ASSERT_EQ(recs.size(), 10u) << slurp(ledger);
+  for (const auto& r : recs) {
+    SCOPED_TRACE(r.dump());
+    EXPECT_EQ(r["device"]["rdev"], "195:255");
+    EXPECT_EQ(r["device"]["kind"], "nvidia-ctl");
+    EXPECT_EQ(r["device"]["alias"], false);
+    EXPECT_EQ(r["device"]["path"], "/dev/nvidiactl");
+    EXPECT_EQ(r["result"]["ret"], 0) << "the simulated driver accepts every request of the demo";
+    EXPECT_EQ(r["result"]["nv_status"], 0) << "NV_OK read back from the struct";
+  }
+  EXPECT_EQ(recs[5]["decoded"]["command"], "NV2080_CTRL_CMD_GPU_SET_POWER");
+  EXPECT_EQ(recs[8]["decoded"]["request"], "NV_ESC_IOCTL_XFER_CMD");
+  EXPECT_EQ(recs[8]["decoded"]["class"], "power.off");
+  EXPECT_EQ(recs[7]["decoded"]["command"], "NV2080_CTRL_CMD_PERF_BOOST") << "a renamed request word still reaches it";
+
+  auto after = gpu_state();
+  EXPECT_EQ(after["powered"], 0u) << "GPU_SET_POWER level 4 took effect";
+  EXPECT_EQ(after["power_limit_mw"], 250000u);
+  EXPECT_EQ(after["rated_tdp_action"], 2u);
+  EXPECT_EQ(after["boost_flags"], 2u);
+  EXPECT_EQ(after["drained"], 1u);
+  EXPECT_EQ(after["removed"], 1u);
+  EXPECT_EQ(after["controls"] - before["controls"], 8u);
+  EXPECT_EQ(after["allocs"] - before["allocs"], 1u);
+}
