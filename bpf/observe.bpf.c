@@ -11,7 +11,9 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "capture.bpf.h"
+#include "gg_verdict.h"
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
@@ -46,6 +48,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct gg_ioctl_enter);
 } scratch SEC(".maps");
+
+/* The policy in force: mode and one action per class, set by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct gg_policy);
+} policy SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -192,44 +202,64 @@ static __always_inline void gg_fill_enter(struct gg_ioctl_enter *e, __u32 rdev, 
 	e->device = *dev;
 }
 
-static __always_inline int gg_enter(struct trace_event_raw_sys_enter *ctx, __u32 rdev)
+/*
+ * Record one GPU ioctl at entry and decide on it. Returns the verdict; only
+ * the LSM hooks act on it. sleepable selects how user memory is read (a
+ * constant at every call site, so each program keeps one path).
+ */
+static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u32 request,
+					     __u64 arg, int sleepable)
 {
-	int fd = (int)ctx->args[0];
-	__u32 request = (__u32)ctx->args[1];
-	__u64 arg = ctx->args[2];
 	struct gg_ioctl_enter *e;
 	struct gg_pending *p;
 	struct gg_device *dev;
-	__u32 zero = 0, cls;
+	struct gg_policy *pol;
+	__u32 zero = 0, cls, verdict;
 	__u64 seq, status_addr = 0;
 
 	if (!rdev || !gpu_majors[(rdev >> 20) & (GG_MAJORS - 1)])
-		return 0;
+		return GG_VERDICT_ALLOW;
 	dev = bpf_map_lookup_elem(&devices, &rdev);
-	if (!dev)
-		return 0;
+	pol = bpf_map_lookup_elem(&policy, &zero);
+	if (!dev || !pol)
+		return GG_VERDICT_ALLOW;
 
 	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!p)
-		return 0;
+		return GG_VERDICT_ALLOW;
 	gg_exe_name(p);
 
 	/* Build the record in place in the ring; if the ring is full, build it
-	 * in scratch space only to learn its class, and count the loss. */
+	 * in scratch space to learn its class, count the loss, and decide as
+	 * for an unrecorded request (a gated one is denied in enforce mode). */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		e = bpf_map_lookup_elem(&scratch, &zero);
 		if (!e)
-			return 0;
+			return pol->mode == GG_MODE_ENFORCE ? (__u32)GG_VERDICT_DENY
+							    : (__u32)GG_VERDICT_ALLOW;
 		gg_fill_enter(e, rdev, fd, arg, dev, p);
-		gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
+		if (sleepable)
+			gg_capture_sleepable(&e->raw, &e->dec, dev->kind, dev->drm_driver, request,
+					     arg);
+		else
+			gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
 		gg_count(e->dec.cls, 1);
-		return 0;
+		return gg_decide(pol, e->dec.cls, 0, 0);
 	}
 	gg_fill_enter(e, rdev, fd, arg, dev, p);
-	gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
+	if (sleepable)
+		gg_capture_sleepable(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
+	else
+		gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
 	cls = e->dec.cls;
+	verdict = gg_decide(pol, cls, 0, 1);
+	e->hook = hook;
+	e->mode = pol->mode;
+	e->action = pol->action[cls & (GG_CLASS_COUNT - 1)];
+	e->verdict = verdict;
+	e->pad = 0;
 	seq = e->hdr.seq;
 	if (e->dec.status_offset)
 		status_addr = ((e->dec.flags & GG_DF_XFER) ? e->dec.inner_ptr : arg) +
@@ -243,20 +273,64 @@ static __always_inline int gg_enter(struct trace_event_raw_sys_enter *ctx, __u32
 	p->seq = seq;
 	p->cls = cls;
 	p->status_addr = status_addr;
-	return 0;
+	return verdict;
 }
 
 /* One of these two is loaded: the loader checks the kernel for bpf_rdonly_cast. */
 SEC("tp/syscalls/sys_enter_ioctl")
 int gg_ioctl_enter(struct trace_event_raw_sys_enter *ctx)
 {
-	return gg_enter(ctx, gg_fd_rdev((int)ctx->args[0]));
+	gg_record_enter(GG_HOOK_TP_IOCTL, gg_fd_rdev((int)ctx->args[0]), (int)ctx->args[0],
+			(__u32)ctx->args[1], ctx->args[2], 0);
+	return 0;
 }
 
 SEC("tp/syscalls/sys_enter_ioctl")
 int gg_ioctl_enter_core(struct trace_event_raw_sys_enter *ctx)
 {
-	return gg_enter(ctx, gg_fd_rdev_core((int)ctx->args[0]));
+	gg_record_enter(GG_HOOK_TP_IOCTL, gg_fd_rdev_core((int)ctx->args[0]), (int)ctx->args[0],
+			(__u32)ctx->args[1], ctx->args[2], 0);
+	return 0;
+}
+
+/*
+ * The gate: BPF LSM on the ioctl permission check, before the driver runs.
+ * Sleepable, so user memory is read with bpf_copy_from_user. Where the
+ * kernel loads LSM programs these replace the entry tracepoint.
+ */
+#define GG_EPERM 1
+
+static __always_inline __u32 gg_file_rdev(struct file *file)
+{
+	struct inode *inode = file->f_inode;
+
+	if (!inode || (inode->i_mode & S_IFMT) != S_IFCHR)
+		return 0;
+	return inode->i_rdev;
+}
+
+SEC("lsm.s/file_ioctl")
+int BPF_PROG(gg_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	if (ret)
+		return ret;
+	return gg_record_enter(GG_HOOK_LSM_IOCTL, gg_file_rdev(file), -1, cmd, arg, 1) ==
+			       GG_VERDICT_DENY
+		       ? -GG_EPERM
+		       : 0;
+}
+
+/* Not sleepable: the kernel does not list this hook as sleepable, so user
+ * memory is read with bpf_probe_read_user (no page faults served). */
+SEC("lsm/file_ioctl_compat")
+int BPF_PROG(gg_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	if (ret)
+		return ret;
+	return gg_record_enter(GG_HOOK_LSM_IOCTL_COMPAT, gg_file_rdev(file), -1, cmd, arg, 0) ==
+			       GG_VERDICT_DENY
+		       ? -GG_EPERM
+		       : 0;
 }
 
 SEC("tp/syscalls/sys_exit_ioctl")

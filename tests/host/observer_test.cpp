@@ -94,10 +94,10 @@ INSTANTIATE_TEST_SUITE_P(FdLookup, ObserverLookup, ::testing::Values("auto", "co
 TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
   TempDir dir;
   auto ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
-  pid_t daemon =
-      spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger", ledger.string(),
-             "--status-file", status.string(), "--state-dir", dir.path.string(), "--fd-lookup", GetParam()},
-            dir.path / "daemon.out");
+  pid_t daemon = spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger",
+                        ledger.string(), "--status-file", status.string(), "--state-dir", dir.path.string(),
+                        "--fd-lookup", GetParam(), "--mode", "observe"},
+                       dir.path / "daemon.out");
   ASSERT_TRUE(wait_for_running(status, 20s)) << slurp(dir.path / "daemon.out");
 
   // Other devices, from this process: must produce nothing.
@@ -144,6 +144,9 @@ TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
     EXPECT_EQ(r["result"]["error"]["name"], "ENOTTY");
     EXPECT_FALSE(r.contains("kernel_decoded")) << "kernel and user space decode the same bytes differently";
     EXPECT_EQ(r["engine"], "bpf");
+    EXPECT_EQ(r["mode"], "observe");
+    bool gated = r["rule"]["action"] == "require-signature";
+    EXPECT_EQ(r["verdict"], gated ? "would-deny" : "allowed");
   }
   EXPECT_EQ(recs[5]["decoded"]["params"]["newLevel"], 4);
   EXPECT_EQ(recs[6]["decoded"]["params"]["flags"], 1);

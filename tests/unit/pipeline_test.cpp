@@ -74,7 +74,9 @@ TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
   EXPECT_EQ(r0["request"]["params"], "000000000400000000000000");
   EXPECT_EQ(r0["result"]["ret"], 0);
   EXPECT_EQ(r0["result"]["nv_status"], 0);
-  EXPECT_EQ(r0["verdict"], "allowed");
+  EXPECT_EQ(r0["mode"], "observe");
+  EXPECT_EQ(r0["verdict"], "would-deny") << "power.off needs a signature; the sim engine cannot deny";
+  EXPECT_EQ(r0["rule"]["action"], "require-signature");
 
   const auto& r1 = recs[1];
   EXPECT_EQ(r1["decoded"]["command"], "NV2080_CTRL_CMD_PERF_BOOST");
@@ -86,6 +88,8 @@ TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
   const auto& r2 = recs[2];
   EXPECT_EQ(r2["decoded"]["command"], "NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE");
   EXPECT_EQ(r2["decoded"]["class"], "query");
+  EXPECT_EQ(r2["verdict"], "allowed");
+  EXPECT_EQ(r2["rule"]["action"], "log");
   EXPECT_EQ(r2["result"]["error"]["name"], "EINVAL");
   EXPECT_TRUE(r2["result"]["nv_status"].is_null());  // a failed syscall has no RM status
 

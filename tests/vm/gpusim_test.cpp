@@ -66,7 +66,7 @@ std::map<std::string, uint64_t> gpu_state() {
 }  // namespace
 
 TEST(Gpusim, DriverNodesHaveNvidiasNumbers) {
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat("/dev/nvidiactl", &st), 0) << "is gpusim.ko loaded?";
   EXPECT_TRUE(S_ISCHR(st.st_mode));
   EXPECT_EQ(major(st.st_rdev), 195u);
@@ -80,9 +80,11 @@ TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
   std::string ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
   auto before = gpu_state();
   ASSERT_EQ(before["powered"], 1u);
-  pid_t daemon = spawn({kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path},
-                       dir.path / "daemon.out");
-  for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++) std::this_thread::sleep_for(50ms);
+  pid_t daemon = spawn(
+      {kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path, "--mode", "observe"},
+      dir.path / "daemon.out");
+  for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++)
+    std::this_thread::sleep_for(50ms);
   ASSERT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / "daemon.out");
   auto st = nlohmann::json::parse(slurp(status));
   ASSERT_EQ(st["devices"].size(), 2u) << st.dump();  // discovered, not aliased
@@ -124,4 +126,91 @@ TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
   EXPECT_EQ(after["removed"], 1u);
   EXPECT_EQ(after["controls"] - before["controls"], 8u);
   EXPECT_EQ(after["allocs"] - before["allocs"], 1u);
+}
+
+namespace {
+
+struct DemoRun {
+  std::vector<nlohmann::json> records;
+  nlohmann::json status;
+  std::string client_out;
+};
+
+// gpugated in the given mode, the bundled client's demo, the ledger back.
+DemoRun run_demo(const std::string& mode) {
+  TempDir dir;
+  std::string ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
+  pid_t daemon =
+      spawn({kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path, "--mode", mode},
+            dir.path / "daemon.out");
+  for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++)
+    std::this_thread::sleep_for(50ms);
+  DemoRun run;
+  EXPECT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / "daemon.out");
+  run.status = nlohmann::json::parse(slurp(status), nullptr, false);
+  pid_t client = spawn({kBin + "/gpugate-nvclient", "/dev/nvidiactl", "demo"}, dir.path / "client.out");
+  EXPECT_EQ(wait_exit(client), 0);
+  run.client_out = slurp(dir.path / "client.out");
+  std::this_thread::sleep_for(1500ms);
+  kill(daemon, SIGTERM);
+  EXPECT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+  std::ifstream in(ledger);
+  for (std::string line; std::getline(in, line);) {
+    auto j = nlohmann::json::parse(line);
+    if (j["type"] == "ioctl") run.records.push_back(j);
+  }
+  return run;
+}
+
+const char* kDemoClasses[] = {"resource",  "query",     "query",       "power.limit", "power.limit",
+                              "power.off", "power.off", "clock.limit", "power.off",   "resource"};
+
+}  // namespace
+
+// The gate: unsigned power-off and throttle commands fail with EPERM before
+// the driver runs, in every form (direct, XFER-wrapped, renamed request
+// word), and leave the GPU as it was; queries and bookkeeping pass.
+TEST(Gate, EnforceDeniesUnsignedGatedCommandsAndLeavesTheGpuAlone) {
+  auto before = gpu_state();
+  auto run = run_demo("enforce");
+  EXPECT_EQ(run.status["mode"], "enforce") << run.status.dump();
+  ASSERT_EQ(run.records.size(), 10u) << run.client_out;
+  for (size_t i = 0; i < run.records.size(); i++) {
+    const auto& r = run.records[i];
+    SCOPED_TRACE(r.dump());
+    EXPECT_EQ(r["decoded"]["class"], kDemoClasses[i]);
+    EXPECT_EQ(r["hook"], "lsm.s/file_ioctl");
+    EXPECT_EQ(r["mode"], "enforce");
+    bool gated = r["rule"]["action"] == "require-signature";
+    if (gated) {
+      EXPECT_EQ(r["verdict"], "denied");
+      EXPECT_EQ(r["result"]["ret"], -1);
+      EXPECT_EQ(r["result"]["error"]["name"], "EPERM");
+    } else {
+      EXPECT_EQ(r["verdict"], "allowed");
+      EXPECT_EQ(r["result"]["ret"], 0);
+      EXPECT_EQ(r["result"]["nv_status"], 0);
+    }
+  }
+  auto after = gpu_state();
+  for (const char* k :
+       {"powered", "power_level", "power_limit_mw", "rated_tdp_action", "boost_flags", "drained", "removed"})
+    EXPECT_EQ(after[k], before[k]) << k << " changed although the command was denied";
+  EXPECT_EQ(after["controls"] - before["controls"], 2u) << "only the two queries reached the driver";
+  EXPECT_EQ(after["allocs"] - before["allocs"], 1u);
+}
+
+TEST(Gate, MonitorLetsThroughAndRecordsWouldDeny) {
+  auto before = gpu_state();
+  auto run = run_demo("monitor");
+  EXPECT_EQ(run.status["mode"], "monitor");
+  ASSERT_EQ(run.records.size(), 10u) << run.client_out;
+  for (const auto& r : run.records) {
+    SCOPED_TRACE(r.dump());
+    bool gated = r["rule"]["action"] == "require-signature";
+    EXPECT_EQ(r["verdict"], gated ? "would-deny" : "allowed");
+    EXPECT_EQ(r["result"]["ret"], 0);
+  }
+  auto after = gpu_state();
+  EXPECT_EQ(after["controls"] - before["controls"], 8u);
 }

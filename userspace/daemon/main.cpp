@@ -41,6 +41,7 @@ struct Options {
   uint32_t wakeup_kib = 512;
   uint32_t ring_mib = 8;
   std::string fd_lookup = "auto";
+  std::string mode = "enforce";
   bool verbose = false;
 };
 
@@ -76,8 +77,7 @@ void print_selftest(const Options& o, const Engine& engine, const std::vector<Ho
   nlohmann::ordered_json j;
   j["version"] = kVersion;
   j["engine"] = engine.name();
-  j["mode"] = "observe";
-  j["enforcement"] = "none: this build observes and records; the gated classes are recorded, not blocked";
+  j["mode"] = mode_name(engine.mode());
   j["hooks"] = nlohmann::ordered_json::array();
   for (const auto& h : hooks) j["hooks"].push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
   j["devices"] = devices_json(devices);
@@ -89,8 +89,11 @@ void print_selftest(const Options& o, const Engine& engine, const std::vector<Ho
     return;
   }
   std::fprintf(stderr, "gpugated %s self-test\n", kVersion);
-  std::fprintf(stderr, "  engine    %s, mode observe (records every GPU ioctl; does not block)\n",
-               std::string(engine.name()).c_str());
+  const char* what = engine.mode() == GG_MODE_ENFORCE   ? "gated commands without a grant are denied"
+                     : engine.mode() == GG_MODE_MONITOR ? "gated commands pass, recorded as would-deny"
+                                                        : "records every GPU ioctl; cannot block here";
+  std::fprintf(stderr, "  engine    %s, mode %s (%s)\n", std::string(engine.name()).c_str(),
+               std::string(mode_name(engine.mode())).c_str(), what);
   for (const auto& h : hooks)
     std::fprintf(stderr, "  hook      %-30s %s  %s\n", h.name.c_str(), h.attached ? "attached" : "FAILED  ",
                  h.detail.c_str());
@@ -121,8 +124,11 @@ int run(const Options& o) {
   }
   std::unique_ptr<Engine> engine;
   if (o.engine == "bpf") {
-    engine =
-        std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup});
+    unsigned mode = o.mode == "monitor"   ? static_cast<unsigned>(GG_MODE_MONITOR)
+                    : o.mode == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
+                                          : static_cast<unsigned>(GG_MODE_ENFORCE);
+    engine = std::make_unique<BpfEngine>(
+        BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup, mode});
   } else if (o.engine == "sim") {
     std::ifstream in(o.sim_script);
     if (o.sim_script.empty() || !in) {
@@ -157,7 +163,7 @@ int run(const Options& o) {
   pipeline.write_event("daemon.start", {{"version", kVersion},
                                         {"pid", getpid()},
                                         {"engine", engine->name()},
-                                        {"mode", "observe"},
+                                        {"mode", mode_name(engine->mode())},
                                         {"hooks", hooks_json},
                                         {"devices", devices_json(devices)}});
 
@@ -177,7 +183,7 @@ int run(const Options& o) {
     st["pid"] = getpid();
     st["version"] = kVersion;
     st["engine"] = engine->name();
-    st["mode"] = "observe";
+    st["mode"] = mode_name(engine->mode());
     st["hooks"] = hooks_json;
     st["devices"] = devices_json(devices);
     st["ledger"] = ledger->path();
@@ -265,6 +271,12 @@ int run_daemon(int argc, char** argv) {
                  "Ring buffer size in MiB, a power of two (mapped twice: RSS grows by twice this)")
       ->capture_default_str()
       ->check(CLI::Range(1u, 1024u));
+  app.add_option("--mode", o.mode,
+                 "enforce: deny gated commands (power.off, power.limit, clock.limit, perf.state, gpu.reset, bar.map) "
+                 "without a grant, with EPERM; monitor: let them through, recorded as would-deny; observe: never "
+                 "load the gate. Where the kernel refuses BPF LSM programs the daemon observes, and says so")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"enforce", "monitor", "observe"}));
   app.add_option("--fd-lookup", o.fd_lookup,
                  "How the kernel side finds an fd's device: auto, btf (kernel >= 6.2) or core (CO-RE reads)")
       ->capture_default_str()

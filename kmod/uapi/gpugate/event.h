@@ -104,10 +104,15 @@ struct gg_ioctl_enter {
 	__s32 fd;
 	__u64 arg; /* user pointer passed to ioctl() */
 	struct gg_device device;
+	__u8 hook;    /* enum gg_hook: where the record was made */
+	__u8 mode;    /* enum gg_mode in force */
+	__u8 action;  /* enum gg_action of the policy for the class */
+	__u8 verdict; /* enum gg_verdict */
+	__u32 pad;
 	struct gg_decoded dec;
 	struct gg_raw raw;
 };
-GG_ABI_ASSERT(sizeof(struct gg_ioctl_enter) == 744, "gg_ioctl_enter layout");
+GG_ABI_ASSERT(sizeof(struct gg_ioctl_enter) == 752, "gg_ioctl_enter layout");
 
 /* The same ioctl at syscall exit. */
 struct gg_ioctl_exit {

@@ -79,6 +79,36 @@ enum gg_table {
 	GG_TAB_COUNT
 };
 
+/* Where a record was made. */
+enum gg_hook {
+	GG_HOOK_NONE = 0,
+	GG_HOOK_TP_IOCTL = 1,	      /* tracepoint sys_enter_ioctl: observe only */
+	GG_HOOK_LSM_IOCTL = 2,	      /* BPF LSM file_ioctl: can deny */
+	GG_HOOK_LSM_IOCTL_COMPAT = 3, /* BPF LSM file_ioctl_compat (32-bit callers) */
+	GG_HOOK_SIM = 4,	      /* the simulation engine */
+};
+
+/* What the engine may do with a gated command. */
+enum gg_mode {
+	GG_MODE_OBSERVE = 0, /* the hook cannot deny (tracepoints) */
+	GG_MODE_MONITOR = 1, /* could deny, records "would deny" instead */
+	GG_MODE_ENFORCE = 2, /* denies with EPERM */
+};
+
+/* Policy action for a class (DESIGN section 5). */
+enum gg_action {
+	GG_ACT_ALLOW = 0,
+	GG_ACT_LOG = 1,
+	GG_ACT_DENY = 2,
+	GG_ACT_REQUIRE_SIGNATURE = 3,
+};
+
+enum gg_verdict {
+	GG_VERDICT_ALLOW = 0,
+	GG_VERDICT_DENY = 1,
+	GG_VERDICT_WOULD_DENY = 2, /* monitor or observe mode: let through, recorded */
+};
+
 /* Decode flags: what was odd about the request. */
 #define GG_DF_XFER	      (1u << 0)	 /* unwrapped from NV_ESC_IOCTL_XFER_CMD */
 #define GG_DF_ARG_SHORT	      (1u << 1)	 /* fewer argument bytes than the struct */

@@ -30,41 +30,41 @@
 #include <linux/uaccess.h>
 #include <linux/version.h>
 
-#define GPUSIM_MAJOR		195
-#define GPUSIM_CTL_MINOR	255
-#define GPUSIM_GPU_MINOR	0
-#define GPUSIM_MAX_IOCTL	16384	/* NV_ABSOLUTE_MAX_IOCTL_SIZE */
-#define GPUSIM_MAX_PARAMS	4096
+#define GPUSIM_MAJOR 195
+#define GPUSIM_CTL_MINOR 255
+#define GPUSIM_GPU_MINOR 0
+#define GPUSIM_MAX_IOCTL 16384 /* NV_ABSOLUTE_MAX_IOCTL_SIZE */
+#define GPUSIM_MAX_PARAMS 4096
 
-#define NV_ESC_RM_FREE		0x29
-#define NV_ESC_RM_CONTROL	0x2A
-#define NV_ESC_RM_ALLOC		0x2B
-#define NV_ESC_IOCTL_XFER_CMD	0xD3
+#define NV_ESC_RM_FREE 0x29
+#define NV_ESC_RM_CONTROL 0x2A
+#define NV_ESC_RM_ALLOC 0x2B
+#define NV_ESC_IOCTL_XFER_CMD 0xD3
 
-#define NV_OK				0x00
-#define NV_ERR_INSUFFICIENT_PERMISSIONS	0x1B
-#define NV_ERR_INVALID_PARAM_STRUCT	0x3A
-#define NV_ERR_NOT_SUPPORTED		0x56
+#define NV_OK 0x00
+#define NV_ERR_INSUFFICIENT_PERMISSIONS 0x1B
+#define NV_ERR_INVALID_PARAM_STRUCT 0x3A
+#define NV_ERR_NOT_SUPPORTED 0x56
 
-struct nvos54 {		/* NV_ESC_RM_CONTROL, 32 bytes */
-	u32 h_client, h_object, cmd, flags;
-	u64 params;
-	u32 params_size, status;
+struct nvos54 { /* NV_ESC_RM_CONTROL, 32 bytes */
+  u32 h_client, h_object, cmd, flags;
+  u64 params;
+  u32 params_size, status;
 };
 
-struct nvos21 {		/* NV_ESC_RM_ALLOC, 32 bytes */
-	u32 h_root, h_parent, h_new, h_class;
-	u64 alloc_params;
-	u32 params_size, status;
+struct nvos21 { /* NV_ESC_RM_ALLOC, 32 bytes */
+  u32 h_root, h_parent, h_new, h_class;
+  u64 alloc_params;
+  u32 params_size, status;
 };
 
-struct nvos00 {		/* NV_ESC_RM_FREE, 16 bytes */
-	u32 h_root, h_parent, h_old, status;
+struct nvos00 { /* NV_ESC_RM_FREE, 16 bytes */
+  u32 h_root, h_parent, h_old, status;
 };
 
-struct nv_xfer {	/* NV_ESC_IOCTL_XFER_CMD, 16 bytes */
-	u32 cmd, size;
-	u64 ptr;
+struct nv_xfer { /* NV_ESC_IOCTL_XFER_CMD, 16 bytes */
+  u32 cmd, size;
+  u64 ptr;
 };
 
 static_assert(sizeof(struct nvos54) == 32);
@@ -74,158 +74,133 @@ static_assert(sizeof(struct nv_xfer) == 16);
 
 /* The simulated GPU. */
 static struct {
-	struct mutex lock;
-	u32 powered;		/* 1 on, 0 off (GPU_SET_POWER level >= 4) */
-	u32 power_level;
-	u32 power_limit_mw;
-	u32 rated_tdp_action;
-	u32 boost_flags;
-	u32 perf_state;
-	u32 drained;
-	u32 removed;		/* drained with REMOVE_DEVICE */
-	u32 ecc_pending;
-	u32 mig_pending;
-	u64 controls;		/* RM controls dispatched */
-	u64 allocs;
+  struct mutex lock;
+  u32 powered; /* 1 on, 0 off (GPU_SET_POWER level >= 4) */
+  u32 power_level;
+  u32 power_limit_mw;
+  u32 rated_tdp_action;
+  u32 boost_flags;
+  u32 perf_state;
+  u32 drained;
+  u32 removed; /* drained with REMOVE_DEVICE */
+  u32 ecc_pending;
+  u32 mig_pending;
+  u64 controls; /* RM controls dispatched */
+  u64 allocs;
 } gpu = {
-	.powered = 1,
-	.power_limit_mw = 700000,
-	.ecc_pending = 1,
+    .powered = 1,
+    .power_limit_mw = 700000,
+    .ecc_pending = 1,
 };
 
 static dev_t gpusim_ctl_dev = MKDEV(GPUSIM_MAJOR, GPUSIM_CTL_MINOR);
 static dev_t gpusim_gpu_dev = MKDEV(GPUSIM_MAJOR, GPUSIM_GPU_MINOR);
 static struct cdev gpusim_ctl_cdev, gpusim_gpu_cdev;
-static struct class *gpusim_class;
+static struct class* gpusim_class;
 static struct device *gpusim_ctl_device, *gpusim_gpu_device;
 
-static u32 u32_at(const u8 *p, size_t size, size_t off)
-{
-	u32 v = 0;
+static u32 u32_at(const u8* p, size_t size, size_t off) {
+  u32 v = 0;
 
-	if (off + sizeof(v) <= size)
-		memcpy(&v, p + off, sizeof(v));
-	return v;
+  if (off + sizeof(v) <= size) memcpy(&v, p + off, sizeof(v));
+  return v;
 }
 
 /* Query: a fixed name, like NV2080_CTRL_CMD_GPU_GET_NAME_STRING. */
-static void gpusim_name(u8 *params, u32 size)
-{
-	static const char name[] = "gpusim simulated GPU";
+static void gpusim_name(u8* params, u32 size) {
+  static const char name[] = "gpusim simulated GPU";
 
-	memset(params, 0, size);
-	if (size > 4)
-		memcpy(params + 4, name, min_t(size_t, sizeof(name), size - 4));
+  memset(params, 0, size);
+  if (size > 4) memcpy(params + 4, name, min_t(size_t, sizeof(name), size - 4));
 }
 
 /* One RM control, on the kernel copy of its params block. */
-static u32 gpusim_control(u32 cmd, u8 *p, u32 size)
-{
-	switch (cmd) {
-	case 0x20800112:	/* GPU_SET_POWER {target, newLevel, oldLevel} */
-		if (size != 12)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		memcpy(p + 8, &gpu.power_level, 4);
-		gpu.power_level = u32_at(p, size, 4);
-		gpu.powered = gpu.power_level < 4;
-		return NV_OK;
-	case 0x2080206F:	/* PERF_RATED_TDP_SET_CONTROL {client, input, vPstateType} */
-		if (size != 12)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		gpu.rated_tdp_action = u32_at(p, size, 4);
-		return NV_OK;
-	case 0x2080E601:	/* legacy PMGR, root only (0xC000): power limit in mW */
-		if (!capable(CAP_SYS_ADMIN))
-			return NV_ERR_INSUFFICIENT_PERMISSIONS;
-		if (size < 4)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		gpu.power_limit_mw = u32_at(p, size, 0);
-		return NV_OK;
-	case 0x2080200A:	/* PERF_BOOST {flags, duration} */
-		if (size != 8)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		gpu.boost_flags = u32_at(p, size, 0);
-		return NV_OK;
-	case 0x2080205B:	/* PERF_SET_POWERSTATE {powerState} */
-		if (size != 4)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		gpu.perf_state = u32_at(p, size, 0);
-		return NV_OK;
-	case 0x00000278:	/* GPU_MODIFY_DRAIN_STATE {gpuId, newState, flags}: PRIVILEGED */
-		if (size != 12)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		if (!capable(CAP_SYS_ADMIN))
-			return NV_ERR_INSUFFICIENT_PERMISSIONS;
-		gpu.drained = u32_at(p, size, 4);
-		gpu.removed = gpu.drained && (u32_at(p, size, 8) & 1);
-		return NV_OK;
-	case 0x00000279:	/* GPU_QUERY_DRAIN_STATE {gpuId, drainState, flags} */
-		if (size != 12)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		memcpy(p + 4, &gpu.drained, 4);
-		memcpy(p + 8, &gpu.removed, 4);
-		return NV_OK;
-	case 0x20800134:	/* GPU_SET_ECC_CONFIGURATION {newConfiguration}: PRIVILEGED */
-		if (size != 4)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		if (!capable(CAP_SYS_ADMIN))
-			return NV_ERR_INSUFFICIENT_PERMISSIONS;
-		gpu.ecc_pending = u32_at(p, size, 0);
-		return NV_OK;
-	case 0x20800133:	/* GPU_QUERY_ECC_CONFIGURATION {current, default} */
-		if (size != 8)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		memcpy(p, &gpu.ecc_pending, 4);
-		memset(p + 4, 0, 4);
-		p[4] = 1;
-		return NV_OK;
-	case 0x20800183:	/* GPU_SET_PARTITIONING_MODE {mode}: PRIVILEGED */
-		if (size != 4)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		if (!capable(CAP_SYS_ADMIN))
-			return NV_ERR_INSUFFICIENT_PERMISSIONS;
-		gpu.mig_pending = u32_at(p, size, 0) & 3;
-		return NV_OK;
-	case 0x2080205A:	/* PERF_GET_POWERSTATE {powerState} */
-		if (size != 4)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		memcpy(p, &gpu.perf_state, 4);
-		return NV_OK;
-	case 0x20800110:	/* GPU_GET_NAME_STRING */
-		if (size != 68)
-			return NV_ERR_INVALID_PARAM_STRUCT;
-		gpusim_name(p, size);
-		return NV_OK;
-	default:
-		return NV_ERR_NOT_SUPPORTED;
-	}
+static u32 gpusim_control(u32 cmd, u8* p, u32 size) {
+  switch (cmd) {
+    case 0x20800112: /* GPU_SET_POWER {target, newLevel, oldLevel} */
+      if (size != 12) return NV_ERR_INVALID_PARAM_STRUCT;
+      memcpy(p + 8, &gpu.power_level, 4);
+      gpu.power_level = u32_at(p, size, 4);
+      gpu.powered = gpu.power_level < 4;
+      return NV_OK;
+    case 0x2080206F: /* PERF_RATED_TDP_SET_CONTROL {client, input, vPstateType} */
+      if (size != 12) return NV_ERR_INVALID_PARAM_STRUCT;
+      gpu.rated_tdp_action = u32_at(p, size, 4);
+      return NV_OK;
+    case 0x2080E601: /* legacy PMGR, root only (0xC000): power limit in mW */
+      if (!capable(CAP_SYS_ADMIN)) return NV_ERR_INSUFFICIENT_PERMISSIONS;
+      if (size < 4) return NV_ERR_INVALID_PARAM_STRUCT;
+      gpu.power_limit_mw = u32_at(p, size, 0);
+      return NV_OK;
+    case 0x2080200A: /* PERF_BOOST {flags, duration} */
+      if (size != 8) return NV_ERR_INVALID_PARAM_STRUCT;
+      gpu.boost_flags = u32_at(p, size, 0);
+      return NV_OK;
+    case 0x2080205B: /* PERF_SET_POWERSTATE {powerState} */
+      if (size != 4) return NV_ERR_INVALID_PARAM_STRUCT;
+      gpu.perf_state = u32_at(p, size, 0);
+      return NV_OK;
+    case 0x00000278: /* GPU_MODIFY_DRAIN_STATE {gpuId, newState, flags}: PRIVILEGED */
+      if (size != 12) return NV_ERR_INVALID_PARAM_STRUCT;
+      if (!capable(CAP_SYS_ADMIN)) return NV_ERR_INSUFFICIENT_PERMISSIONS;
+      gpu.drained = u32_at(p, size, 4);
+      gpu.removed = gpu.drained && (u32_at(p, size, 8) & 1);
+      return NV_OK;
+    case 0x00000279: /* GPU_QUERY_DRAIN_STATE {gpuId, drainState, flags} */
+      if (size != 12) return NV_ERR_INVALID_PARAM_STRUCT;
+      memcpy(p + 4, &gpu.drained, 4);
+      memcpy(p + 8, &gpu.removed, 4);
+      return NV_OK;
+    case 0x20800134: /* GPU_SET_ECC_CONFIGURATION {newConfiguration}: PRIVILEGED */
+      if (size != 4) return NV_ERR_INVALID_PARAM_STRUCT;
+      if (!capable(CAP_SYS_ADMIN)) return NV_ERR_INSUFFICIENT_PERMISSIONS;
+      gpu.ecc_pending = u32_at(p, size, 0);
+      return NV_OK;
+    case 0x20800133: /* GPU_QUERY_ECC_CONFIGURATION {current, default} */
+      if (size != 8) return NV_ERR_INVALID_PARAM_STRUCT;
+      memcpy(p, &gpu.ecc_pending, 4);
+      memset(p + 4, 0, 4);
+      p[4] = 1;
+      return NV_OK;
+    case 0x20800183: /* GPU_SET_PARTITIONING_MODE {mode}: PRIVILEGED */
+      if (size != 4) return NV_ERR_INVALID_PARAM_STRUCT;
+      if (!capable(CAP_SYS_ADMIN)) return NV_ERR_INSUFFICIENT_PERMISSIONS;
+      gpu.mig_pending = u32_at(p, size, 0) & 3;
+      return NV_OK;
+    case 0x2080205A: /* PERF_GET_POWERSTATE {powerState} */
+      if (size != 4) return NV_ERR_INVALID_PARAM_STRUCT;
+      memcpy(p, &gpu.perf_state, 4);
+      return NV_OK;
+    case 0x20800110: /* GPU_GET_NAME_STRING */
+      if (size != 68) return NV_ERR_INVALID_PARAM_STRUCT;
+      gpusim_name(p, size);
+      return NV_OK;
+    default: return NV_ERR_NOT_SUPPORTED;
+  }
 }
 
-static int gpusim_rm_control(struct nvos54 *c)
-{
-	u8 *params = NULL;
+static int gpusim_rm_control(struct nvos54* c) {
+  u8* params = NULL;
 
-	if (c->params_size > GPUSIM_MAX_PARAMS) {
-		c->status = NV_ERR_INVALID_PARAM_STRUCT;
-		return 0;
-	}
-	if (c->params_size) {
-		/* The params block is a second user pointer, copied only now. */
-		params = memdup_user(u64_to_user_ptr(c->params), c->params_size);
-		if (IS_ERR(params))
-			return PTR_ERR(params);
-	}
-	mutex_lock(&gpu.lock);
-	gpu.controls++;
-	c->status = gpusim_control(c->cmd, params, c->params_size);
-	mutex_unlock(&gpu.lock);
-	if (params && c->status == NV_OK &&
-	    copy_to_user(u64_to_user_ptr(c->params), params, c->params_size)) {
-		kfree(params);
-		return -EFAULT;
-	}
-	kfree(params);
-	return 0;
+  if (c->params_size > GPUSIM_MAX_PARAMS) {
+    c->status = NV_ERR_INVALID_PARAM_STRUCT;
+    return 0;
+  }
+  if (c->params_size) {
+    /* The params block is a second user pointer, copied only now. */
+    params = memdup_user(u64_to_user_ptr(c->params), c->params_size);
+    if (IS_ERR(params)) return PTR_ERR(params);
+  }
+  mutex_lock(&gpu.lock);
+  gpu.controls++;
+  c->status = gpusim_control(c->cmd, params, c->params_size);
+  mutex_unlock(&gpu.lock);
+  if (params && c->status == NV_OK && copy_to_user(u64_to_user_ptr(c->params), params, c->params_size)) {
+    kfree(params);
+    return -EFAULT;
+  }
+  kfree(params);
+  return 0;
 }
 
 /*
@@ -233,198 +208,169 @@ static int gpusim_rm_control(struct nvos54 *c)
  * in kernel memory. Not inlined, so that a kprobe or ftrace hook can sit
  * here as it would on nvidia.ko's rm_ioctl.
  */
-noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void *arg, u32 size);
-noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void *arg, u32 size)
-{
-	switch (nr) {
-	case NV_ESC_RM_CONTROL:
-		if (size != sizeof(struct nvos54) || !on_ctl)
-			return -EINVAL;
-		return gpusim_rm_control(arg);
-	case NV_ESC_RM_ALLOC: {
-		struct nvos21 *a = arg;
+noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void* arg, u32 size);
+noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void* arg, u32 size) {
+  switch (nr) {
+    case NV_ESC_RM_CONTROL:
+      if (size != sizeof(struct nvos54) || !on_ctl) return -EINVAL;
+      return gpusim_rm_control(arg);
+    case NV_ESC_RM_ALLOC: {
+      struct nvos21* a = arg;
 
-		if (size != sizeof(struct nvos21) || !on_ctl)
-			return -EINVAL;
-		mutex_lock(&gpu.lock);
-		gpu.allocs++;
-		mutex_unlock(&gpu.lock);
-		switch (a->h_class) {
-		case 0x0: case 0x1: case 0x41:	/* root client */
-		case 0x80:			/* NV01_DEVICE_0 */
-		case 0x2080:			/* NV20_SUBDEVICE_0 */
-			a->status = NV_OK;
-			break;
-		default:
-			a->status = NV_ERR_NOT_SUPPORTED;
-		}
-		return 0;
-	}
-	case NV_ESC_RM_FREE: {
-		struct nvos00 *f = arg;
+      if (size != sizeof(struct nvos21) || !on_ctl) return -EINVAL;
+      mutex_lock(&gpu.lock);
+      gpu.allocs++;
+      mutex_unlock(&gpu.lock);
+      switch (a->h_class) {
+        case 0x0:
+        case 0x1:
+        case 0x41: /* root client */
+        case 0x80: /* NV01_DEVICE_0 */
+        case 0x2080: /* NV20_SUBDEVICE_0 */ a->status = NV_OK; break;
+        default: a->status = NV_ERR_NOT_SUPPORTED;
+      }
+      return 0;
+    }
+    case NV_ESC_RM_FREE: {
+      struct nvos00* f = arg;
 
-		if (size != sizeof(struct nvos00) || !on_ctl)
-			return -EINVAL;
-		f->status = NV_OK;
-		return 0;
-	}
-	default:
-		return -EINVAL;
-	}
+      if (size != sizeof(struct nvos00) || !on_ctl) return -EINVAL;
+      f->status = NV_OK;
+      return 0;
+    }
+    default: return -EINVAL;
+  }
 }
 EXPORT_SYMBOL_GPL(gpusim_rm_ioctl);
 
-static long gpusim_ioctl(struct file *filp, unsigned int cmd, unsigned long uarg)
-{
-	bool on_ctl = iminor(file_inode(filp)) == GPUSIM_CTL_MINOR;
-	u32 nr = _IOC_NR(cmd), size = _IOC_SIZE(cmd);
-	void __user *ptr = (void __user *)uarg;
-	void *copy;
-	int ret;
+static long gpusim_ioctl(struct file* filp, unsigned int cmd, unsigned long uarg) {
+  bool on_ctl = iminor(file_inode(filp)) == GPUSIM_CTL_MINOR;
+  u32 nr = _IOC_NR(cmd), size = _IOC_SIZE(cmd);
+  void __user* ptr = (void __user*)uarg;
+  void* copy;
+  int ret;
 
-	/* nv_validate_ioctls: by nr and exact size; type and direction ignored. */
-	switch (nr) {
-	case NV_ESC_RM_CONTROL:
-	case NV_ESC_RM_ALLOC:
-		if (size != 32)
-			return -EINVAL;
-		break;
-	case NV_ESC_RM_FREE:
-		if (size != 16)
-			return -EINVAL;
-		break;
-	case NV_ESC_IOCTL_XFER_CMD: {
-		struct nv_xfer x;
+  /* nv_validate_ioctls: by nr and exact size; type and direction ignored. */
+  switch (nr) {
+    case NV_ESC_RM_CONTROL:
+    case NV_ESC_RM_ALLOC:
+      if (size != 32) return -EINVAL;
+      break;
+    case NV_ESC_RM_FREE:
+      if (size != 16) return -EINVAL;
+      break;
+    case NV_ESC_IOCTL_XFER_CMD: {
+      struct nv_xfer x;
 
-		if (size != sizeof(x))
-			return -EINVAL;
-		if (copy_from_user(&x, ptr, sizeof(x)))
-			return -EFAULT;
-		if (x.size > GPUSIM_MAX_IOCTL)
-			return -EINVAL;
-		/* the inner request is not validated again, as in nv.c */
-		nr = x.cmd;
-		size = x.size;
-		ptr = u64_to_user_ptr(x.ptr);
-		break;
-	}
-	default:
-		return -EINVAL;
-	}
+      if (size != sizeof(x)) return -EINVAL;
+      if (copy_from_user(&x, ptr, sizeof(x))) return -EFAULT;
+      if (x.size > GPUSIM_MAX_IOCTL) return -EINVAL;
+      /* the inner request is not validated again, as in nv.c */
+      nr = x.cmd;
+      size = x.size;
+      ptr = u64_to_user_ptr(x.ptr);
+      break;
+    }
+    default: return -EINVAL;
+  }
 
-	copy = memdup_user(ptr, size);
-	if (IS_ERR(copy))
-		return PTR_ERR(copy);
-	ret = gpusim_rm_ioctl(on_ctl, nr, copy, size);
-	if (ret != -EFAULT && copy_to_user(ptr, copy, size))
-		ret = -EFAULT;
-	kfree(copy);
-	return ret;
+  copy = memdup_user(ptr, size);
+  if (IS_ERR(copy)) return PTR_ERR(copy);
+  ret = gpusim_rm_ioctl(on_ctl, nr, copy, size);
+  if (ret != -EFAULT && copy_to_user(ptr, copy, size)) ret = -EFAULT;
+  kfree(copy);
+  return ret;
 }
 
-static int gpusim_open(struct inode *inode, struct file *filp)
-{
-	return 0;
-}
+static int gpusim_open(struct inode* inode, struct file* filp) { return 0; }
 
 static const struct file_operations gpusim_fops = {
-	.owner = THIS_MODULE,
-	.open = gpusim_open,
-	.unlocked_ioctl = gpusim_ioctl,
-	.compat_ioctl = gpusim_ioctl,
+    .owner = THIS_MODULE,
+    .open = gpusim_open,
+    .unlocked_ioctl = gpusim_ioctl,
+    .compat_ioctl = gpusim_ioctl,
 };
 
-static ssize_t state_show(struct device *dev, struct device_attribute *attr, char *buf)
-{
-	ssize_t n;
+static ssize_t state_show(struct device* dev, struct device_attribute* attr, char* buf) {
+  ssize_t n;
 
-	mutex_lock(&gpu.lock);
-	n = sysfs_emit(buf,
-		       "powered %u\npower_level %u\npower_limit_mw %u\nrated_tdp_action %u\n"
-		       "boost_flags %u\nperf_state %u\ndrained %u\nremoved %u\necc_pending %u\n"
-		       "mig_pending %u\ncontrols %llu\nallocs %llu\n",
-		       gpu.powered, gpu.power_level, gpu.power_limit_mw, gpu.rated_tdp_action,
-		       gpu.boost_flags, gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending,
-		       gpu.mig_pending, gpu.controls, gpu.allocs);
-	mutex_unlock(&gpu.lock);
-	return n;
+  mutex_lock(&gpu.lock);
+  n = sysfs_emit(buf,
+                 "powered %u\npower_level %u\npower_limit_mw %u\nrated_tdp_action %u\n"
+                 "boost_flags %u\nperf_state %u\ndrained %u\nremoved %u\necc_pending %u\n"
+                 "mig_pending %u\ncontrols %llu\nallocs %llu\n",
+                 gpu.powered, gpu.power_level, gpu.power_limit_mw, gpu.rated_tdp_action, gpu.boost_flags,
+                 gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.controls, gpu.allocs);
+  mutex_unlock(&gpu.lock);
+  return n;
 }
 static DEVICE_ATTR_RO(state);
 
-static int gpusim_add(struct cdev *cdev, dev_t devt, const char *name, struct device **out)
-{
-	int err;
+static int gpusim_add(struct cdev* cdev, dev_t devt, const char* name, struct device** out) {
+  int err;
 
-	cdev_init(cdev, &gpusim_fops);
-	cdev->owner = THIS_MODULE;
-	err = cdev_add(cdev, devt, 1);
-	if (err)
-		return err;
-	*out = device_create(gpusim_class, NULL, devt, NULL, name);
-	if (IS_ERR(*out)) {
-		cdev_del(cdev);
-		return PTR_ERR(*out);
-	}
-	return 0;
+  cdev_init(cdev, &gpusim_fops);
+  cdev->owner = THIS_MODULE;
+  err = cdev_add(cdev, devt, 1);
+  if (err) return err;
+  *out = device_create(gpusim_class, NULL, devt, NULL, name);
+  if (IS_ERR(*out)) {
+    cdev_del(cdev);
+    return PTR_ERR(*out);
+  }
+  return 0;
 }
 
-static int __init gpusim_init(void)
-{
-	int err;
+static int __init gpusim_init(void) {
+  int err;
 
-	mutex_init(&gpu.lock);
-	err = register_chrdev_region(gpusim_ctl_dev, 1, "nvidiactl");
-	if (err)
-		return err;
-	err = register_chrdev_region(gpusim_gpu_dev, 1, "nvidia");
-	if (err)
-		goto out_ctl_region;
+  mutex_init(&gpu.lock);
+  err = register_chrdev_region(gpusim_ctl_dev, 1, "nvidiactl");
+  if (err) return err;
+  err = register_chrdev_region(gpusim_gpu_dev, 1, "nvidia");
+  if (err) goto out_ctl_region;
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
-	gpusim_class = class_create("gpusim");
+  gpusim_class = class_create("gpusim");
 #else
-	gpusim_class = class_create(THIS_MODULE, "gpusim");
+  gpusim_class = class_create(THIS_MODULE, "gpusim");
 #endif
-	if (IS_ERR(gpusim_class)) {
-		err = PTR_ERR(gpusim_class);
-		goto out_gpu_region;
-	}
-	err = gpusim_add(&gpusim_ctl_cdev, gpusim_ctl_dev, "nvidiactl", &gpusim_ctl_device);
-	if (err)
-		goto out_class;
-	err = gpusim_add(&gpusim_gpu_cdev, gpusim_gpu_dev, "nvidia0", &gpusim_gpu_device);
-	if (err)
-		goto out_ctl;
-	err = device_create_file(gpusim_ctl_device, &dev_attr_state);
-	if (err)
-		goto out_gpu;
-	pr_info("gpusim: simulated NVIDIA driver on 195:255 and 195:0\n");
-	return 0;
+  if (IS_ERR(gpusim_class)) {
+    err = PTR_ERR(gpusim_class);
+    goto out_gpu_region;
+  }
+  err = gpusim_add(&gpusim_ctl_cdev, gpusim_ctl_dev, "nvidiactl", &gpusim_ctl_device);
+  if (err) goto out_class;
+  err = gpusim_add(&gpusim_gpu_cdev, gpusim_gpu_dev, "nvidia0", &gpusim_gpu_device);
+  if (err) goto out_ctl;
+  err = device_create_file(gpusim_ctl_device, &dev_attr_state);
+  if (err) goto out_gpu;
+  pr_info("gpusim: simulated NVIDIA driver on 195:255 and 195:0\n");
+  return 0;
 
 out_gpu:
-	device_destroy(gpusim_class, gpusim_gpu_dev);
-	cdev_del(&gpusim_gpu_cdev);
+  device_destroy(gpusim_class, gpusim_gpu_dev);
+  cdev_del(&gpusim_gpu_cdev);
 out_ctl:
-	device_destroy(gpusim_class, gpusim_ctl_dev);
-	cdev_del(&gpusim_ctl_cdev);
+  device_destroy(gpusim_class, gpusim_ctl_dev);
+  cdev_del(&gpusim_ctl_cdev);
 out_class:
-	class_destroy(gpusim_class);
+  class_destroy(gpusim_class);
 out_gpu_region:
-	unregister_chrdev_region(gpusim_gpu_dev, 1);
+  unregister_chrdev_region(gpusim_gpu_dev, 1);
 out_ctl_region:
-	unregister_chrdev_region(gpusim_ctl_dev, 1);
-	return err;
+  unregister_chrdev_region(gpusim_ctl_dev, 1);
+  return err;
 }
 
-static void __exit gpusim_exit(void)
-{
-	device_remove_file(gpusim_ctl_device, &dev_attr_state);
-	device_destroy(gpusim_class, gpusim_gpu_dev);
-	cdev_del(&gpusim_gpu_cdev);
-	device_destroy(gpusim_class, gpusim_ctl_dev);
-	cdev_del(&gpusim_ctl_cdev);
-	class_destroy(gpusim_class);
-	unregister_chrdev_region(gpusim_gpu_dev, 1);
-	unregister_chrdev_region(gpusim_ctl_dev, 1);
+static void __exit gpusim_exit(void) {
+  device_remove_file(gpusim_ctl_device, &dev_attr_state);
+  device_destroy(gpusim_class, gpusim_gpu_dev);
+  cdev_del(&gpusim_gpu_cdev);
+  device_destroy(gpusim_class, gpusim_ctl_dev);
+  cdev_del(&gpusim_ctl_cdev);
+  class_destroy(gpusim_class);
+  unregister_chrdev_region(gpusim_gpu_dev, 1);
+  unregister_chrdev_region(gpusim_ctl_dev, 1);
 }
 
 module_init(gpusim_init);

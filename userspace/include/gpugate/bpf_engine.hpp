@@ -4,6 +4,7 @@
 #include <memory>
 #include <string>
 
+#include "gpugate/decode.hpp"
 #include "gpugate/engine.hpp"
 
 struct observe_bpf;
@@ -19,6 +20,10 @@ struct BpfEngineOptions {
   // bpf_rdonly_cast where the kernel has it, kernel >= 6.2), "btf", "core"
   // (CO-RE probe reads, any kernel with BTF).
   std::string fd_lookup = "auto";
+  // What to do with gated commands where the kernel loads BPF LSM programs:
+  // GG_MODE_ENFORCE denies them (EPERM), GG_MODE_MONITOR records "would
+  // deny". Where it does not, the engine observes (GG_MODE_OBSERVE) and says so.
+  unsigned mode = GG_MODE_ENFORCE;
 };
 
 // Mounts tracefs if the syscall tracepoints are missing (as root); names the fix if not.
@@ -39,6 +44,10 @@ class BpfEngine final : public Engine {
 
   // Replace the device table while running (new GPUs, new aliases).
   Result<void> set_devices(const DeviceTable& devices);
+  // Replace the policy (the mode is kept: observe where the gate did not load).
+  Result<void> set_policy(gg_policy policy);
+  // The mode actually in force after start().
+  [[nodiscard]] unsigned mode() const override { return mode_; }
 
  private:
   struct SkelDeleter {
@@ -54,6 +63,7 @@ class BpfEngine final : public Engine {
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   EventHandler* handler_ = nullptr;
   std::string fd_lookup_used_;
+  unsigned mode_ = GG_MODE_OBSERVE;
   size_t delivered_ = 0;
   uint64_t malformed_ = 0;
 };

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 extern "C" {
+#include "gg_verdict_export.h"
 #include "gpugate/event.h"
 }
 
@@ -74,6 +75,17 @@ nlohmann::ordered_json raw_json(const gg_raw& raw);
 Result<gg_raw> raw_from_json(const nlohmann::json& request);
 // One line for people: "NV2080_CTRL_CMD_GPU_SET_POWER [power.off] target=0 newLevel=4".
 std::string describe(const gg_raw& raw, const gg_decoded& d);
+
+// Policy vocabulary (enum values of types.h).
+std::string_view mode_name(unsigned mode);        // observe, monitor, enforce
+std::string_view action_name(unsigned action);    // allow, log, deny, require-signature
+std::string_view verdict_name(unsigned verdict);  // allowed, denied, would-deny
+std::string_view hook_name(unsigned hook);
+// The built-in policy: the classes DESIGN section 2 gates require a
+// signature, every other class is logged.
+gg_policy default_policy(unsigned mode);
+// The shared verdict function, as BPF runs it.
+unsigned decide(const gg_policy& policy, unsigned cls, bool granted, bool recorded);
 
 // Table views for tests and docs.
 struct TableInfo {

@@ -54,6 +54,9 @@ class Engine {
   // number of records delivered (0 on timeout).
   virtual Result<size_t> poll(std::chrono::milliseconds timeout, EventHandler& handler) = 0;
 
+  // GG_MODE_OBSERVE, GG_MODE_MONITOR or GG_MODE_ENFORCE, as in force.
+  [[nodiscard]] virtual unsigned mode() const { return GG_MODE_OBSERVE; }
+
   // True once a finite source (simulation, replay) has nothing more.
   [[nodiscard]] virtual bool finished() const { return false; }
 

@@ -178,6 +178,55 @@ gg_raw capture(const RawInput& in) {
   return raw;
 }
 
+std::string_view mode_name(unsigned mode) {
+  switch (mode) {
+    case GG_MODE_MONITOR: return "monitor";
+    case GG_MODE_ENFORCE: return "enforce";
+    default: return "observe";
+  }
+}
+
+std::string_view action_name(unsigned action) {
+  switch (action) {
+    case GG_ACT_ALLOW: return "allow";
+    case GG_ACT_LOG: return "log";
+    case GG_ACT_DENY: return "deny";
+    case GG_ACT_REQUIRE_SIGNATURE: return "require-signature";
+    default: return "?";
+  }
+}
+
+std::string_view verdict_name(unsigned verdict) {
+  switch (verdict) {
+    case GG_VERDICT_ALLOW: return "allowed";
+    case GG_VERDICT_DENY: return "denied";
+    case GG_VERDICT_WOULD_DENY: return "would-deny";
+    default: return "?";
+  }
+}
+
+std::string_view hook_name(unsigned hook) {
+  switch (hook) {
+    case GG_HOOK_TP_IOCTL: return "tp/syscalls/sys_enter_ioctl";
+    case GG_HOOK_LSM_IOCTL: return "lsm.s/file_ioctl";
+    case GG_HOOK_LSM_IOCTL_COMPAT: return "lsm/file_ioctl_compat";
+    case GG_HOOK_SIM: return "sim";
+    default: return "none";
+  }
+}
+
+gg_policy default_policy(unsigned mode) {
+  gg_policy p{};
+  p.mode = static_cast<uint8_t>(mode);
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
+    p.action[c] = static_cast<uint8_t>(kClasses[c].gated ? GG_ACT_REQUIRE_SIGNATURE : GG_ACT_LOG);
+  return p;
+}
+
+unsigned decide(const gg_policy& policy, unsigned cls, bool granted, bool recorded) {
+  return gg_decide(&policy, cls, granted ? 1 : 0, recorded ? 1 : 0);
+}
+
 std::string_view class_name(unsigned cls) {
   return cls < GG_CLASS_COUNT ? kClasses[cls].name : std::string_view("unknown");
 }

@@ -26,9 +26,10 @@ constexpr const char* kTracefs = "/sys/kernel/tracing";
 constexpr const char* kIoctlTracepoint = "/sys/kernel/tracing/events/syscalls/sys_enter_ioctl";
 
 bool g_libbpf_verbose = false;
+bool g_libbpf_probing = false;  // a refusal here is an answer, not an error
 
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
-  if (level == LIBBPF_DEBUG && !g_libbpf_verbose) return 0;
+  if ((level == LIBBPF_DEBUG || g_libbpf_probing) && !g_libbpf_verbose) return 0;
   return vfprintf(stderr, format, args);
 }
 
@@ -77,38 +78,74 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     return make_error("the BPF engine needs root (CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN): run gpugated as root");
   if (auto m = ensure_kernel_mounts(); !m) return m.error();
 
-  skel_.reset(observe_bpf__open());
-  if (!skel_) return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
-  skel_->rodata->wakeup_bytes = opts_.wakeup_bytes;
   if (opts_.fd_lookup != "auto" && opts_.fd_lookup != "btf" && opts_.fd_lookup != "core")
     return make_error(fmt::format("fd lookup {:?}: use auto, btf or core", opts_.fd_lookup));
-  bool use_btf = opts_.fd_lookup == "btf" || (opts_.fd_lookup == "auto" && kernel_has_function("bpf_rdonly_cast"));
-  fd_lookup_used_ = use_btf ? "btf" : "core";
-  bpf_program__set_autoload(skel_->progs.gg_ioctl_enter, use_btf);
-  bpf_program__set_autoload(skel_->progs.gg_ioctl_enter_core, !use_btf);
   if (opts_.ring_bytes < 4096 || (opts_.ring_bytes & (opts_.ring_bytes - 1)))
     return make_error(fmt::format("ring buffer size {} is not a power of two of at least 4 KiB", opts_.ring_bytes));
-  if (int err = bpf_map__set_max_entries(skel_->maps.events, opts_.ring_bytes); err)
-    return make_error(fmt::format("cannot size the ring buffer: {}", std::strerror(-err)), -err);
-  if (int err = observe_bpf__load(skel_.get()); err)
-    return make_error(fmt::format("the kernel refused the observer's BPF programs: {}; run with --verbose "
-                                  "for the verifier log",
-                                  std::strerror(-err)),
-                      -err);
-  if (auto r = set_devices(devices); !r) return r.error();
+  bool use_btf = opts_.fd_lookup == "btf" || (opts_.fd_lookup == "auto" && kernel_has_function("bpf_rdonly_cast"));
+  bool has_compat = kernel_has_function("bpf_lsm_file_ioctl_compat");
+  fd_lookup_used_ = use_btf ? "btf" : "core";
 
+  // First the gate (BPF LSM), if a mode that can deny was asked for; where
+  // the kernel refuses LSM programs, the entry tracepoint instead.
   std::vector<HookStatus> hooks;
+  std::string lsm_refusal;
+  bool want_gate = opts_.mode != GG_MODE_OBSERVE;
+  for (int attempt = want_gate ? 0 : 1; attempt < 2; attempt++) {
+    bool gate = attempt == 0;
+    skel_.reset(observe_bpf__open());
+    if (!skel_)
+      return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
+    skel_->rodata->wakeup_bytes = opts_.wakeup_bytes;
+    if (int err = bpf_map__set_max_entries(skel_->maps.events, opts_.ring_bytes); err)
+      return make_error(fmt::format("cannot size the ring buffer: {}", std::strerror(-err)), -err);
+    bpf_program__set_autoload(skel_->progs.gg_ioctl_enter, !gate && use_btf);
+    bpf_program__set_autoload(skel_->progs.gg_ioctl_enter_core, !gate && !use_btf);
+    bpf_program__set_autoload(skel_->progs.gg_file_ioctl, gate);
+    bpf_program__set_autoload(skel_->progs.gg_file_ioctl_compat, gate && has_compat);
+    g_libbpf_probing = gate;
+    int err = observe_bpf__load(skel_.get());
+    g_libbpf_probing = false;
+    if (err) {
+      if (gate) {
+        lsm_refusal = std::strerror(-err);
+        continue;
+      }
+      return make_error(fmt::format("the kernel refused the observer's BPF programs: {}; run with --verbose "
+                                    "for the verifier log",
+                                    std::strerror(-err)),
+                        -err);
+    }
+    mode_ = gate ? opts_.mode : static_cast<unsigned>(GG_MODE_OBSERVE);
+    break;
+  }
+  if (!lsm_refusal.empty())
+    hooks.push_back({"lsm.s/file_ioctl", false,
+                     fmt::format("refused by this kernel ({}): BPF LSM programs do not load here, so gated "
+                                 "commands are recorded as would-deny, not blocked",
+                                 lsm_refusal)});
+  if (auto r = set_devices(devices); !r) return r.error();
+  if (auto r = set_policy(default_policy(mode_)); !r) return r.error();
+
   struct {
     const char* name;
     bpf_program* prog;
     bpf_link** link;
+    const char* detail;
   } progs[] = {
+      {"lsm.s/file_ioctl", skel_->progs.gg_file_ioctl, &skel_->links.gg_file_ioctl,
+       "gate: every ioctl on a GPU node decided before the driver runs"},
+      {"lsm/file_ioctl_compat", skel_->progs.gg_file_ioctl_compat, &skel_->links.gg_file_ioctl_compat,
+       "gate: the same for 32-bit callers"},
       {"tp/syscalls/sys_enter_ioctl", use_btf ? skel_->progs.gg_ioctl_enter : skel_->progs.gg_ioctl_enter_core,
-       use_btf ? &skel_->links.gg_ioctl_enter : &skel_->links.gg_ioctl_enter_core},
-      {"tp/syscalls/sys_exit_ioctl", skel_->progs.gg_ioctl_exit, &skel_->links.gg_ioctl_exit},
+       use_btf ? &skel_->links.gg_ioctl_enter : &skel_->links.gg_ioctl_enter_core,
+       "observe: every ioctl on a GPU node, decoded in the kernel"},
+      {"tp/syscalls/sys_exit_ioctl", skel_->progs.gg_ioctl_exit, &skel_->links.gg_ioctl_exit,
+       "results: the return value and the RM status word"},
   };
   bool any = false;
   for (auto& p : progs) {
+    if (!bpf_program__autoload(p.prog)) continue;
     bpf_link* link = bpf_program__attach(p.prog);
     if (!link) {
       hooks.push_back({p.name, false, fmt::format("attach failed: {}", std::strerror(errno))});
@@ -116,15 +153,27 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     }
     *p.link = link;  // the skeleton destroys it
     any = true;
-    hooks.push_back({p.name, true,
-                     fmt::format("observe: every ioctl on a GPU node, decoded in the kernel (fd lookup: {})",
-                                 use_btf ? "BTF + bpf_rdonly_cast" : "CO-RE probe reads")});
+    hooks.push_back(
+        {p.name, true,
+         fmt::format("{} (fd lookup: {})", p.detail, use_btf ? "BTF + bpf_rdonly_cast" : "CO-RE probe reads")});
   }
   if (!any) return make_error("no observer hook attached; see the hook list for why");
+  if (mode_ != GG_MODE_OBSERVE && !has_compat)
+    hooks.push_back({"lsm/file_ioctl_compat", false,
+                     "this kernel has no file_ioctl_compat LSM hook: 32-bit callers' ioctls are not gated"});
 
   ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), &BpfEngine::on_record, this, nullptr));
   if (!ring_) return make_error(fmt::format("cannot open the ring buffer: {}", std::strerror(errno)), errno);
   return hooks;
+}
+
+Result<void> BpfEngine::set_policy(gg_policy policy) {
+  if (!skel_) return make_error("BPF engine not started");
+  policy.mode = static_cast<uint8_t>(mode_);
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.policy), &zero, &policy, BPF_ANY) != 0)
+    return make_error(fmt::format("cannot install the policy: {}", std::strerror(errno)), errno);
+  return {};
 }
 
 Result<void> BpfEngine::set_devices(const DeviceTable& devices) {

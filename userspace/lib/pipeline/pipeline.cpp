@@ -145,10 +145,25 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
     o.key("kernel_decoded");
     write_decoded(o, e.raw, e.dec);
   }
-  o.field("mode", "observe");
-  o.field("verdict", "allowed");
-  o.field("verdict_reason", "observe-only engine: tracepoints cannot deny");
-  o.key("rule").null();
+  o.field("hook", hook_name(e.hook));
+  o.field("mode", mode_name(e.mode));
+  o.field("verdict", verdict_name(e.verdict));
+  std::string_view cls = class_name(dec.cls), action = action_name(e.action);
+  std::string reason;
+  if (e.verdict == GG_VERDICT_DENY)
+    reason = fmt::format("{} is {} and no grant covers it: denied before the driver ran", cls, action);
+  else if (e.verdict == GG_VERDICT_WOULD_DENY && e.mode == GG_MODE_MONITOR)
+    reason = fmt::format("{} is {} and no grant covers it: monitor mode lets it through", cls, action);
+  else if (e.verdict == GG_VERDICT_WOULD_DENY)
+    reason = fmt::format("{} is {} and no grant covers it: this hook cannot deny (observe only)", cls, action);
+  else
+    reason = fmt::format("{}: {}", cls, action);
+  o.field("verdict_reason", std::string_view(reason));
+  o.key("rule").begin_object();
+  o.field("source", "built-in default policy");
+  o.field("class", cls);
+  o.field("action", action);
+  o.end_object();
   o.key("grant").null();
   o.key("result").begin_object();
   if (x) {
@@ -330,10 +345,12 @@ std::string human_line(const nlohmann::ordered_json& r) {
     result = fmt::format("ret {}", res["ret"].dump());
     if (res["nv_status"].is_number()) result += fmt::format(" nv_status {:#x}", res["nv_status"].get<uint32_t>());
   }
+  std::string verdict = r.value("verdict", std::string("allowed"));
+  std::string decision = verdict == "denied" ? " DENIED" : verdict == "would-deny" ? " (would deny)" : "";
   return fmt::format(
-      "{} #{} {} pid {} {}: {}{} [{}{}]{}{} -> {}", time, r.value("seq", uint64_t{0}), dev, p.value("pid", 0u),
+      "{} #{} {} pid {} {}: {}{} [{}{}]{}{}{} -> {}", time, r.value("seq", uint64_t{0}), dev, p.value("pid", 0u),
       p.value("comm", std::string()), dec["command"].get<std::string>(), via, dec["class"].get<std::string>(),
-      dec["class_source"] == "inferred" ? std::string(", inferred") : std::string(), params, flags, result);
+      dec["class_source"] == "inferred" ? std::string(", inferred") : std::string(), params, flags, decision, result);
 }
 
 }  // namespace gpugate
