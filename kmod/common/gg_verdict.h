@@ -13,9 +13,9 @@ GG_ABI_ASSERT((GG_CLASS_COUNT & (GG_CLASS_COUNT - 1)) == 0, "class ids index by 
 
 /* The policy as the kernel holds it: one action per class and the mode. */
 struct gg_policy {
-	__u8 mode;			/* enum gg_mode */
+	__u8 mode; /* enum gg_mode */
 	__u8 pad[3];
-	__u8 action[GG_CLASS_COUNT];	/* enum gg_action */
+	__u8 action[GG_CLASS_COUNT]; /* enum gg_action */
 };
 
 /*

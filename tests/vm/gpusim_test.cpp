@@ -137,12 +137,13 @@ struct DemoRun {
 };
 
 // gpugated in the given mode, the bundled client's demo, the ledger back.
-DemoRun run_demo(const std::string& mode) {
+DemoRun run_demo(const std::string& mode, const std::vector<std::string>& extra = {}) {
   TempDir dir;
   std::string ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
-  pid_t daemon =
-      spawn({kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path, "--mode", mode},
-            dir.path / "daemon.out");
+  std::vector<std::string> argv = {kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir",
+                                   dir.path,           "--mode",   mode};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  pid_t daemon = spawn(argv, dir.path / "daemon.out");
   for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++)
     std::this_thread::sleep_for(50ms);
   DemoRun run;
@@ -213,4 +214,27 @@ TEST(Gate, MonitorLetsThroughAndRecordsWouldDeny) {
   }
   auto after = gpu_state();
   EXPECT_EQ(after["controls"] - before["controls"], 8u);
+}
+
+// A policy file changes what the gate lets through: power limits logged,
+// power-off still gated.
+TEST(Gate, PolicyFileDecidesPerClass) {
+  TempDir dir;
+  std::string policy = dir.path / "policy.toml";
+  std::ofstream(policy) << "version = 1\n[classes]\n\"power.limit\" = \"log\"\n";
+  auto before = gpu_state();
+  auto run = run_demo("enforce", {"--policy", policy});
+  ASSERT_EQ(run.records.size(), 10u) << run.client_out;
+  for (const auto& r : run.records) {
+    SCOPED_TRACE(r.dump());
+    EXPECT_EQ(r["rule"]["source"], policy);
+    if (r["decoded"]["class"] == "power.limit") {
+      EXPECT_EQ(r["verdict"], "allowed");
+      EXPECT_EQ(r["result"]["ret"], 0);
+    }
+    if (r["decoded"]["class"] == "power.off") EXPECT_EQ(r["verdict"], "denied");
+  }
+  auto after = gpu_state();
+  EXPECT_EQ(after["power_limit_mw"], 250000u) << "the logged power-limit command reached the driver";
+  EXPECT_EQ(after["powered"], before["powered"]) << "power-off stayed gated";
 }

@@ -16,6 +16,7 @@
 #include "gpugate/hex.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pipeline.hpp"
+#include "gpugate/policy.hpp"
 #include "gpugate/status.hpp"
 
 using namespace gpugate;
@@ -166,6 +167,37 @@ int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
   return 0;
 }
 
+int cmd_policy_check(const std::string& path) {
+  auto p = load_policy(path);
+  if (!p) {
+    std::fprintf(stderr, "%s\n", p.error().message.c_str());
+    return 1;
+  }
+  std::string gated;
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
+    if (p->table.action[c] == GG_ACT_REQUIRE_SIGNATURE || p->table.action[c] == GG_ACT_DENY)
+      gated += fmt::format("{}{} ({})", gated.empty() ? "" : ", ", class_name(c), action_name(p->table.action[c]));
+  std::printf("%s: ok; mode %s; gated: %s\n", path.c_str(),
+              p->mode_name.empty() ? "(from --mode)" : p->mode_name.c_str(), gated.empty() ? "nothing" : gated.c_str());
+  return 0;
+}
+
+int cmd_policy_show(const std::string& path) {
+  if (path.empty()) {
+    auto p = builtin_policy(GG_MODE_ENFORCE);
+    p.mode_name = "enforce";
+    std::printf("%s", policy_to_toml(p).c_str());
+    return 0;
+  }
+  auto p = load_policy(path);
+  if (!p) {
+    std::fprintf(stderr, "%s\n", p.error().message.c_str());
+    return 1;
+  }
+  std::printf("%s", policy_to_toml(*p).c_str());
+  return 0;
+}
+
 struct DecodeArgs {
   std::string ioctl, hex, inner_hex, params_hex, device = "nvidiactl";
   uint32_t target_class = 0;
@@ -298,8 +330,18 @@ int run_cli(int argc, char** argv) {
   decode_cmd->add_option("--target-class", da.target_class, "RM class of the control's target object, if known");
   decode_cmd->add_flag("--json", da.json, "JSON output");
 
+  std::string policy_path;
+  auto* policy = app.add_subcommand("policy", "Check or show a policy file");
+  policy->require_subcommand(1);
+  auto* policy_check = policy->add_subcommand("check", "Validate FILE; exit 1 with file:line and the fix if not");
+  policy_check->add_option("FILE", policy_path, "Policy file (TOML)")->required();
+  auto* policy_show = policy->add_subcommand("show", "Print FILE, or the built-in policy, with every class");
+  policy_show->add_option("FILE", policy_path, "Policy file (TOML); none: the built-in policy");
+
   CLI11_PARSE(app, argc, argv);
   try {
+    if (*policy_check) return cmd_policy_check(policy_path);
+    if (*policy_show) return cmd_policy_show(policy_path);
     if (*devices) return cmd_devices(aliases, json);
     if (*status) return cmd_status(status_file, json);
     if (*tail) return cmd_tail(ledger, lines, follow, json);

@@ -14,6 +14,7 @@
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pipeline.hpp"
+#include "gpugate/policy.hpp"
 #include "gpugate/sim_engine.hpp"
 #include "gpugate/status.hpp"
 
@@ -41,7 +42,8 @@ struct Options {
   uint32_t wakeup_kib = 512;
   uint32_t ring_mib = 8;
   std::string fd_lookup = "auto";
-  std::string mode = "enforce";
+  std::string mode;  // "" = the policy file's, else enforce
+  std::string policy_file;
   bool verbose = false;
 };
 
@@ -122,11 +124,21 @@ int run(const Options& o) {
     std::fprintf(stderr, "gpugated: %s\n", ledger.error().message.c_str());
     return 2;
   }
+  Policy policy = builtin_policy(GG_MODE_ENFORCE);
+  if (!o.policy_file.empty()) {
+    auto p = load_policy(o.policy_file);
+    if (!p) {
+      std::fprintf(stderr, "gpugated: %s\n", p.error().message.c_str());
+      return 2;
+    }
+    policy = std::move(*p);
+  }
+  std::string mode_text = !o.mode.empty() ? o.mode : !policy.mode_name.empty() ? policy.mode_name : "enforce";
   std::unique_ptr<Engine> engine;
   if (o.engine == "bpf") {
-    unsigned mode = o.mode == "monitor"   ? static_cast<unsigned>(GG_MODE_MONITOR)
-                    : o.mode == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
-                                          : static_cast<unsigned>(GG_MODE_ENFORCE);
+    unsigned mode = mode_text == "monitor"   ? static_cast<unsigned>(GG_MODE_MONITOR)
+                    : mode_text == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
+                                             : static_cast<unsigned>(GG_MODE_ENFORCE);
     engine = std::make_unique<BpfEngine>(
         BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup, mode});
   } else if (o.engine == "sim") {
@@ -149,12 +161,17 @@ int run(const Options& o) {
   Pipeline pipeline(*ledger, devices, HostInfo::load(o.state_dir), std::string(engine->name()), make_sink(o));
   if (!ledger->open_note().empty()) pipeline.write_event("ledger.recovered", {{"note", ledger->open_note()}});
 
+  pipeline.set_policy_source(policy.source);
   auto hooks = engine->start(devices);
   if (!hooks) {
     std::fprintf(stderr, "gpugated: engine %s cannot start: %s\n", std::string(engine->name()).c_str(),
                  hooks.error().message.c_str());
     pipeline.write_event("daemon.start_failed",
                          {{"engine", engine->name()}, {"error", hooks.error().message}, {"version", kVersion}});
+    return 1;
+  }
+  if (auto r = engine->set_policy(policy.table); !r) {
+    std::fprintf(stderr, "gpugated: %s\n", r.error().message.c_str());
     return 1;
   }
   print_selftest(o, *engine, *hooks, devices, *ledger);
@@ -275,8 +292,11 @@ int run_daemon(int argc, char** argv) {
                  "enforce: deny gated commands (power.off, power.limit, clock.limit, perf.state, gpu.reset, bar.map) "
                  "without a grant, with EPERM; monitor: let them through, recorded as would-deny; observe: never "
                  "load the gate. Where the kernel refuses BPF LSM programs the daemon observes, and says so")
-      ->capture_default_str()
       ->check(CLI::IsMember({"enforce", "monitor", "observe"}));
+  app.add_option("--policy", o.policy_file,
+                 "Policy file (TOML: version, mode, [classes] with allow|log|deny|require-signature); without "
+                 "it the built-in policy (policy/default.toml). --mode overrides the file's mode")
+      ->check(CLI::ExistingFile);
   app.add_option("--fd-lookup", o.fd_lookup,
                  "How the kernel side finds an fd's device: auto, btf (kernel >= 6.2) or core (CO-RE reads)")
       ->capture_default_str()

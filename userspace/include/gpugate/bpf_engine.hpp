@@ -45,7 +45,7 @@ class BpfEngine final : public Engine {
   // Replace the device table while running (new GPUs, new aliases).
   Result<void> set_devices(const DeviceTable& devices);
   // Replace the policy (the mode is kept: observe where the gate did not load).
-  Result<void> set_policy(gg_policy policy);
+  Result<void> set_policy(gg_policy policy) override;
   // The mode actually in force after start().
   [[nodiscard]] unsigned mode() const override { return mode_; }
 

@@ -13,6 +13,7 @@ extern "C" {
 #include "gpugate/event.h"
 }
 
+#include "gpugate/decode.hpp"
 #include "gpugate/device.hpp"
 #include "gpugate/result.hpp"
 
@@ -53,6 +54,9 @@ class Engine {
   // Deliver what is pending, waiting up to timeout for more. Returns the
   // number of records delivered (0 on timeout).
   virtual Result<size_t> poll(std::chrono::milliseconds timeout, EventHandler& handler) = 0;
+
+  // Install the per-class actions of a policy (the engine keeps its mode).
+  virtual Result<void> set_policy(gg_policy policy) = 0;
 
   // GG_MODE_OBSERVE, GG_MODE_MONITOR or GG_MODE_ENFORCE, as in force.
   [[nodiscard]] virtual unsigned mode() const { return GG_MODE_OBSERVE; }

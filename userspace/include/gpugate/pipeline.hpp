@@ -49,6 +49,9 @@ class Pipeline final : public EventHandler {
   [[nodiscard]] const PipelineCounters& counters() const { return counters_; }
   [[nodiscard]] size_t pending() const { return pending_.size(); }
 
+  // Where the policy in force came from ("built-in", a file path): records name it.
+  void set_policy_source(std::string source) { policy_source_ = std::move(source); }
+
   // Write buffered ledger lines out (the daemon calls it after each batch).
   Result<void> flush();
 
@@ -88,6 +91,7 @@ class Pipeline final : public EventHandler {
   uint64_t last_kernel_seq_ = 0;
   bool have_kernel_seq_ = false;
   PipelineCounters counters_;
+  std::string policy_source_ = "built-in";
 };
 
 // "12:00:01.123 nvidia-ctl 195:255 (alias of nvidiactl at /dev/full) pid 42 nvclient: NV2080_... -> ret 0"

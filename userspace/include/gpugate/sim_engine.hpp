@@ -36,12 +36,18 @@ class SimEngine final : public Engine {
   [[nodiscard]] bool finished() const override { return calls_.empty(); }
   [[nodiscard]] EngineStats stats() const override { return stats_; }
   void stop() override { calls_.clear(); }
+  Result<void> set_policy(gg_policy policy) override {
+    policy.mode = GG_MODE_OBSERVE;  // the simulation cannot deny
+    policy_ = policy;
+    return {};
+  }
 
  private:
   std::deque<SimCall> calls_;
   const DeviceTable* devices_ = nullptr;
   EngineStats stats_;
   uint64_t seq_ = 0;
+  gg_policy policy_ = default_policy(GG_MODE_OBSERVE);
 };
 
 }  // namespace gpugate

@@ -102,11 +102,10 @@ Result<size_t> SimEngine::poll(std::chrono::milliseconds, EventHandler& handler)
     e.raw = capture({dev->info.kind, dev->info.drm_driver, c.request, c.arg, c.inner, c.params, 0});
     e.dec = decode(e.raw);
     // The simulation cannot deny: decided as an observe-only hook would be.
-    static const gg_policy kPolicy = default_policy(GG_MODE_OBSERVE);
     e.hook = GG_HOOK_SIM;
     e.mode = GG_MODE_OBSERVE;
-    e.action = kPolicy.action[e.dec.cls < GG_CLASS_COUNT ? e.dec.cls : 0];
-    e.verdict = static_cast<uint8_t>(decide(kPolicy, e.dec.cls, false, true));
+    e.action = policy_.action[e.dec.cls < GG_CLASS_COUNT ? e.dec.cls : 0];
+    e.verdict = static_cast<uint8_t>(decide(policy_, e.dec.cls, false, true));
     unsigned cls = e.dec.cls < GG_CLASS_COUNT ? e.dec.cls : 0;
     stats_.per_class[cls].seen++;
     handler.on_enter(e);

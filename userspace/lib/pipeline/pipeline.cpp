@@ -160,7 +160,7 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
     reason = fmt::format("{}: {}", cls, action);
   o.field("verdict_reason", std::string_view(reason));
   o.key("rule").begin_object();
-  o.field("source", "built-in default policy");
+  o.field("source", std::string_view(policy_source_));
   o.field("class", cls);
   o.field("action", action);
   o.end_object();

@@ -1,0 +1,29 @@
+// The policy file (DESIGN section 5): the mode and an action per class, in
+// TOML. Errors name the file, the line and the fix.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "gpugate/decode.hpp"
+#include "gpugate/result.hpp"
+
+namespace gpugate {
+
+struct Policy {
+  gg_policy table{};      // what the kernel holds (mode + action per class)
+  std::string mode_name;  // as written, "" when the file does not set it
+  std::string source;     // file path, or "built-in"
+};
+
+// The built-in policy as a Policy.
+Policy builtin_policy(unsigned mode);
+
+// Parse TOML text; name is used in messages ("policy.toml:12: ...").
+Result<Policy> parse_policy(const std::string& text, const std::string& name);
+Result<Policy> load_policy(const std::string& path);
+
+// The policy as TOML, every class listed (gpugate policy show).
+std::string policy_to_toml(const Policy& p);
+
+}  // namespace gpugate
