@@ -57,6 +57,34 @@ struct {
 	__type(value, struct gg_policy);
 } policy SEC(".maps");
 
+/* Live grants, installed by the daemon from verified signed requests. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct gg_grant_key);
+	__type(value, struct gg_grant);
+} grants SEC(".maps");
+
+/*
+ * Take one use of a grant covering (dev, cls) now. Returns the grant's id,
+ * or 0 if none covers it. Uses are taken atomically: two racing callers
+ * cannot both spend the last one.
+ */
+static __always_inline __u32 gg_take_grant(__u32 dev, __u32 cls)
+{
+	struct gg_grant_key key = {.dev = dev, .cls = cls};
+	struct gg_grant *g = bpf_map_lookup_elem(&grants, &key);
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	if (!g || now < g->not_before_ns || now > g->not_after_ns)
+		return 0;
+	if (__sync_fetch_and_add(&g->uses_left, -1) <= 0) {
+		__sync_fetch_and_add(&g->uses_left, 1);
+		return 0;
+	}
+	return g->id;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, GG_CLASS_COUNT);
@@ -214,7 +242,7 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	struct gg_pending *p;
 	struct gg_device *dev;
 	struct gg_policy *pol;
-	__u32 zero = 0, cls, verdict;
+	__u32 zero = 0, cls, verdict, grant_id;
 	__u64 seq, status_addr = 0;
 
 	if (!rdev || !gpu_majors[(rdev >> 20) & (GG_MAJORS - 1)])
@@ -255,11 +283,18 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 		gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
 	cls = e->dec.cls;
 	verdict = gg_decide(pol, cls, 0, 1);
+	grant_id = 0;
+	if (verdict != GG_VERDICT_ALLOW &&
+	    pol->action[cls & (GG_CLASS_COUNT - 1)] == GG_ACT_REQUIRE_SIGNATURE) {
+		grant_id = gg_take_grant(rdev, cls);
+		if (grant_id)
+			verdict = gg_decide(pol, cls, 1, 1);
+	}
 	e->hook = hook;
 	e->mode = pol->mode;
 	e->action = pol->action[cls & (GG_CLASS_COUNT - 1)];
 	e->verdict = verdict;
-	e->pad = 0;
+	e->grant_id = grant_id;
 	seq = e->hdr.seq;
 	if (e->dec.status_offset)
 		status_addr = ((e->dec.flags & GG_DF_XFER) ? e->dec.inner_ptr : arg) +

@@ -24,14 +24,14 @@ TEST(Policy, TheShippedDefaultFileIsTheBuiltInPolicy) {
   ASSERT_TRUE(p.ok()) << p.error().message;
   auto builtin = default_policy(GG_MODE_ENFORCE);
   EXPECT_EQ(p->table.mode, builtin.mode);
-  for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
-    EXPECT_EQ(p->table.action[c], builtin.action[c]) << class_name(c);
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) EXPECT_EQ(p->table.action[c], builtin.action[c]) << class_name(c);
 }
 
 TEST(Policy, SetsModeAndActions) {
-  auto p = parse_policy("version = 1\nmode = \"monitor\"\n[classes]\n\"power.limit\" = \"log\"\n\"mig.config\" = "
-                        "\"deny\"\n",
-                        "p.toml");
+  auto p = parse_policy(
+      "version = 1\nmode = \"monitor\"\n[classes]\n\"power.limit\" = \"log\"\n\"mig.config\" = "
+      "\"deny\"\n",
+      "p.toml");
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_EQ(p->table.mode, GG_MODE_MONITOR);
   EXPECT_EQ(p->mode_name, "monitor");

@@ -17,7 +17,11 @@
 #include <map>
 #include <thread>
 
+#include <sys/ioctl.h>
+#include <time.h>
 #include <nlohmann/json.hpp>
+
+#include "gpugate/bpf_engine.hpp"
 
 #include "tempdir.hpp"
 
@@ -237,4 +241,100 @@ TEST(Gate, PolicyFileDecidesPerClass) {
   auto after = gpu_state();
   EXPECT_EQ(after["power_limit_mw"], 250000u) << "the logged power-limit command reached the driver";
   EXPECT_EQ(after["powered"], before["powered"]) << "power-off stayed gated";
+}
+
+namespace {
+
+struct Collector : gpugate::EventHandler {
+  std::vector<gg_ioctl_enter> enters;
+  void on_enter(const gg_ioctl_enter& e) override {
+    if (e.hdr.pid == static_cast<uint32_t>(getpid())) enters.push_back(e);
+  }
+  void on_exit(const gg_ioctl_exit&) override {}
+};
+
+// GPU_SET_POWER through /dev/nvidiactl from this process: ioctl's result.
+int set_power(int fd, uint32_t level) {
+  uint32_t params[3] = {0, level, 0};
+  struct {
+    uint32_t client, object, cmd, flags;
+    uint64_t params;
+    uint32_t size, status;
+  } c{0xc1d00001, 0xcaf00001, 0x20800112, 0, reinterpret_cast<uint64_t>(params), sizeof(params), 0};
+  int r = ioctl(fd, 0xC020462A, &c);
+  return r < 0 ? -errno : static_cast<int>(c.status);
+}
+
+uint64_t boot_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+}
+
+}  // namespace
+
+// A grant allows exactly its device, class, uses and window.
+TEST(Gate, GrantAllowsExactlyItsScope) {
+  auto devices = gpugate::DeviceTable::discover();
+  gpugate::BpfEngine engine(gpugate::BpfEngineOptions{});  // enforce
+  auto hooks = engine.start(devices);
+  ASSERT_TRUE(hooks.ok()) << hooks.error().message;
+  ASSERT_EQ(engine.mode(), GG_MODE_ENFORCE);
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint32_t ctl = gpugate::kernel_dev(195, 255), gpu0 = gpugate::kernel_dev(195, 0);
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "no grant";
+
+  auto wrong_class = engine.install_grant({ctl, GG_CLASS_POWER_LIMIT, now, now + minute, 5, 0});
+  ASSERT_TRUE(wrong_class.ok()) << wrong_class.error().message;
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "a power.limit grant does not allow power.off";
+
+  auto wrong_node = engine.install_grant({gpu0, GG_CLASS_POWER_OFF, now, now + minute, 5, 0});
+  ASSERT_TRUE(wrong_node.ok());
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "a grant on nvidia0 does not allow a command through nvidiactl";
+
+  auto expired = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now - 2 * minute, now - minute, 5, 0});
+  ASSERT_TRUE(expired.ok());
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "an expired grant";
+
+  auto later = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now + minute, now + 2 * minute, 5, 0});
+  ASSERT_TRUE(later.ok());
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "a grant not valid yet";
+
+  auto two = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now, now + minute, 2, 0});
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(set_power(fd, 0), 0) << "first use: NV_OK from the driver";
+  EXPECT_EQ(set_power(fd, 0), 0) << "second use";
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "uses spent";
+
+  auto revoked = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now, now + minute, 5, 0});
+  ASSERT_TRUE(revoked.ok());
+  ASSERT_TRUE(engine.revoke_grant(*revoked).ok());
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "a revoked grant";
+  EXPECT_FALSE(engine.revoke_grant(*revoked).ok());
+
+  auto bad = engine.install_grant({gpugate::kernel_dev(1, 3), GG_CLASS_POWER_OFF, now, now + minute, 1, 0});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("no such GPU device"), std::string::npos);
+  auto ungated = engine.install_grant({ctl, GG_CLASS_QUERY, now, now + minute, 1, 0});
+  ASSERT_FALSE(ungated.ok());
+
+  // The records say which grant allowed what.
+  Collector c;
+  for (int i = 0; i < 50; i++) {
+    auto n = engine.poll(20ms, c);
+    ASSERT_TRUE(n.ok());
+    if (*n == 0 && i > 2) break;
+  }
+  std::vector<uint32_t> grant_ids;
+  int denied = 0;
+  for (const auto& e : c.enters) {
+    if (e.verdict == GG_VERDICT_DENY) denied++;
+    if (e.verdict == GG_VERDICT_ALLOW) grant_ids.push_back(e.grant_id);
+  }
+  EXPECT_EQ(denied, 7);
+  EXPECT_EQ(grant_ids, (std::vector<uint32_t>{*two, *two}));
+  close(fd);
 }

@@ -104,11 +104,11 @@ struct gg_ioctl_enter {
 	__s32 fd;
 	__u64 arg; /* user pointer passed to ioctl() */
 	struct gg_device device;
-	__u8 hook;    /* enum gg_hook: where the record was made */
-	__u8 mode;    /* enum gg_mode in force */
-	__u8 action;  /* enum gg_action of the policy for the class */
-	__u8 verdict; /* enum gg_verdict */
-	__u32 pad;
+	__u8 hook;	/* enum gg_hook: where the record was made */
+	__u8 mode;	/* enum gg_mode in force */
+	__u8 action;	/* enum gg_action of the policy for the class */
+	__u8 verdict;	/* enum gg_verdict */
+	__u32 grant_id; /* the grant that allowed it, 0 if none */
 	struct gg_decoded dec;
 	struct gg_raw raw;
 };
@@ -125,6 +125,25 @@ struct gg_ioctl_exit {
 	__u8 pad[2];
 };
 GG_ABI_ASSERT(sizeof(struct gg_ioctl_exit) == 56, "gg_ioctl_exit layout");
+
+/*
+ * A grant: permission for one class of gated command on one device node,
+ * for a window of time and a number of uses. Created by the daemon only
+ * from a verified signed request (issue 4); the kernel consumes uses.
+ */
+struct gg_grant_key {
+	__u32 dev; /* kernel dev_t of the node the command goes through */
+	__u32 cls; /* enum gg_class */
+};
+
+struct gg_grant {
+	__u64 not_before_ns; /* CLOCK_BOOTTIME */
+	__u64 not_after_ns;  /* CLOCK_BOOTTIME */
+	__s64 uses_left;     /* decremented atomically by each command it allows */
+	__u32 id;	     /* daemon-assigned, non-zero, recorded in every record it allows */
+	__u32 pad;
+};
+GG_ABI_ASSERT(sizeof(struct gg_grant) == 32, "gg_grant layout");
 
 /* Per-class counters kept by the observer (per CPU, summed by user space). */
 struct gg_class_counters {

@@ -12,6 +12,17 @@ struct ring_buffer;
 
 namespace gpugate {
 
+// A grant as the daemon hands it to the kernel (see gg_grant in event.h).
+// The only user-facing way to create one is a verified signed request.
+struct Grant {
+  uint32_t dev = 0;            // kernel dev_t of the node the command goes through
+  unsigned cls = 0;            // enum gg_class
+  uint64_t not_before_ns = 0;  // CLOCK_BOOTTIME
+  uint64_t not_after_ns = 0;   // CLOCK_BOOTTIME
+  int64_t uses = 1;
+  uint32_t id = 0;  // assigned by install_grant
+};
+
 struct BpfEngineOptions {
   uint32_t wakeup_bytes = 512 * 1024;  // queued bytes that wake the reader early
   uint32_t ring_bytes = 8u << 20;      // ring buffer size (a power of two); the daemon's RSS holds it twice
@@ -46,6 +57,13 @@ class BpfEngine final : public Engine {
   Result<void> set_devices(const DeviceTable& devices);
   // Replace the policy (the mode is kept: observe where the gate did not load).
   Result<void> set_policy(gg_policy policy) override;
+  // Grants (internal API: the signed-request path is the only caller in
+  // production). install_grant checks the device and class, assigns the id.
+  Result<uint32_t> install_grant(Grant grant);
+  Result<void> revoke_grant(uint32_t id);
+  // Live grants with their remaining uses (expired ones included until revoked).
+  Result<std::vector<Grant>> grants() const;
+
   // The mode actually in force after start().
   [[nodiscard]] unsigned mode() const override { return mode_; }
 
@@ -64,6 +82,8 @@ class BpfEngine final : public Engine {
   EventHandler* handler_ = nullptr;
   std::string fd_lookup_used_;
   unsigned mode_ = GG_MODE_OBSERVE;
+  const DeviceTable* devices_ = nullptr;
+  uint32_t next_grant_id_ = 1;
   size_t delivered_ = 0;
   uint64_t malformed_ = 0;
 };

@@ -167,6 +167,60 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   return hooks;
 }
 
+Result<uint32_t> BpfEngine::install_grant(Grant grant) {
+  if (!skel_) return make_error("BPF engine not started");
+  if (!devices_ || !devices_->find(grant.dev))
+    return make_error(
+        fmt::format("grant for device {}:{}: no such GPU device is watched; a grant names a device "
+                    "gpugate knows (gpugate devices)",
+                    kernel_dev_major(grant.dev), kernel_dev_minor(grant.dev)));
+  if (grant.cls >= GG_CLASS_COUNT) return make_error(fmt::format("grant: class id {} does not exist", grant.cls));
+  if (!class_gated_by_default(grant.cls))
+    return make_error(fmt::format("grant for {}: that class is not gated; grants exist for gated classes only",
+                                  class_name(grant.cls)));
+  if (grant.uses <= 0 || grant.not_after_ns <= grant.not_before_ns)
+    return make_error("grant: needs at least one use and a window that ends after it starts");
+  grant.id = next_grant_id_++;
+  gg_grant_key key{grant.dev, grant.cls};
+  gg_grant value{grant.not_before_ns, grant.not_after_ns, grant.uses, grant.id, 0};
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0)
+    return make_error(fmt::format("cannot install the grant: {}", std::strerror(errno)), errno);
+  return grant.id;
+}
+
+Result<void> BpfEngine::revoke_grant(uint32_t id) {
+  if (!skel_) return make_error("BPF engine not started");
+  int fd = bpf_map__fd(skel_->maps.grants);
+  gg_grant_key key{}, next{};
+  bool first = true;
+  while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
+    first = false;
+    key = next;
+    gg_grant g{};
+    if (bpf_map_lookup_elem(fd, &key, &g) == 0 && g.id == id) {
+      bpf_map_delete_elem(fd, &key);
+      return {};
+    }
+  }
+  return make_error(fmt::format("no live grant with id {} (gpugate grants lists them)", id));
+}
+
+Result<std::vector<Grant>> BpfEngine::grants() const {
+  if (!skel_) return make_error("BPF engine not started");
+  std::vector<Grant> out;
+  int fd = bpf_map__fd(skel_->maps.grants);
+  gg_grant_key key{}, next{};
+  bool first = true;
+  while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
+    first = false;
+    key = next;
+    gg_grant g{};
+    if (bpf_map_lookup_elem(fd, &key, &g) == 0)
+      out.push_back({key.dev, key.cls, g.not_before_ns, g.not_after_ns, g.uses_left, g.id});
+  }
+  return out;
+}
+
 Result<void> BpfEngine::set_policy(gg_policy policy) {
   if (!skel_) return make_error("BPF engine not started");
   policy.mode = static_cast<uint8_t>(mode_);
@@ -178,6 +232,7 @@ Result<void> BpfEngine::set_policy(gg_policy policy) {
 
 Result<void> BpfEngine::set_devices(const DeviceTable& devices) {
   if (!skel_) return make_error("BPF engine not started");
+  devices_ = &devices;
   int fd = bpf_map__fd(skel_->maps.devices);
   uint32_t key = 0, next = 0;
   std::vector<uint32_t> stale;

@@ -156,6 +156,8 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
     reason = fmt::format("{} is {} and no grant covers it: monitor mode lets it through", cls, action);
   else if (e.verdict == GG_VERDICT_WOULD_DENY)
     reason = fmt::format("{} is {} and no grant covers it: this hook cannot deny (observe only)", cls, action);
+  else if (e.grant_id)
+    reason = fmt::format("{} is {}: allowed by grant {}", cls, action, e.grant_id);
   else
     reason = fmt::format("{}: {}", cls, action);
   o.field("verdict_reason", std::string_view(reason));
@@ -164,7 +166,13 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   o.field("class", cls);
   o.field("action", action);
   o.end_object();
-  o.key("grant").null();
+  if (e.grant_id) {
+    o.key("grant").begin_object();
+    o.field("id", e.grant_id);
+    o.end_object();
+  } else {
+    o.key("grant").null();
+  }
   o.key("result").begin_object();
   if (x) {
     o.field("ret", static_cast<int64_t>(x->ret));

@@ -49,8 +49,8 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
     if (k == "version") {
       auto v = node.value<int64_t>();
       if (!v || *v != 1)
-        return make_error(fmt::format("{}: version must be 1 (the only policy format gpugate knows)",
-                                      where(name, node.source())));
+        return make_error(
+            fmt::format("{}: version must be 1 (the only policy format gpugate knows)", where(name, node.source())));
     } else if (k == "mode") {
       auto v = node.value<std::string>();
       if (!v || (*v != "enforce" && *v != "monitor"))
@@ -60,9 +60,10 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
     } else if (k == "classes") {
       auto* t = node.as_table();
       if (!t)
-        return make_error(fmt::format("{}: classes must be a table: [classes] then \"power.off\" = "
-                                      "\"require-signature\"",
-                                      where(name, node.source())));
+        return make_error(
+            fmt::format("{}: classes must be a table: [classes] then \"power.off\" = "
+                        "\"require-signature\"",
+                        where(name, node.source())));
       for (auto&& [ck, cv] : *t) {
         auto cls = class_from_name(ck.str());
         if (!cls)
@@ -71,13 +72,15 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
         auto v = cv.value<std::string>();
         auto act = v ? action_from_name(*v) : std::nullopt;
         if (!act)
-          return make_error(fmt::format("{}: class \"{}\": action must be one of allow, log, deny, "
-                                        "require-signature",
-                                        where(name, cv.source()), ck.str()));
+          return make_error(
+              fmt::format("{}: class \"{}\": action must be one of allow, log, deny, "
+                          "require-signature",
+                          where(name, cv.source()), ck.str()));
         if (*cls == GG_CLASS_UNKNOWN && (*act == GG_ACT_DENY || *act == GG_ACT_REQUIRE_SIGNATURE))
-          return make_error(fmt::format("{}: class \"unknown\" cannot be gated: blocking unknown commands breaks "
-                                        "nvidia-smi, NCCL and Nsight (DESIGN section 2); use \"log\"",
-                                        where(name, cv.source())));
+          return make_error(
+              fmt::format("{}: class \"unknown\" cannot be gated: blocking unknown commands breaks "
+                          "nvidia-smi, NCCL and Nsight (DESIGN section 2); use \"log\"",
+                          where(name, cv.source())));
         p.table.action[*cls] = static_cast<uint8_t>(*act);
       }
     } else {
