@@ -116,9 +116,10 @@ uint64_t now_ns() {
 }
 
 // N calls, printing ns per call: the workload of the burst test and benchmarks.
-int loop(long n, unsigned long request, bool getpid_only) {
-  uint32_t params[3] = {0, 4, 0};
-  Nvos54 p{kClient, kSubdevice, 0x20800112, 0, reinterpret_cast<uint64_t>(params), sizeof(params), 0};
+int loop(long n, unsigned long request, bool getpid_only, uint32_t cmd = 0x20800112) {
+  uint32_t params[17] = {0, 4, 0};  // big enough for GET_NAME_STRING's 68 bytes
+  uint32_t size = cmd == 0x20800110 ? 68 : 12;
+  Nvos54 p{kClient, kSubdevice, cmd, 0, reinterpret_cast<uint64_t>(params), size, 0};
   uint64_t t0 = now_ns();
   for (long i = 0; i < n; i++) {
     if (getpid_only)
@@ -134,7 +135,8 @@ int loop(long n, unsigned long request, bool getpid_only) {
 int usage() {
   std::fprintf(stderr,
                "usage: gpugate-nvclient PATH demo\n"
-               "       gpugate-nvclient PATH loop N [REQUEST]   N ioctls (default RM_CONTROL GPU_SET_POWER)\n"
+               "       gpugate-nvclient PATH loop N [REQUEST [CMD]]  N ioctls (default RM_CONTROL GPU_SET_POWER;\n"
+               "                                                CMD 0x20800110 is the GPU_GET_NAME_STRING query)\n"
                "       gpugate-nvclient - getpid N              N getpid() calls\n"
                "PATH is a character device, e.g. an alias given to gpugated with --device PATH=nvidia.\n");
   return 2;
@@ -154,6 +156,7 @@ int main(int argc, char** argv) {
   }
   if (what == "demo") return demo();
   if (what == "loop" && argc >= 4)
-    return loop(std::atol(argv[3]), argc >= 5 ? std::strtoul(argv[4], nullptr, 0) : iowr(0x2A, sizeof(Nvos54)), false);
+    return loop(std::atol(argv[3]), argc >= 5 ? std::strtoul(argv[4], nullptr, 0) : iowr(0x2A, sizeof(Nvos54)), false,
+                argc >= 6 ? static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 0)) : 0x20800112u);
   return usage();
 }
