@@ -344,15 +344,20 @@ static __always_inline __u32 gg_file_rdev(struct file *file)
 	return inode->i_rdev;
 }
 
+static __always_inline int gg_lsm_ioctl(__u32 hook, struct file *file, unsigned int cmd,
+					unsigned long arg, int ret, int sleepable)
+{
+	if (ret)
+		return ret; /* an earlier LSM already said no */
+	return gg_record_enter(hook, gg_file_rdev(file), -1, cmd, arg, sleepable) == GG_VERDICT_DENY
+		       ? -GG_EPERM
+		       : 0;
+}
+
 SEC("lsm.s/file_ioctl")
 int BPF_PROG(gg_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
 {
-	if (ret)
-		return ret;
-	return gg_record_enter(GG_HOOK_LSM_IOCTL, gg_file_rdev(file), -1, cmd, arg, 1) ==
-			       GG_VERDICT_DENY
-		       ? -GG_EPERM
-		       : 0;
+	return gg_lsm_ioctl(GG_HOOK_LSM_IOCTL, file, cmd, arg, ret, 1);
 }
 
 /* Not sleepable: the kernel does not list this hook as sleepable, so user
@@ -360,12 +365,7 @@ int BPF_PROG(gg_file_ioctl, struct file *file, unsigned int cmd, unsigned long a
 SEC("lsm/file_ioctl_compat")
 int BPF_PROG(gg_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg, int ret)
 {
-	if (ret)
-		return ret;
-	return gg_record_enter(GG_HOOK_LSM_IOCTL_COMPAT, gg_file_rdev(file), -1, cmd, arg, 0) ==
-			       GG_VERDICT_DENY
-		       ? -GG_EPERM
-		       : 0;
+	return gg_lsm_ioctl(GG_HOOK_LSM_IOCTL_COMPAT, file, cmd, arg, ret, 0);
 }
 
 SEC("tp/syscalls/sys_exit_ioctl")

@@ -16,6 +16,7 @@
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/decode.hpp"
+#include "process.hpp"
 #include "tempdir.hpp"
 
 using namespace gpugate;
@@ -32,31 +33,9 @@ const std::string kAliasRdev = "1:11";
 
 using gpugate::test::TempDir;
 
-pid_t spawn(const std::vector<std::string>& argv, const fs::path& out) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using gpugate::test::slurp;
+using gpugate::test::spawn;
+using gpugate::test::wait_exit;
 
 std::vector<nlohmann::json> ledger_records(const fs::path& p, const std::string& type) {
   std::vector<nlohmann::json> out;

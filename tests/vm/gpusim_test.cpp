@@ -23,6 +23,7 @@
 
 #include "gpugate/bpf_engine.hpp"
 
+#include "process.hpp"
 #include "tempdir.hpp"
 
 using gpugate::test::TempDir;
@@ -32,31 +33,9 @@ namespace {
 
 const std::string kBin = GG_BIN_DIR;
 
-pid_t spawn(const std::vector<std::string>& argv, const std::string& out) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  return pid;
-}
-
-int wait_exit(pid_t pid) {
-  int status = 0;
-  waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string slurp(const std::string& p) {
-  std::ifstream in(p);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using gpugate::test::slurp;
+using gpugate::test::spawn;
+using gpugate::test::wait_exit;
 
 std::map<std::string, uint64_t> gpu_state() {
   std::map<std::string, uint64_t> m;

@@ -188,36 +188,41 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
   return grant.id;
 }
 
-Result<void> BpfEngine::revoke_grant(uint32_t id) {
-  if (!skel_) return make_error("BPF engine not started");
-  int fd = bpf_map__fd(skel_->maps.grants);
+namespace {
+// Calls f(key, grant) for every grant in the map until f returns true.
+template <class F>
+void for_each_grant(int fd, F f) {
   gg_grant_key key{}, next{};
   bool first = true;
   while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
     first = false;
     key = next;
     gg_grant g{};
-    if (bpf_map_lookup_elem(fd, &key, &g) == 0 && g.id == id) {
-      bpf_map_delete_elem(fd, &key);
-      return {};
-    }
+    if (bpf_map_lookup_elem(fd, &key, &g) == 0 && f(key, g)) return;
   }
-  return make_error(fmt::format("no live grant with id {} (gpugate grants lists them)", id));
+}
+}  // namespace
+
+Result<void> BpfEngine::revoke_grant(uint32_t id) {
+  if (!skel_) return make_error("BPF engine not started");
+  int fd = bpf_map__fd(skel_->maps.grants);
+  bool found = false;
+  for_each_grant(fd, [&](const gg_grant_key& key, const gg_grant& g) {
+    if (g.id != id) return false;
+    found = bpf_map_delete_elem(fd, &key) == 0;
+    return true;
+  });
+  if (!found) return make_error(fmt::format("no live grant with id {} (gpugate grants lists them)", id));
+  return {};
 }
 
 Result<std::vector<Grant>> BpfEngine::grants() const {
   if (!skel_) return make_error("BPF engine not started");
   std::vector<Grant> out;
-  int fd = bpf_map__fd(skel_->maps.grants);
-  gg_grant_key key{}, next{};
-  bool first = true;
-  while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
-    first = false;
-    key = next;
-    gg_grant g{};
-    if (bpf_map_lookup_elem(fd, &key, &g) == 0)
-      out.push_back({key.dev, key.cls, g.not_before_ns, g.not_after_ns, g.uses_left, g.id});
-  }
+  for_each_grant(bpf_map__fd(skel_->maps.grants), [&](const gg_grant_key& key, const gg_grant& g) {
+    out.push_back({key.dev, key.cls, g.not_before_ns, g.not_after_ns, g.uses_left, g.id});
+    return false;
+  });
   return out;
 }
 
