@@ -368,8 +368,8 @@ int BPF_PROG(gg_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned
 	return gg_lsm_ioctl(GG_HOOK_LSM_IOCTL_COMPAT, file, cmd, arg, ret, 0);
 }
 
-SEC("tp/syscalls/sys_exit_ioctl")
-int gg_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
+/* The result of a GPU ioctl this thread entered: one exit record. */
+static __always_inline int gg_record_exit(long ret)
 {
 	struct gg_ioctl_exit *x;
 	struct gg_pending *p;
@@ -397,7 +397,7 @@ int gg_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
 	x->hdr.pid = id >> 32;
 	x->hdr.tid = (__u32)id;
 	x->enter_seq = p->seq;
-	x->ret = ctx->ret;
+	x->ret = ret;
 	x->nv_status = 0;
 	x->status_valid = 0;
 	x->cls = p->cls;
@@ -408,4 +408,27 @@ int gg_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
 		x->status_valid = 1;
 	bpf_ringbuf_submit(x, gg_ring_flags(sizeof(*x)));
 	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_ioctl")
+int gg_ioctl_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return gg_record_exit(ctx->ret);
+}
+
+/*
+ * With the gate, results come from fexit on the ioctl syscall functions
+ * instead: a syscall tracepoint makes every syscall of every task take the
+ * slow path, a trampoline costs only ioctls.
+ */
+SEC("fexit/__x64_sys_ioctl")
+int BPF_PROG(gg_sys_ioctl_exit, const struct pt_regs *regs, long ret)
+{
+	return gg_record_exit(ret);
+}
+
+SEC("fexit/__ia32_compat_sys_ioctl")
+int BPF_PROG(gg_compat_sys_ioctl_exit, const struct pt_regs *regs, long ret)
+{
+	return gg_record_exit(ret);
 }

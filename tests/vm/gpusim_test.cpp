@@ -158,6 +158,9 @@ TEST(Gate, EnforceDeniesUnsignedGatedCommandsAndLeavesTheGpuAlone) {
   auto before = gpu_state();
   auto run = run_demo("enforce");
   EXPECT_EQ(run.status["mode"], "enforce") << run.status.dump();
+  bool fexit = false;
+  for (const auto& h : run.status["hooks"]) fexit |= h["hook"] == "fexit/__x64_sys_ioctl" && h["attached"] == true;
+  EXPECT_TRUE(fexit) << "with the gate, results come from fexit, not a syscall tracepoint: " << run.status.dump();
   ASSERT_EQ(run.records.size(), 10u) << run.client_out;
   for (size_t i = 0; i < run.records.size(); i++) {
     const auto& r = run.records[i];

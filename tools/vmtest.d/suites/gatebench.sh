@@ -5,7 +5,7 @@
 # query through /dev/nvidiactl of the simulated driver), 5 interleaved
 # repetitions of N calls each. Not part of make test: run with
 #   tools/vmtest --suite gatebench
-insmod /modules/gpusim.ko || exit 1
+grep -q "^gpusim " /proc/modules || insmod /modules/gpusim.ko || exit 1
 N=${GG_GATEBENCH_N:-200000}
 nv="$GG_BIN/gpugate-nvclient"
 out=/tmp/gatebench.tsv

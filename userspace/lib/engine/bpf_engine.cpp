@@ -84,6 +84,7 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     return make_error(fmt::format("ring buffer size {} is not a power of two of at least 4 KiB", opts_.ring_bytes));
   bool use_btf = opts_.fd_lookup == "btf" || (opts_.fd_lookup == "auto" && kernel_has_function("bpf_rdonly_cast"));
   bool has_compat = kernel_has_function("bpf_lsm_file_ioctl_compat");
+  bool has_compat_sys = kernel_has_function("__ia32_compat_sys_ioctl");
   fd_lookup_used_ = use_btf ? "btf" : "core";
 
   // First the gate (BPF LSM), if a mode that can deny was asked for; where
@@ -91,8 +92,11 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   std::vector<HookStatus> hooks;
   std::string lsm_refusal;
   bool want_gate = opts_.mode != GG_MODE_OBSERVE;
-  for (int attempt = want_gate ? 0 : 1; attempt < 2; attempt++) {
-    bool gate = attempt == 0;
+  bool fexit_results = false;
+  std::string fexit_refusal;
+  for (int attempt = want_gate ? 0 : 2; attempt < 3; attempt++) {
+    bool gate = attempt < 2;
+    fexit_results = attempt == 0;
     skel_.reset(observe_bpf__open());
     if (!skel_)
       return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
@@ -103,10 +107,17 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     bpf_program__set_autoload(skel_->progs.gg_ioctl_enter_core, !gate && !use_btf);
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl, gate);
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl_compat, gate && has_compat);
+    bpf_program__set_autoload(skel_->progs.gg_ioctl_exit, !fexit_results);
+    bpf_program__set_autoload(skel_->progs.gg_sys_ioctl_exit, fexit_results);
+    bpf_program__set_autoload(skel_->progs.gg_compat_sys_ioctl_exit, fexit_results && has_compat_sys);
     g_libbpf_probing = gate;
     int err = observe_bpf__load(skel_.get());
     g_libbpf_probing = false;
     if (err) {
+      if (fexit_results) {
+        fexit_refusal = std::strerror(-err);
+        continue;
+      }
       if (gate) {
         lsm_refusal = std::strerror(-err);
         continue;
@@ -119,6 +130,11 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     mode_ = gate ? opts_.mode : static_cast<unsigned>(GG_MODE_OBSERVE);
     break;
   }
+  if (!fexit_refusal.empty() && mode_ != GG_MODE_OBSERVE)
+    hooks.push_back({"fexit/__x64_sys_ioctl", false,
+                     fmt::format("refused by this kernel ({}): results come from the sys_exit_ioctl tracepoint, "
+                                 "which slows every syscall",
+                                 fexit_refusal)});
   if (!lsm_refusal.empty())
     hooks.push_back({"lsm.s/file_ioctl", false,
                      fmt::format("refused by this kernel ({}): BPF LSM programs do not load here, so gated "
@@ -142,6 +158,10 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
        "observe: every ioctl on a GPU node, decoded in the kernel"},
       {"tp/syscalls/sys_exit_ioctl", skel_->progs.gg_ioctl_exit, &skel_->links.gg_ioctl_exit,
        "results: the return value and the RM status word"},
+      {"fexit/__x64_sys_ioctl", skel_->progs.gg_sys_ioctl_exit, &skel_->links.gg_sys_ioctl_exit,
+       "results: the return value and the RM status word (costs ioctls only)"},
+      {"fexit/__ia32_compat_sys_ioctl", skel_->progs.gg_compat_sys_ioctl_exit, &skel_->links.gg_compat_sys_ioctl_exit,
+       "results of 32-bit callers"},
   };
   bool any = false;
   for (auto& p : progs) {
