@@ -209,6 +209,11 @@ int run(const Options& o) {
     st["seen"] = s.seen();
     st["lost"] = s.dropped();
     st["gaps"] = pipeline.counters().gaps;
+    // Cross-checks of the kernel stream: entries skipped in the kernel's
+    // sequence (records lost), exits without their entry, entries without exit.
+    st["kernel_seq_gaps"] = pipeline.counters().kernel_seq_gaps;
+    st["unmatched_exits"] = pipeline.counters().unmatched_exits;
+    st["exits_missing"] = pipeline.counters().exits_missing;
     st["pending"] = pipeline.pending();
     st["per_class"] = counters_json(s);
     st["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

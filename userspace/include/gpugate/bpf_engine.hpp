@@ -80,7 +80,6 @@ class BpfEngine final : public Engine {
   std::unique_ptr<observe_bpf, SkelDeleter> skel_;
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   EventHandler* handler_ = nullptr;
-  std::string fd_lookup_used_;
   unsigned mode_ = GG_MODE_OBSERVE;
   const DeviceTable* devices_ = nullptr;
   uint32_t next_grant_id_ = 1;

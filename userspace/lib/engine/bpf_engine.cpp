@@ -85,7 +85,6 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   bool use_btf = opts_.fd_lookup == "btf" || (opts_.fd_lookup == "auto" && kernel_has_function("bpf_rdonly_cast"));
   bool has_compat = kernel_has_function("bpf_lsm_file_ioctl_compat");
   bool has_compat_sys = kernel_has_function("__ia32_compat_sys_ioctl");
-  fd_lookup_used_ = use_btf ? "btf" : "core";
 
   // First the gate (BPF LSM), if a mode that can deny was asked for; where
   // the kernel refuses LSM programs, the entry tracepoint instead.
