@@ -339,18 +339,13 @@ int run_cli(int argc, char** argv) {
   policy_show->add_option("FILE", policy_path, "Policy file (TOML); none: the built-in policy");
 
   CLI11_PARSE(app, argc, argv);
-  try {
-    if (*policy_check) return cmd_policy_check(policy_path);
-    if (*policy_show) return cmd_policy_show(policy_path);
-    if (*devices) return cmd_devices(aliases, json);
-    if (*status) return cmd_status(status_file, json);
-    if (*tail) return cmd_tail(ledger, lines, follow, json);
-    if (*decode_cmd) return cmd_decode(da);
-  } catch (const std::exception& e) {
-    // Only malformed files get here (a status document of the wrong shape).
-    std::fprintf(stderr, "gpugate: %s\n", e.what());
-    return 2;
-  }
+  // Exceptions (malformed files the subcommands did not catch) stop at main.
+  if (*policy_check) return cmd_policy_check(policy_path);
+  if (*policy_show) return cmd_policy_show(policy_path);
+  if (*devices) return cmd_devices(aliases, json);
+  if (*status) return cmd_status(status_file, json);
+  if (*tail) return cmd_tail(ledger, lines, follow, json);
+  if (*decode_cmd) return cmd_decode(da);
   return 2;
 }
 

@@ -140,7 +140,7 @@ int run(const Options& o) {
                     : mode_text == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
                                              : static_cast<unsigned>(GG_MODE_ENFORCE);
     engine = std::make_unique<BpfEngine>(
-        BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup, mode});
+        BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup, mode, policy.table});
   } else if (o.engine == "sim") {
     std::ifstream in(o.sim_script);
     if (o.sim_script.empty() || !in) {
@@ -153,6 +153,7 @@ int run(const Options& o) {
       return 2;
     }
     engine = std::make_unique<SimEngine>(std::move(*calls));
+    (void)engine->set_policy(policy.table);  // the simulation only labels, it cannot fail
   } else {
     std::fprintf(stderr, "gpugated: unknown engine '%s'; use bpf or sim\n", o.engine.c_str());
     return 2;
@@ -168,10 +169,6 @@ int run(const Options& o) {
                  hooks.error().message.c_str());
     pipeline.write_event("daemon.start_failed",
                          {{"engine", engine->name()}, {"error", hooks.error().message}, {"version", kVersion}});
-    return 1;
-  }
-  if (auto r = engine->set_policy(policy.table); !r) {
-    std::fprintf(stderr, "gpugated: %s\n", r.error().message.c_str());
     return 1;
   }
   print_selftest(o, *engine, *hooks, devices, *ledger);
@@ -309,12 +306,7 @@ int run_daemon(int argc, char** argv) {
   app.add_flag("-v,--verbose", o.verbose, "libbpf debug output, verifier logs");
   app.set_version_flag("--version", kVersion);
   CLI11_PARSE(app, argc, argv);
-  try {
-    return run(o);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "gpugated: fatal: %s\n", e.what());
-    return 1;
-  }
+  return run(o);
 }
 
 int main(int argc, char** argv) {

@@ -35,6 +35,9 @@ struct BpfEngineOptions {
   // GG_MODE_ENFORCE denies them (EPERM), GG_MODE_MONITOR records "would
   // deny". Where it does not, the engine observes (GG_MODE_OBSERVE) and says so.
   unsigned mode = GG_MODE_ENFORCE;
+  // Actions per class, installed before any hook attaches (its mode field is
+  // replaced by the mode in force).
+  gg_policy policy = default_policy(GG_MODE_ENFORCE);
 };
 
 // Mounts tracefs if the syscall tracepoints are missing (as root); names the fix if not.

@@ -33,14 +33,20 @@ int libbpf_print(enum libbpf_print_level level, const char* format, va_list args
   return vfprintf(stderr, format, args);
 }
 
-// Does the running kernel have this kfunc (or any function) in its BTF?
-bool kernel_has_function(const char* name) {
-  btf* vmlinux = btf__load_vmlinux_btf();
-  if (!vmlinux) return false;
-  bool found = btf__find_by_name_kind(vmlinux, name, BTF_KIND_FUNC) > 0;
-  btf__free(vmlinux);
-  return found;
-}
+// The running kernel's BTF, loaded once to ask which functions it has.
+class KernelBtf {
+ public:
+  KernelBtf() : btf_(btf__load_vmlinux_btf()) {}
+  ~KernelBtf() { btf__free(btf_); }
+  KernelBtf(const KernelBtf&) = delete;
+  KernelBtf& operator=(const KernelBtf&) = delete;
+  [[nodiscard]] bool has_function(const char* name) const {
+    return btf_ && btf__find_by_name_kind(btf_, name, BTF_KIND_FUNC) > 0;
+  }
+
+ private:
+  btf* btf_;
+};
 
 bool exists(const char* path) {
   struct stat st {};
@@ -82,9 +88,13 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     return make_error(fmt::format("fd lookup {:?}: use auto, btf or core", opts_.fd_lookup));
   if (opts_.ring_bytes < 4096 || (opts_.ring_bytes & (opts_.ring_bytes - 1)))
     return make_error(fmt::format("ring buffer size {} is not a power of two of at least 4 KiB", opts_.ring_bytes));
-  bool use_btf = opts_.fd_lookup == "btf" || (opts_.fd_lookup == "auto" && kernel_has_function("bpf_rdonly_cast"));
-  bool has_compat = kernel_has_function("bpf_lsm_file_ioctl_compat");
-  bool has_compat_sys = kernel_has_function("__ia32_compat_sys_ioctl");
+  bool use_btf, has_compat, has_compat_sys;
+  {
+    KernelBtf kernel;
+    use_btf = opts_.fd_lookup == "btf" || (opts_.fd_lookup == "auto" && kernel.has_function("bpf_rdonly_cast"));
+    has_compat = kernel.has_function("bpf_lsm_file_ioctl_compat");
+    has_compat_sys = kernel.has_function("__ia32_compat_sys_ioctl");
+  }
 
   // First the gate (BPF LSM), if a mode that can deny was asked for; where
   // the kernel refuses LSM programs, the entry tracepoint instead.
@@ -140,7 +150,8 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
                                  "commands are recorded as would-deny, not blocked",
                                  lsm_refusal)});
   if (auto r = set_devices(devices); !r) return r.error();
-  if (auto r = set_policy(default_policy(mode_)); !r) return r.error();
+  // The policy is in the map before any hook attaches: no window under another one.
+  if (auto r = set_policy(opts_.policy); !r) return r.error();
 
   struct {
     const char* name;
@@ -172,9 +183,12 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     }
     *p.link = link;  // the skeleton destroys it
     any = true;
+    // Only the entry tracepoint goes from an fd to its device; the LSM hooks get the file.
+    bool finds_fd = p.prog == skel_->progs.gg_ioctl_enter || p.prog == skel_->progs.gg_ioctl_enter_core;
     hooks.push_back(
         {p.name, true,
-         fmt::format("{} (fd lookup: {})", p.detail, use_btf ? "BTF + bpf_rdonly_cast" : "CO-RE probe reads")});
+         finds_fd ? fmt::format("{} (fd lookup: {})", p.detail, use_btf ? "BTF + bpf_rdonly_cast" : "CO-RE probe reads")
+                  : std::string(p.detail)});
   }
   if (!any) return make_error("no observer hook attached; see the hook list for why");
   if (mode_ != GG_MODE_OBSERVE && !has_compat)
