@@ -4,7 +4,7 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 DEPS = clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-config \
        libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsystemd-dev libgtest-dev libbenchmark-dev \
-       clang-format clang-tidy python3
+       clang-format clang-tidy python3 libssl-dev openssh-client
 
 .PHONY: all deps build test test-unit test-host vmtest run bench format lint clean
 
