@@ -30,6 +30,17 @@ __u64 next_seq;
 __u64 pending_hint; /* enters without exits yet; 0 lets exits skip the lookup */
 __u64 fd_lookup_faults;
 
+/*
+ * Kept for user space in this (pinned) map, so a restarted daemon knows what
+ * the one before it did: the losses it already recorded, its last heartbeat
+ * (CLOCK_BOOTTIME) and pid, and the next grant id. The programs never read them.
+ */
+__u64 acked_dropped[GG_CLASS_COUNT];
+__u64 acked_exit_dropped[GG_CLASS_COUNT];
+__u64 daemon_heartbeat_ns;
+__u32 daemon_pid;
+__u32 next_grant_id;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -230,6 +241,17 @@ static __always_inline void gg_fill_enter(struct gg_ioctl_enter *e, __u32 rdev, 
 	e->device = *dev;
 }
 
+static __always_inline void gg_subject_of(struct gg_subject *s, const struct gg_ioctl_enter *e,
+					  const struct gg_device *dev)
+{
+	s->cls = e->dec.cls;
+	s->dev = e->dev;
+	s->uid = e->uid;
+	s->vendor = dev->vendor;
+	s->cgroup_id = e->cgroup_id;
+	s->comm = e->comm;
+}
+
 /*
  * Record one GPU ioctl at entry and decide on it. Returns the verdict; only
  * the LSM hooks act on it. sleepable selects how user memory is read (a
@@ -242,7 +264,8 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	struct gg_pending *p;
 	struct gg_device *dev;
 	struct gg_policy *pol;
-	__u32 zero = 0, cls, verdict, grant_id;
+	struct gg_subject subj;
+	__u32 zero = 0, cls, verdict, grant_id, action, rule;
 	__u64 seq, status_addr = 0;
 
 	if (!rdev || !gpu_majors[(rdev >> 20) & (GG_MAJORS - 1)])
@@ -274,7 +297,9 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 		else
 			gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
 		gg_count(e->dec.cls, 1);
-		return gg_decide(pol, e->dec.cls, 0, 0);
+		gg_subject_of(&subj, e, dev);
+		action = gg_action_for(pol, &subj, &rule);
+		return gg_verdict_of(pol->mode, action, 0, 0);
 	}
 	gg_fill_enter(e, rdev, fd, arg, dev, p);
 	if (sleepable)
@@ -282,17 +307,19 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	else
 		gg_capture(&e->raw, &e->dec, dev->kind, dev->drm_driver, request, arg);
 	cls = e->dec.cls;
-	verdict = gg_decide(pol, cls, 0, 1);
+	gg_subject_of(&subj, e, dev);
+	action = gg_action_for(pol, &subj, &rule);
+	verdict = gg_verdict_of(pol->mode, action, 0, 1);
 	grant_id = 0;
-	if (verdict != GG_VERDICT_ALLOW &&
-	    pol->action[cls & (GG_CLASS_COUNT - 1)] == GG_ACT_REQUIRE_SIGNATURE) {
+	if (verdict != GG_VERDICT_ALLOW && action == GG_ACT_REQUIRE_SIGNATURE) {
 		grant_id = gg_take_grant(rdev, cls);
 		if (grant_id)
-			verdict = gg_decide(pol, cls, 1, 1);
+			verdict = gg_verdict_of(pol->mode, action, 1, 1);
 	}
 	e->hook = hook;
 	e->mode = pol->mode;
-	e->action = pol->action[cls & (GG_CLASS_COUNT - 1)];
+	e->action = action;
+	e->rule = rule;
 	e->verdict = verdict;
 	e->grant_id = grant_id;
 	seq = e->hdr.seq;

@@ -1,6 +1,9 @@
 // The policy file and the shared verdict function.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
+#include "gpugate/device.hpp"
 #include "gpugate/policy.hpp"
 
 using namespace gpugate;
@@ -53,7 +56,18 @@ TEST(Policy, ErrorsNameTheFileLineAndFix) {
       {"version = 2\n", "p.toml:1: version must be 1"},
       {"mode = \"strict\"\n", "p.toml:1: mode must be"},
       {"mode = enforce\n", "p.toml:1: not valid TOML"},
-      {"\n\nrules = 3\n", "p.toml:3: unknown key \"rules\""},
+      {"\n\nrule = 3\n", "p.toml:3: unknown key \"rule\""},
+      {"\n\nrules = 3\n", "p.toml:3: rules must be an array of tables"},
+      {"[[rules]]\nclass = \"power.of\"\naction = \"deny\"\n", "p.toml:2: unknown class \"power.of\""},
+      {"[[rules]]\nclass = \"power.off\"\n", "p.toml:1: rule 1 has no action"},
+      {"[[rules]]\naction = \"deny\"\n", "p.toml:1: rule 1 matches everything"},
+      {"[[rules]]\nname = \"x\"\nclass = [\"query\"]\nuser = 3\naction = \"deny\"\n",
+       "p.toml:4: unknown key \"user\" in a rule"},
+      {"[[rules]]\ngpu = \"/dev/nope0\"\naction = \"deny\"\n", "p.toml:2: gpu \"/dev/nope0\" is not a character device"},
+      {"[[rules]]\nuid = -1\naction = \"deny\"\n", "p.toml:2: uid must be a number"},
+      {"[[rules]]\ncomm = \"a-name-longer-than-15\"\naction = \"deny\"\n", "p.toml:2: comm must be a process name"},
+      {"[[rules]]\nvendor = \"matrox\"\naction = \"deny\"\n", "p.toml:2: vendor must be nvidia, amd, intel or other"},
+      {"[[rules]]\ncgroup = \"/tmp\"\naction = \"deny\"\n", "p.toml:2: cgroup must be the path of an existing cgroup v2"},
       {"[classes]\n\"unknown\" = \"deny\"\n", "p.toml:2: class \"unknown\" cannot be gated"},
       {"classes = 5\n", "p.toml:1: classes must be a table"},
   };
@@ -65,4 +79,64 @@ TEST(Policy, ErrorsNameTheFileLineAndFix) {
   auto missing = load_policy("/nonexistent/policy.toml");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("/nonexistent/policy.toml"), std::string::npos);
+}
+
+// Rules: first match wins, every field a rule sets must match, and the
+// class's action applies when no rule does.
+TEST(Verdict, RulesMatchOnEveryFieldTheySetFirstMatchWins) {
+  auto p = parse_policy(
+      "version = 1\n"
+      "[[rules]]\nname = \"smi may set limits\"\nclass = [\"power.limit\", \"clock.limit\"]\ncomm = "
+      "\"nvidia-smi\"\nuid = 0\naction = \"log\"\n"
+      "[[rules]]\nname = \"no dumb buffers on virtual GPUs\"\nclass = \"resource\"\nvendor = \"other\"\n"
+      "action = \"deny\"\n"
+      "[[rules]]\ngpu = \"/dev/null\"\naction = \"deny\"\n",
+      "p.toml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  ASSERT_EQ(p->table.nrules, 3);
+  ASSERT_EQ(p->rules.size(), 3u);
+  EXPECT_EQ(p->rules[2].name, "rule 3");
+  char smi[GG_COMM_LEN] = "nvidia-smi", other[GG_COMM_LEN] = "nvidia-smix";
+  gg_subject s{GG_CLASS_POWER_LIMIT, kernel_dev(195, 0), 0, GG_VENDOR_NVIDIA, 1, smi};
+  auto d = decide(p->table, s, false, true);
+  EXPECT_EQ(d.rule, 1u);
+  EXPECT_EQ(d.action, GG_ACT_LOG);
+  EXPECT_EQ(d.verdict, GG_VERDICT_ALLOW);
+  s.uid = 1000;  // another user: the class's action
+  d = decide(p->table, s, false, true);
+  EXPECT_EQ(d.rule, 0u);
+  EXPECT_EQ(d.verdict, GG_VERDICT_DENY);
+  s.uid = 0;
+  s.comm = other;  // names compare whole, not by prefix
+  EXPECT_EQ(decide(p->table, s, false, true).rule, 0u);
+  s.comm = smi;
+  s.cls = GG_CLASS_POWER_OFF;  // a class the rule does not list
+  EXPECT_EQ(decide(p->table, s, false, true).rule, 0u);
+
+  gg_subject vgem{GG_CLASS_RESOURCE, kernel_dev(226, 0), 1000, GG_VENDOR_OTHER, 1, other};
+  d = decide(p->table, vgem, true, true);
+  EXPECT_EQ(d.rule, 2u);
+  EXPECT_EQ(d.verdict, GG_VERDICT_DENY) << "deny ignores grants";
+  vgem.vendor = GG_VENDOR_NVIDIA;
+  EXPECT_EQ(decide(p->table, vgem, false, true).verdict, GG_VERDICT_ALLOW) << "NVIDIA bookkeeping untouched";
+
+  gg_subject null_dev{GG_CLASS_QUERY, kernel_dev(1, 3), 1000, GG_VENDOR_NVIDIA, 1, other};
+  EXPECT_EQ(decide(p->table, null_dev, false, true).rule, 3u);
+
+  auto monitor = p->table;
+  monitor.mode = GG_MODE_MONITOR;
+  vgem.vendor = GG_VENDOR_OTHER;
+  EXPECT_EQ(decide(monitor, vgem, false, true).verdict, GG_VERDICT_WOULD_DENY);
+
+  auto again = parse_policy(policy_to_toml(*p), "round-trip");
+  ASSERT_TRUE(again.ok()) << again.error().message << "\n" << policy_to_toml(*p);
+  EXPECT_EQ(0, std::memcmp(&again->table, &p->table, sizeof(gg_policy)));
+}
+
+TEST(Policy, AtMostSixteenRules) {
+  std::string text = "version = 1\n";
+  for (int i = 0; i < GG_MAX_RULES + 1; i++) text += "[[rules]]\nuid = " + std::to_string(i) + "\naction = \"log\"\n";
+  auto p = parse_policy(text, "p.toml");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.error().message.find("the kernel holds at most 16"), std::string::npos) << p.error().message;
 }

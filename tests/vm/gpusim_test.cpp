@@ -18,7 +18,13 @@
 #include <thread>
 
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "gpugate/bpf_engine.hpp"
@@ -64,7 +70,8 @@ TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
   auto before = gpu_state();
   ASSERT_EQ(before["powered"], 1u);
   pid_t daemon = spawn(
-      {kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path, "--mode", "observe"},
+      {kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path, "--mode", "observe",
+       "--no-pin"},
       dir.path / "daemon.out");
   for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++)
     std::this_thread::sleep_for(50ms);
@@ -124,7 +131,7 @@ DemoRun run_demo(const std::string& mode, const std::vector<std::string>& extra 
   TempDir dir;
   std::string ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
   std::vector<std::string> argv = {kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir",
-                                   dir.path,           "--mode",   mode};
+                                   dir.path,           "--mode",   mode,      "--no-pin"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   pid_t daemon = spawn(argv, dir.path / "daemon.out");
   for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++)
@@ -319,4 +326,267 @@ TEST(Gate, GrantAllowsExactlyItsScope) {
   EXPECT_EQ(denied, 7);
   EXPECT_EQ(grant_ids, (std::vector<uint32_t>{*two, *two}));
   close(fd);
+}
+
+namespace {
+
+// Every ledger line, in order: PATH is a ledger file, or a directory of
+// segments (*.jsonl, read in name order).
+std::vector<nlohmann::json> ledger_lines(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> files;
+  if (fs::is_directory(path)) {
+    for (const auto& e : fs::directory_iterator(path))
+      if (e.path().extension() == ".jsonl") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+  } else {
+    files.push_back(path);
+  }
+  std::vector<nlohmann::json> out;
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+  }
+  return out;
+}
+
+// Starts gpugated and waits until its status file says it runs.
+pid_t start_daemon(const TempDir& dir, const std::vector<std::string>& extra, const std::string& out_name) {
+  std::string status = dir.path / "status.json";
+  std::filesystem::remove(status);
+  std::vector<std::string> argv = {kBin + "/gpugated", "--ledger",    dir.path / "ledger", "--status-file",
+                                   status,             "--state-dir", dir.path};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  pid_t pid = spawn(argv, dir.path / out_name);
+  for (int i = 0; i < 600 && slurp(status).find("\"running\"") == std::string::npos; i++)
+    std::this_thread::sleep_for(50ms);
+  EXPECT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / out_name);
+  return pid;
+}
+
+}  // namespace
+
+// Pinned: the gate outlives its daemon (kill -9 included), and the next
+// daemon takes it over without a window, recording the gap.
+TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
+  const std::string pin = "/sys/fs/bpf/gg-test-pin";
+  ASSERT_TRUE(gpugate::unload_pinned(pin).ok());
+  TempDir dir;
+  std::vector<std::string> args = {"--mode", "enforce", "--pin-dir", pin};
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  auto before = gpu_state();
+
+  pid_t first = start_daemon(dir, args, "first.out");
+  EXPECT_EQ(set_power(fd, 5), -EPERM);
+  std::this_thread::sleep_for(500ms);  // recorded before the kill
+  kill(first, SIGKILL);
+  wait_exit(first);
+
+  EXPECT_EQ(set_power(fd, 5), -EPERM) << "no daemon, and the gate still denies";
+  EXPECT_EQ(set_power(fd, 5), -EPERM);
+  EXPECT_EQ(gpu_state()["power_level"], before["power_level"]);
+
+  pid_t second = start_daemon(dir, args, "second.out");
+  auto status = nlohmann::json::parse(slurp(dir.path / "status.json"));
+  bool taken_over = false;
+  for (const auto& h : status["hooks"])
+    taken_over |= h["hook"] == "lsm.s/file_ioctl" &&
+                  h["detail"].get<std::string>().find("taken over from pid " + std::to_string(first)) != std::string::npos;
+  EXPECT_TRUE(taken_over) << status.dump();
+  EXPECT_EQ(set_power(fd, 5), -EPERM);
+  std::this_thread::sleep_for(500ms);
+  kill(second, SIGTERM);
+  EXPECT_EQ(wait_exit(second), 0) << slurp(dir.path / "second.out");
+  EXPECT_EQ(set_power(fd, 5), -EPERM) << "a clean stop leaves the pinned gate in force too";
+
+  auto lines = ledger_lines(dir.path / "ledger");
+  ASSERT_FALSE(lines.empty());
+  for (size_t i = 1; i < lines.size(); i++)
+    EXPECT_EQ(lines[i]["seq"].get<uint64_t>(), lines[i - 1]["seq"].get<uint64_t>() + 1) << "one sequence across daemons";
+  size_t gap_at = lines.size();
+  for (size_t i = 0; i < lines.size(); i++)
+    if (lines[i]["type"] == "gap" && lines[i]["reason"].get<std::string>().find("daemon restart") != std::string::npos) {
+      gap_at = i;
+      EXPECT_EQ(lines[i]["previous_pid"], first);
+      EXPECT_EQ(lines[i]["lost_records"], 0);
+      EXPECT_GT(lines[i]["down_ns"].get<uint64_t>(), 0u);
+    }
+  ASSERT_LT(gap_at, lines.size()) << "no restart gap record";
+  std::vector<size_t> mine;
+  for (size_t i = 0; i < lines.size(); i++)
+    if (lines[i]["type"] == "ioctl" && lines[i]["process"]["pid"] == getpid()) {
+      mine.push_back(i);
+      EXPECT_EQ(lines[i]["verdict"], "denied") << lines[i].dump();
+      EXPECT_EQ(lines[i]["decoded"]["class"], "power.off");
+    }
+  ASSERT_EQ(mine.size(), 4u) << "every denied call recorded, those made while no daemon ran included";
+  EXPECT_LT(mine[0], gap_at);
+  EXPECT_GT(mine[1], gap_at) << "calls made while down follow the gap record";
+
+  // --unload is the one way the gate ends, and it is recorded.
+  pid_t unload = spawn({kBin + "/gpugated", "--unload", "--pin-dir", pin, "--ledger", dir.path / "ledger",
+                        "--state-dir", dir.path},
+                       dir.path / "unload.out");
+  ASSERT_EQ(wait_exit(unload), 0) << slurp(dir.path / "unload.out");
+  EXPECT_FALSE(std::filesystem::exists(pin));
+  EXPECT_EQ(set_power(fd, 0), 0) << "unloaded: the driver answers again";
+  EXPECT_EQ(ledger_lines(dir.path / "ledger").back()["type"], "gate.unloaded");
+  close(fd);
+}
+
+namespace {
+
+// ioctl through the 32-bit system call entry (int 0x80), as a 32-bit
+// program makes it: the kernel takes its compat path.
+long ioctl_ia32(int fd, uint32_t cmd, uint32_t arg) {
+  long ret;
+  asm volatile("int $0x80"
+               : "=a"(ret)
+               : "a"(54 /* __NR_ioctl, i386 */), "b"(fd), "c"(cmd), "d"(arg)
+               : "memory", "r8", "r9", "r10", "r11");
+  return ret;
+}
+
+}  // namespace
+
+// 32-bit callers meet the same gate (lsm/file_ioctl_compat, or file_ioctl on
+// kernels whose compat path calls it).
+TEST(Gate, ThirtyTwoBitCallersAreGatedTheSame) {
+  auto devices = gpugate::DeviceTable::discover();
+  gpugate::BpfEngine engine(gpugate::BpfEngineOptions{});  // enforce, not pinned
+  auto hooks = engine.start(devices);
+  ASSERT_TRUE(hooks.ok()) << hooks.error().message;
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  // Below 4 GiB, where a 32-bit pointer reaches.
+  auto* page = static_cast<uint8_t*>(
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0));
+  ASSERT_NE(page, MAP_FAILED);
+  struct Control {
+    uint32_t client, object, cmd, flags;
+    uint64_t params;
+    uint32_t size, status;
+  };
+  auto* params = reinterpret_cast<uint32_t*>(page + 256);
+  auto* c = reinterpret_cast<Control*>(page);
+  auto before = gpu_state();
+
+  params[0] = 0, params[1] = 5, params[2] = 0;
+  *c = {0xc1d00001, 0xcaf00001, 0x20800112, 0, reinterpret_cast<uint64_t>(params), 12, 0};
+  EXPECT_EQ(ioctl_ia32(fd, 0xC020462A, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(c))), -EPERM)
+      << "GPU_SET_POWER from a 32-bit caller";
+  EXPECT_EQ(gpu_state()["power_level"], before["power_level"]);
+
+  params[0] = 0;
+  *c = {0xc1d00001, 0xcaf00001, 0x2080205A, 0, reinterpret_cast<uint64_t>(params), 4, 0xffff};
+  EXPECT_EQ(ioctl_ia32(fd, 0xC020462A, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(c))), 0)
+      << "a query passes";
+  EXPECT_EQ(c->status, 0u) << "NV_OK from the driver";
+
+  Collector col;
+  for (int i = 0; i < 50; i++) {
+    auto n = engine.poll(20ms, col);
+    ASSERT_TRUE(n.ok());
+    if (*n == 0 && i > 2) break;
+  }
+  ASSERT_EQ(col.enters.size(), 2u);
+  EXPECT_EQ(col.enters[0].verdict, GG_VERDICT_DENY);
+  EXPECT_EQ(col.enters[0].dec.cls, GG_CLASS_POWER_OFF);
+  EXPECT_EQ(col.enters[1].verdict, GG_VERDICT_ALLOW);
+  bool compat_hook = false;
+  for (const auto& h : *hooks) compat_hook |= h.name == "lsm/file_ioctl_compat" && h.attached;
+  EXPECT_EQ(col.enters[0].hook, compat_hook ? GG_HOOK_LSM_IOCTL_COMPAT : GG_HOOK_LSM_IOCTL);
+  munmap(page, 4096);
+  close(fd);
+}
+
+namespace {
+
+// Loads vgem and the DRM modules it needs (tools/vmtest puts them in
+// /modules/drm in load order); unloads them when done.
+struct Vgem {
+  Vgem() {
+    std::vector<std::string> mods;
+    for (const auto& e : std::filesystem::directory_iterator("/modules/drm")) mods.push_back(e.path());
+    std::sort(mods.begin(), mods.end(), [](const std::string& a, const std::string& b) {
+      return std::stoi(std::filesystem::path(a).filename()) < std::stoi(std::filesystem::path(b).filename());
+    });
+    for (const auto& m : mods) loaded &= std::system(("insmod " + m).c_str()) == 0;
+    for (int i = 0; i < 100 && !std::filesystem::exists("/dev/dri/card0"); i++) std::this_thread::sleep_for(20ms);
+  }
+  ~Vgem() { (void)std::system("rmmod vgem"); }
+  bool loaded = true;
+};
+
+struct DumbCreate {
+  uint32_t height, width, bpp, flags, handle, pitch;
+  uint64_t size;
+};
+constexpr unsigned long kDrmCreateDumb = 0xC02064B2;  // DRM_IOWR(0xb2, struct drm_mode_create_dumb)
+constexpr unsigned long kDrmGetCap = 0xC010640C;      // DRM_IOWR(0x0c, struct drm_get_cap)
+
+int create_dumb(int fd) {
+  DumbCreate d{4, 4, 32, 0, 0, 0, 0};
+  return ioctl(fd, kDrmCreateDumb, &d) < 0 ? -errno : 0;
+}
+
+}  // namespace
+
+// A policy rule gates a DRM command on vgem's node only: the same command
+// elsewhere, and other commands on vgem, are untouched.
+TEST(Gate, ARuleGatesADrmCommandOnVgemOnly) {
+  Vgem vgem;
+  ASSERT_TRUE(vgem.loaded) << "insmod of /modules/drm failed";
+  ASSERT_TRUE(std::filesystem::exists("/dev/dri/card0"));
+  TempDir dir;
+  std::string policy = dir.path / "policy.toml";
+  std::ofstream(policy) << "version = 1\n[[rules]]\nname = \"no buffers on virtual GPUs\"\nclass = \"resource\"\n"
+                           "vendor = \"other\"\naction = \"deny\"\n";
+  int card = open("/dev/dri/card0", O_RDWR);
+  ASSERT_GE(card, 0);
+  ASSERT_EQ(create_dumb(card), 0) << "vgem makes dumb buffers without the gate";
+
+  pid_t daemon = start_daemon(dir, {"--mode", "enforce", "--no-pin", "--policy", policy}, "daemon.out");
+  auto status = nlohmann::json::parse(slurp(dir.path / "status.json"));
+  bool watched = false;
+  for (const auto& d : status["devices"]) watched |= d["path"] == "/dev/dri/card0";
+  EXPECT_TRUE(watched) << "gpugated finds vgem's card: " << status.dump();
+
+  EXPECT_EQ(create_dumb(card), -EPERM) << "the rule denies it on vgem";
+  uint64_t cap[2] = {6 /* DRM_CAP_TIMESTAMP_MONOTONIC */, 0};
+  EXPECT_EQ(ioctl(card, kDrmGetCap, cap), 0) << "a query on the same node passes: " << std::strerror(errno);
+  EXPECT_EQ(cap[1], 1u);
+  int null_fd = open("/dev/null", O_RDWR);
+  DumbCreate d{4, 4, 32, 0, 0, 0, 0};
+  EXPECT_EQ(ioctl(null_fd, kDrmCreateDumb, &d), -1);
+  EXPECT_EQ(errno, ENOTTY) << "the same request word on a non-GPU node: the kernel's own answer";
+  close(null_fd);
+  int ctl = open("/dev/nvidiactl", O_RDWR);
+  struct {
+    uint32_t root, parent, object, cls;
+    uint64_t params;
+    uint32_t size, status;
+  } alloc{0, 0, 0xc1d0beef, 0x41 /* NV01_ROOT_CLIENT */, 0, 0, 0};
+  EXPECT_EQ(ioctl(ctl, 0xC020462B, &alloc), 0) << "NVIDIA resource commands are another vendor's: untouched";
+  close(ctl);
+  std::this_thread::sleep_for(500ms);
+  kill(daemon, SIGTERM);
+  EXPECT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+  EXPECT_EQ(create_dumb(card), 0) << "the denial was the gate's";
+  close(card);
+
+  int denied = 0;
+  for (const auto& r : ledger_lines(dir.path / "ledger")) {
+    if (r["type"] != "ioctl" || r["process"]["pid"] != getpid()) continue;
+    if (r["device"]["path"] == "/dev/dri/card0" && r["decoded"]["command"] == "DRM_IOCTL_MODE_CREATE_DUMB") {
+      denied++;
+      EXPECT_EQ(r["verdict"], "denied");
+      EXPECT_EQ(r["rule"]["name"], "no buffers on virtual GPUs") << r.dump();
+      EXPECT_EQ(r["rule"]["rule"], 1);
+    } else {
+      EXPECT_EQ(r["verdict"], "allowed") << r.dump();
+    }
+  }
+  EXPECT_EQ(denied, 1);
 }

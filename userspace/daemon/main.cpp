@@ -45,6 +45,9 @@ struct Options {
   std::string mode;  // "" = the policy file's, else enforce
   std::string policy_file;
   bool verbose = false;
+  std::string pin_dir = kDefaultPinDir;
+  bool no_pin = false;
+  bool unload = false;
 };
 
 nlohmann::ordered_json counters_json(const EngineStats& s) {
@@ -111,6 +114,30 @@ void print_selftest(const Options& o, const Engine& engine, const std::vector<Ho
   std::fflush(stderr);
 }
 
+// gpugated --unload: the only way the pinned gate ends, recorded as such.
+int unload(const Options& o) {
+  auto removed = unload_pinned(o.pin_dir);
+  if (!removed) {
+    std::fprintf(stderr, "gpugated: %s\n", removed.error().message.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "gpugated: %u pins removed from %s; %s\n", *removed, o.pin_dir.c_str(),
+               *removed ? "the gate is detached, GPU commands are no longer decided" : "no gate was pinned there");
+  auto ledger = LedgerWriter::open(o.ledger);
+  if (!ledger) {
+    std::fprintf(stderr, "gpugated: the unload is not recorded: %s\n", ledger.error().message.c_str());
+    return 2;
+  }
+  DeviceTable none;
+  Pipeline pipeline(*ledger, none, HostInfo::load(o.state_dir), "bpf", nullptr);
+  pipeline.write_event("gate.unloaded", {{"pin_dir", o.pin_dir}, {"pins_removed", *removed}, {"pid", getpid()}});
+  if (auto f = pipeline.flush(); !f) {
+    std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
+    return 2;
+  }
+  return 0;
+}
+
 int run(const Options& o) {
   DeviceTable devices = o.no_discover ? DeviceTable{} : DeviceTable::discover();
   for (const auto& spec : o.aliases) {
@@ -140,7 +167,8 @@ int run(const Options& o) {
                     : mode_text == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
                                              : static_cast<unsigned>(GG_MODE_ENFORCE);
     engine = std::make_unique<BpfEngine>(
-        BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup, mode, policy.table});
+        BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup, mode, policy.table,
+                         o.no_pin ? std::string() : o.pin_dir});
   } else if (o.engine == "sim") {
     std::ifstream in(o.sim_script);
     if (o.sim_script.empty() || !in) {
@@ -163,6 +191,9 @@ int run(const Options& o) {
   if (!ledger->open_note().empty()) pipeline.write_event("ledger.recovered", {{"note", ledger->open_note()}});
 
   pipeline.set_policy_source(policy.source);
+  std::vector<std::string> rule_names;
+  for (const auto& r : policy.rules) rule_names.push_back(r.name);
+  pipeline.set_rule_names(std::move(rule_names));
   auto hooks = engine->start(devices);
   if (!hooks) {
     std::fprintf(stderr, "gpugated: engine %s cannot start: %s\n", std::string(engine->name()).c_str(),
@@ -172,6 +203,23 @@ int run(const Options& o) {
     return 1;
   }
   print_selftest(o, *engine, *hooks, devices, *ledger);
+  EngineStats recorded_losses = engine->acknowledged_losses();
+  if (auto* bpf = dynamic_cast<BpfEngine*>(engine.get()); bpf && bpf->takeover().happened) {
+    const Takeover& t = bpf->takeover();
+    uint64_t now = boottime_ns(), lost = engine->stats().dropped() - recorded_losses.dropped();
+    nlohmann::ordered_json gap;
+    gap["reason"] = "daemon restart: the pinned gate kept deciding while no daemon ran";
+    gap["previous_pid"] = t.previous_pid;
+    gap["down_since_boot_ns"] = t.previous_heartbeat_ns;
+    gap["down_ns"] = t.previous_heartbeat_ns && now > t.previous_heartbeat_ns ? now - t.previous_heartbeat_ns : 0;
+    gap["lost_records"] = lost;
+    gap["hooks_kept"] = t.kept_links;
+    gap["hooks_replaced"] = t.replaced_links;
+    gap["note"] = lost ? "records lost while down are listed per class in the gap records that follow"
+                       : "nothing was lost: the decisions made meanwhile were queued in the ring and follow";
+    pipeline.write_event("gap", gap);
+  }
+  pipeline.set_loss_baseline(recorded_losses);
   nlohmann::ordered_json hooks_json = nlohmann::ordered_json::array();
   for (const auto& h : *hooks) hooks_json.push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
   pipeline.write_event("daemon.start", {{"version", kVersion},
@@ -229,7 +277,9 @@ int run(const Options& o) {
     if (now - last_tick >= std::chrono::seconds(1)) {
       last_tick = now;
       pipeline.flush_stale(5'000'000'000ull);
-      pipeline.note_losses(engine->stats());
+      auto stats = engine->stats();
+      pipeline.note_losses(stats);
+      engine->acknowledge(stats);
       if (auto w = write_status(o.status_file, status_of("running")); !w)
         std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
     }
@@ -243,6 +293,7 @@ int run(const Options& o) {
   pipeline.flush_stale(0);
   final_stats = engine->stats();
   pipeline.note_losses(final_stats);
+  engine->acknowledge(final_stats);
   engine->stop();
   stopped = true;
   pipeline.write_event("daemon.stop",
@@ -264,8 +315,13 @@ int run_daemon(int argc, char** argv) {
       "/dev/kfd), decodes it in the kernel with gpugate's shared decoder (escape, RM control command,\n"
       "class such as power.off or clock.limit, key parameters), and appends one JSON record per call to\n"
       "the ledger. Human lines go to stderr (or journald). Stop with SIGTERM or SIGINT.\n\n"
-      "Engines: bpf (live, tracepoints on sys_enter/exit_ioctl; root) and sim (a JSON-lines script,\n"
-      "no kernel). This build observes; it does not block.\n\n"
+      "Where the kernel loads BPF LSM programs (lsm=...,bpf) the gate decides every ioctl on a GPU node\n"
+      "before the driver runs: gated classes without a grant fail with EPERM (--mode enforce) or pass as\n"
+      "would-deny (--mode monitor). Elsewhere the daemon observes through tracepoints and says so.\n\n"
+      "The gate is pinned in bpffs (--pin-dir): it keeps deciding when the daemon stops or dies, and the\n"
+      "next gpugated takes it over without a window, recording a gap record for the time it was down.\n"
+      "Remove it with gpugated --unload.\n\n"
+      "Engines: bpf (live; root) and sim (a JSON-lines script, no kernel).\n\n"
       "Exit status: 0 clean stop, 1 the engine failed, 2 bad arguments or unusable files.",
       "gpugated"};
   Options o;
@@ -303,9 +359,15 @@ int run_daemon(int argc, char** argv) {
                  "How the kernel side finds an fd's device: auto, btf (kernel >= 6.2) or core (CO-RE reads)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "btf", "core"}));
+  app.add_option("--pin-dir", o.pin_dir, "bpffs directory where the gate's programs, links and maps are pinned")
+      ->capture_default_str();
+  app.add_flag("--no-pin", o.no_pin, "Do not pin: the gate ends with this process (tests, trials)");
+  app.add_flag("--unload", o.unload,
+               "Remove the pinned gate at --pin-dir (enforcement ends), record it in the ledger, and exit");
   app.add_flag("-v,--verbose", o.verbose, "libbpf debug output, verifier logs");
   app.set_version_flag("--version", kVersion);
   CLI11_PARSE(app, argc, argv);
+  if (o.unload) return unload(o);
   return run(o);
 }
 

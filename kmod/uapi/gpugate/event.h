@@ -109,10 +109,12 @@ struct gg_ioctl_enter {
 	__u8 action;	/* enum gg_action of the policy for the class */
 	__u8 verdict;	/* enum gg_verdict */
 	__u32 grant_id; /* the grant that allowed it, 0 if none */
+	__u32 rule;	/* the policy rule that decided, + 1; 0: the class's action */
+	__u32 pad;
 	struct gg_decoded dec;
 	struct gg_raw raw;
 };
-GG_ABI_ASSERT(sizeof(struct gg_ioctl_enter) == 752, "gg_ioctl_enter layout");
+GG_ABI_ASSERT(sizeof(struct gg_ioctl_enter) == 760, "gg_ioctl_enter layout");
 
 /* The same ioctl at syscall exit. */
 struct gg_ioctl_exit {

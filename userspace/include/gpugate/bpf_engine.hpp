@@ -38,7 +38,30 @@ struct BpfEngineOptions {
   // Actions per class, installed before any hook attaches (its mode field is
   // replaced by the mode in force).
   gg_policy policy = default_policy(GG_MODE_ENFORCE);
+  // Where the gate's programs, links and maps are pinned (bpffs), so that
+  // enforcement outlives the daemon and the next daemon takes it over
+  // without a window. Empty: nothing is pinned (tests, one-shot tools).
+  std::string pin_dir{};
 };
+
+// What start() found pinned from a daemon before this one.
+struct Takeover {
+  bool happened = false;
+  uint32_t previous_pid = 0;
+  uint64_t previous_heartbeat_ns = 0;  // CLOCK_BOOTTIME of its last tick, 0 if it never ticked
+  unsigned kept_links = 0;             // hooks left attached (same programs)
+  unsigned replaced_links = 0;         // hooks whose programs changed (handed over, see README)
+};
+
+// The default pin directory of gpugated.
+inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/gpugate";
+
+// Mounts bpffs on /sys/fs/bpf if it is not (as root); names the fix if not.
+Result<void> ensure_bpffs();
+
+// Removes a pinned gate: its links detach, enforcement ends. Returns the
+// number of pins removed; a missing directory is not an error (0).
+Result<unsigned> unload_pinned(const std::string& pin_dir);
 
 // Mounts tracefs if the syscall tracepoints are missing (as root); names the fix if not.
 Result<void> ensure_kernel_mounts();
@@ -67,6 +90,10 @@ class BpfEngine final : public Engine {
   // Live grants with their remaining uses (expired ones included until revoked).
   Result<std::vector<Grant>> grants() const;
 
+  [[nodiscard]] EngineStats acknowledged_losses() const override;
+  void acknowledge(const EngineStats& recorded) override;
+  [[nodiscard]] const Takeover& takeover() const { return takeover_; }
+
   // The mode actually in force after start().
   [[nodiscard]] unsigned mode() const override { return mode_; }
 
@@ -85,7 +112,8 @@ class BpfEngine final : public Engine {
   EventHandler* handler_ = nullptr;
   unsigned mode_ = GG_MODE_OBSERVE;
   const DeviceTable* devices_ = nullptr;
-  uint32_t next_grant_id_ = 1;
+  Takeover takeover_;
+  bool pinned_ = false;
   size_t delivered_ = 0;
   uint64_t malformed_ = 0;
 };

@@ -84,8 +84,19 @@ std::string_view hook_name(unsigned hook);
 // The built-in policy: the classes DESIGN section 2 gates require a
 // signature, every other class is logged.
 gg_policy default_policy(unsigned mode);
-// The shared verdict function, as BPF runs it.
+// The shared verdict function, as BPF runs it, for a bare class (no rules).
 unsigned decide(const gg_policy& policy, unsigned cls, bool granted, bool recorded);
+
+// The full decision, as the gate makes it: rules first (first match), then
+// the class's action; the mode turns the action into a verdict.
+struct Decision {
+  unsigned action = 0;   // enum gg_action
+  unsigned rule = 0;     // matching rule's index + 1; 0: the class's action
+  unsigned verdict = 0;  // enum gg_verdict
+};
+Decision decide(const gg_policy& policy, const gg_subject& subject, bool granted, bool recorded);
+// The subject of a recorded request (comm points into e).
+gg_subject subject_of(const gg_ioctl_enter& e);
 
 // Table views for tests and docs.
 struct TableInfo {

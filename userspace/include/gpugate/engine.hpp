@@ -67,6 +67,12 @@ class Engine {
   // Counters kept at the source: records produced and lost, per class.
   [[nodiscard]] virtual EngineStats stats() const = 0;
 
+  // Engines whose kernel state outlives the daemon (pinned) keep, beside it,
+  // the losses the daemon already recorded and a heartbeat, so the next
+  // daemon records exactly what it missed. Others keep nothing.
+  [[nodiscard]] virtual EngineStats acknowledged_losses() const { return {}; }
+  virtual void acknowledge(const EngineStats& recorded) { (void)recorded; }
+
   virtual void stop() = 0;
 };
 

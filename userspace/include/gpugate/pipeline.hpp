@@ -40,6 +40,9 @@ class Pipeline final : public EventHandler {
   // Write entries whose exit has not come within max_age (the call is still
   // blocked, or the process died in it): their result is recorded as unknown.
   void flush_stale(uint64_t max_age_ns);
+  // Losses already in the ledger (a previous daemon's, when the kernel state
+  // was taken over); note_losses reports only what is beyond them.
+  void set_loss_baseline(const EngineStats& recorded) { lost_seen_ = recorded.per_class; }
   // Compare the engine's loss counters with what was recorded; write a gap
   // record per class for anything newly lost.
   void note_losses(const EngineStats& stats);
@@ -51,6 +54,8 @@ class Pipeline final : public EventHandler {
 
   // Where the policy in force came from ("built-in", a file path): records name it.
   void set_policy_source(std::string source) { policy_source_ = std::move(source); }
+  // Names of the policy's rules, in order: records name the rule that decided.
+  void set_rule_names(std::vector<std::string> names) { rule_names_ = std::move(names); }
 
   // Write buffered ledger lines out (the daemon calls it after each batch).
   Result<void> flush();
@@ -91,6 +96,7 @@ class Pipeline final : public EventHandler {
   uint64_t last_kernel_seq_ = 0;
   bool have_kernel_seq_ = false;
   PipelineCounters counters_;
+  std::vector<std::string> rule_names_;
   std::string policy_source_ = "built-in";
 };
 

@@ -2,6 +2,7 @@
 // TOML. Errors name the file, the line and the fix.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -10,10 +11,21 @@
 
 namespace gpugate {
 
+// A [[rules]] entry as written (the kernel holds its gg_rule form).
+struct PolicyRule {
+  std::string name;  // "rule N" when the file gives none
+  std::vector<std::string> classes;
+  std::string vendor, gpu, comm, cgroup;
+  std::optional<uint32_t> uid;
+  std::string action;
+  int line = 0;
+};
+
 struct Policy {
-  gg_policy table{};      // what the kernel holds (mode + action per class)
+  gg_policy table{};      // what the kernel holds (mode, rules, action per class)
   std::string mode_name;  // as written, "" when the file does not set it
   std::string source;     // file path, or "built-in"
+  std::vector<PolicyRule> rules;
 };
 
 // The built-in policy as a Policy.

@@ -18,12 +18,13 @@ struct SimCall {
   int64_t ret = 0;
   std::optional<uint32_t> nv_status;
   uint32_t pid = 4242, tid = 4242, uid = 0;
+  uint64_t cgroup_id = 1;
   std::string comm = "gpugate-sim";
 };
 
 // One JSON object per line:
 // {"device":"/dev/full","ioctl":"0xc020462a","arg":"hex","inner":"hex",
-//  "params":"hex","ret":0,"nv_status":0,"pid":1,"comm":"x"}
+//  "params":"hex","ret":0,"nv_status":0,"pid":1,"uid":0,"cgroup_id":1,"comm":"x"}
 // Errors name the line.
 Result<std::vector<SimCall>> parse_sim_script(std::istream& in, const std::string& name);
 

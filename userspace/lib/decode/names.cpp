@@ -227,6 +227,19 @@ unsigned decide(const gg_policy& policy, unsigned cls, bool granted, bool record
   return gg_decide(&policy, cls, granted ? 1 : 0, recorded ? 1 : 0);
 }
 
+Decision decide(const gg_policy& policy, const gg_subject& subject, bool granted, bool recorded) {
+  Decision d;
+  uint32_t rule = 0;
+  d.action = gg_action_for(&policy, &subject, &rule);
+  d.rule = rule;
+  d.verdict = gg_verdict_of(policy.mode, d.action, granted ? 1 : 0, recorded ? 1 : 0);
+  return d;
+}
+
+gg_subject subject_of(const gg_ioctl_enter& e) {
+  return gg_subject{e.dec.cls, e.dev, e.uid, e.device.vendor, e.cgroup_id, e.comm};
+}
+
 std::string_view class_name(unsigned cls) {
   return cls < GG_CLASS_COUNT ? kClasses[cls].name : std::string_view("unknown");
 }

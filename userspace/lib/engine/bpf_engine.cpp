@@ -1,12 +1,16 @@
 #include "gpugate/bpf_engine.hpp"
 
+#include <dirent.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
+#include <set>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
@@ -53,7 +57,116 @@ bool exists(const char* path) {
   return stat(path, &st) == 0;
 }
 
+constexpr const char* kBpfFs = "/sys/fs/bpf";
+constexpr long kBpfFsMagic = 0xcafe4a11;
+
+uint64_t boottime_now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Pin file of a map: "map_events", "map_bss". The read-only data is not
+// pinned: each load brings its own, and the programs that use it keep it.
+std::string map_pin_path(const std::string& dir, const bpf_map* map) {
+  std::string name = bpf_map__name(map);
+  if (name.find(".rodata") != std::string::npos || name.find(".kconfig") != std::string::npos) return {};
+  std::string clean;
+  for (char c : name.substr(name.find('.') == std::string::npos ? 0 : name.find('.')))
+    if (c != '.') clean += c;
+  return dir + "/map_" + clean;
+}
+
+std::vector<std::string> pinned_entries(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = opendir(dir.c_str());
+  if (!d) return out;
+  while (dirent* e = readdir(d))
+    if (e->d_name[0] != '.') out.emplace_back(e->d_name);
+  closedir(d);
+  return out;
+}
+
+// The tag (hash of the instructions) of a loaded program, or of the program
+// behind a link: equal tags mean the same code.
+std::string prog_tag_of_fd(int prog_fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(prog_fd, &info, &len) != 0) return {};
+  return std::string(reinterpret_cast<const char*>(info.tag), sizeof(info.tag));
+}
+
+std::string prog_tag_of_link(int link_fd) {
+  bpf_link_info info{};
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(link_fd, &info, &len) != 0) return {};
+  int prog_fd = bpf_prog_get_fd_by_id(info.prog_id);
+  if (prog_fd < 0) return {};
+  std::string tag = prog_tag_of_fd(prog_fd);
+  close(prog_fd);
+  return tag;
+}
+
+uint32_t pinned_map_max_entries(const std::string& path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd < 0) return 0;
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  uint32_t n = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.max_entries : 0;
+  close(fd);
+  return n;
+}
+
 }  // namespace
+
+Result<void> ensure_bpffs() {
+  struct statfs st {};
+  if (statfs(kBpfFs, &st) == 0 && st.f_type == kBpfFsMagic) return {};
+  if (mount("bpf", kBpfFs, "bpf", 0, nullptr) != 0)
+    return make_error(fmt::format("cannot mount bpffs on {}: {}; run as root, or mount it yourself: "
+                                  "mount -t bpf bpf {}",
+                                  kBpfFs, std::strerror(errno), kBpfFs),
+                      errno);
+  return {};
+}
+
+Result<unsigned> unload_pinned(const std::string& pin_dir) {
+  if (pin_dir.empty()) return 0u;
+  unsigned removed = 0;
+  std::vector<uint32_t> prog_ids;
+  for (const auto& name : pinned_entries(pin_dir)) {
+    std::string path = pin_dir + "/" + name;
+    if (name.rfind("link_", 0) == 0) {
+      if (int fd = bpf_obj_get(path.c_str()); fd >= 0) {
+        bpf_link_info info{};
+        uint32_t len = sizeof(info);
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) prog_ids.push_back(info.prog_id);
+        close(fd);
+      }
+    }
+    if (unlink(path.c_str()) != 0)
+      return make_error(fmt::format("cannot remove the pin {}: {}", path, std::strerror(errno)), errno);
+    removed++;
+  }
+  // Newer kernels detach a link whose last reference went away from a work
+  // item, and release its program after that: return only once every
+  // program is gone, so the gate really is.
+  for (uint32_t id : prog_ids) {
+    for (int i = 0;; i++) {
+      int fd = bpf_prog_get_fd_by_id(id);
+      if (fd < 0) break;
+      close(fd);
+      if (i == 500)
+        return make_error(fmt::format("program {} of {} is still loaded 5 s after its pin was removed; something "
+                                      "else holds it (bpftool prog show id {})",
+                                      id, pin_dir, id));
+      usleep(10'000);
+    }
+  }
+  if (rmdir(pin_dir.c_str()) != 0 && errno != ENOENT)
+    return make_error(fmt::format("cannot remove {}: {}", pin_dir, std::strerror(errno)), errno);
+  return removed;
+}
 
 Result<void> ensure_kernel_mounts() {
   if (!exists(kIoctlTracepoint)) {
@@ -101,6 +214,28 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   std::vector<HookStatus> hooks;
   std::string lsm_refusal;
   bool want_gate = opts_.mode != GG_MODE_OBSERVE;
+  bool have_pins = false;
+  if (!opts_.pin_dir.empty()) {
+    if (auto m = ensure_bpffs(); !m) return m.error();
+    have_pins = !pinned_entries(opts_.pin_dir).empty();
+    if (have_pins && !want_gate)
+      return make_error(fmt::format("a pinned gate is in force at {} (left by an earlier gpugated); observe mode "
+                                    "would leave it unwatched: start with --mode enforce or monitor to take it "
+                                    "over, or remove it first with gpugated --unload",
+                                    opts_.pin_dir));
+    if (want_gate && mkdir(opts_.pin_dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return make_error(
+          fmt::format("cannot create the pin directory {}: {}", opts_.pin_dir, std::strerror(errno)), errno);
+    // A restarted daemon uses the ring it finds, whatever --ring-mib says.
+    if (uint32_t pinned_ring = pinned_map_max_entries(opts_.pin_dir + "/map_events");
+        pinned_ring && pinned_ring != opts_.ring_bytes) {
+      hooks.push_back({"ring", true,
+                       fmt::format("the pinned ring buffer is {} KiB (not the {} KiB asked for); it is kept so no "
+                                   "queued record is lost",
+                                   pinned_ring / 1024, opts_.ring_bytes / 1024)});
+      opts_.ring_bytes = pinned_ring;
+    }
+  }
   bool fexit_results = false;
   std::string fexit_refusal;
   for (int attempt = want_gate ? 0 : 2; attempt < 3; attempt++) {
@@ -119,9 +254,24 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     bpf_program__set_autoload(skel_->progs.gg_ioctl_exit, !fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_sys_ioctl_exit, fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_compat_sys_ioctl_exit, fexit_results && has_compat_sys);
-    g_libbpf_probing = gate;
+    if (gate && !opts_.pin_dir.empty()) {
+      bpf_map* map = nullptr;
+      bpf_object__for_each_map(map, skel_->obj) {
+        std::string path = map_pin_path(opts_.pin_dir, map);
+        if (path.empty()) continue;
+        if (int perr = bpf_map__set_pin_path(map, path.c_str()); perr)
+          return make_error(fmt::format("cannot pin map {}: {}", path, std::strerror(-perr)), -perr);
+      }
+    }
+    g_libbpf_probing = gate && !have_pins;
     int err = observe_bpf__load(skel_.get());
     g_libbpf_probing = false;
+    if (err && gate && have_pins && !fexit_results)
+      return make_error(fmt::format("the pinned gate at {} does not fit this gpugated's maps ({}): it was left by "
+                                    "another version. Remove it with gpugated --unload (enforcement stops until "
+                                    "this daemon starts) and start again",
+                                    opts_.pin_dir, std::strerror(-err)),
+                        -err);
     if (err) {
       if (fexit_results) {
         fexit_refusal = std::strerror(-err);
@@ -137,7 +287,20 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
                         -err);
     }
     mode_ = gate ? opts_.mode : static_cast<unsigned>(GG_MODE_OBSERVE);
+    pinned_ = gate && !opts_.pin_dir.empty();
     break;
+  }
+  if (!pinned_ && !opts_.pin_dir.empty()) rmdir(opts_.pin_dir.c_str());  // only if empty: nothing was pinned
+  if (pinned_) {
+    auto* bss = skel_->bss;
+    if (have_pins && bss->daemon_pid != 0) {
+      takeover_.happened = true;
+      takeover_.previous_pid = bss->daemon_pid;
+      takeover_.previous_heartbeat_ns = bss->daemon_heartbeat_ns;
+    }
+    bss->daemon_pid = static_cast<uint32_t>(getpid());
+    bss->daemon_heartbeat_ns = boottime_now_ns();
+    if (bss->next_grant_id == 0) bss->next_grant_id = 1;
   }
   if (!fexit_refusal.empty() && mode_ != GG_MODE_OBSERVE)
     hooks.push_back({"fexit/__x64_sys_ioctl", false,
@@ -174,22 +337,53 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
        "results of 32-bit callers"},
   };
   bool any = false;
+  std::set<std::string> pins_in_use;
   for (auto& p : progs) {
     if (!bpf_program__autoload(p.prog)) continue;
-    bpf_link* link = bpf_program__attach(p.prog);
-    if (!link) {
-      hooks.push_back({p.name, false, fmt::format("attach failed: {}", std::strerror(errno))});
-      continue;
+    std::string link_pin = pinned_ ? opts_.pin_dir + "/link_" + bpf_program__name(p.prog) : std::string();
+    std::string takeover_note;
+    bpf_link* link = nullptr;
+    bpf_link* old = link_pin.empty() ? nullptr : bpf_link__open(link_pin.c_str());
+    if (old && prog_tag_of_link(bpf_link__fd(old)) == prog_tag_of_fd(bpf_program__fd(p.prog))) {
+      link = old;  // same code on the same maps: leave it attached
+      takeover_.kept_links++;
+      takeover_note = fmt::format(" [taken over from pid {}, never detached]", takeover_.previous_pid);
+    } else {
+      // New code: attach it, then detach the old; both decide alike meanwhile.
+      link = bpf_program__attach(p.prog);
+      if (!link) {
+        hooks.push_back({p.name, false, fmt::format("attach failed: {}", std::strerror(errno))});
+        if (old) bpf_link__destroy(old);
+        continue;
+      }
+      if (old) {
+        bpf_link__unpin(old);
+        bpf_link__destroy(old);
+        takeover_.replaced_links++;
+        takeover_note = " [replaced the program left by the previous daemon]";
+      }
+      if (!link_pin.empty()) {
+        if (int perr = bpf_link__pin(link, link_pin.c_str()); perr) {
+          bpf_link__destroy(link);
+          return make_error(fmt::format("cannot pin {}: {}", link_pin, std::strerror(-perr)), -perr);
+        }
+      }
     }
-    *p.link = link;  // the skeleton destroys it
+    if (!link_pin.empty()) pins_in_use.insert("link_" + std::string(bpf_program__name(p.prog)));
+    *p.link = link;  // the skeleton closes it; a pinned link stays attached
     any = true;
     // Only the entry tracepoint goes from an fd to its device; the LSM hooks get the file.
     bool finds_fd = p.prog == skel_->progs.gg_ioctl_enter || p.prog == skel_->progs.gg_ioctl_enter_core;
     hooks.push_back(
         {p.name, true,
          finds_fd ? fmt::format("{} (fd lookup: {})", p.detail, use_btf ? "BTF + bpf_rdonly_cast" : "CO-RE probe reads")
-                  : std::string(p.detail)});
+                  : std::string(p.detail) + takeover_note});
   }
+  // Hooks an earlier daemon pinned that this one does not use (another
+  // result hook, say) are detached now that their replacements are in.
+  if (pinned_)
+    for (const auto& name : pinned_entries(opts_.pin_dir))
+      if (name.rfind("link_", 0) == 0 && !pins_in_use.count(name)) unlink((opts_.pin_dir + "/" + name).c_str());
   if (!any) return make_error("no observer hook attached; see the hook list for why");
   if (mode_ != GG_MODE_OBSERVE && !has_compat)
     hooks.push_back({"lsm/file_ioctl_compat", false,
@@ -213,7 +407,8 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
                                   class_name(grant.cls)));
   if (grant.uses <= 0 || grant.not_after_ns <= grant.not_before_ns)
     return make_error("grant: needs at least one use and a window that ends after it starts");
-  grant.id = next_grant_id_++;
+  grant.id = skel_->bss->next_grant_id++;
+  if (grant.id == 0) grant.id = skel_->bss->next_grant_id++;
   gg_grant_key key{grant.dev, grant.cls};
   gg_grant value{grant.not_before_ns, grant.not_after_ns, grant.uses, grant.id, 0};
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0)
@@ -272,20 +467,28 @@ Result<void> BpfEngine::set_devices(const DeviceTable& devices) {
   if (!skel_) return make_error("BPF engine not started");
   devices_ = &devices;
   int fd = bpf_map__fd(skel_->maps.devices);
-  uint32_t key = 0, next = 0;
-  std::vector<uint32_t> stale;
-  while (bpf_map_get_next_key(fd, stale.empty() && key == 0 ? nullptr : &key, &next) == 0) {
-    stale.push_back(next);
-    key = next;
-  }
-  for (uint32_t k : stale) bpf_map_delete_elem(fd, &k);
-  std::memset(skel_->bss->gpu_majors, 0, sizeof(skel_->bss->gpu_majors));
+  // New entries first, stale ones after: a node watched before and after is
+  // never absent in between (the map may be a running gate's).
+  std::set<uint32_t> wanted, wanted_majors;
   for (const auto& d : devices.devices()) {
     if (bpf_map_update_elem(fd, &d.dev, &d.info, BPF_ANY) != 0)
       return make_error(fmt::format("cannot add {} to the observer's device map: {}", d.path, std::strerror(errno)),
                         errno);
+    wanted.insert(d.dev);
+    wanted_majors.insert(kernel_dev_major(d.dev) & 4095);
     skel_->bss->gpu_majors[kernel_dev_major(d.dev) & 4095] = 1;
   }
+  uint32_t key = 0, next = 0;
+  bool first = true;
+  std::vector<uint32_t> stale;
+  while (bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0) {
+    first = false;
+    key = next;
+    if (!wanted.count(next)) stale.push_back(next);
+  }
+  for (uint32_t k : stale) bpf_map_delete_elem(fd, &k);
+  for (uint32_t m = 0; m < 4096; m++)
+    if (!wanted_majors.count(m)) skel_->bss->gpu_majors[m] = 0;
   return {};
 }
 
@@ -342,6 +545,25 @@ EngineStats BpfEngine::stats() const {
   }
   s.fd_lookup_faults = skel_->bss->fd_lookup_faults;
   return s;
+}
+
+EngineStats BpfEngine::acknowledged_losses() const {
+  EngineStats s;
+  if (!skel_ || !pinned_) return s;
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
+    s.per_class[c].dropped = skel_->bss->acked_dropped[c];
+    s.per_class[c].exit_dropped = skel_->bss->acked_exit_dropped[c];
+  }
+  return s;
+}
+
+void BpfEngine::acknowledge(const EngineStats& recorded) {
+  if (!skel_ || !pinned_) return;
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
+    skel_->bss->acked_dropped[c] = recorded.per_class[c].dropped;
+    skel_->bss->acked_exit_dropped[c] = recorded.per_class[c].exit_dropped;
+  }
+  skel_->bss->daemon_heartbeat_ns = boottime_now_ns();
 }
 
 void BpfEngine::stop() {

@@ -56,6 +56,7 @@ Result<std::vector<SimCall>> parse_sim_script(std::istream& in, const std::strin
     c.pid = j.value("pid", c.pid);
     c.tid = j.value("tid", c.pid);
     c.uid = j.value("uid", c.uid);
+    c.cgroup_id = j.value("cgroup_id", c.cgroup_id);
     c.comm = j.value("comm", c.comm);
     calls.push_back(std::move(c));
   }
@@ -104,8 +105,11 @@ Result<size_t> SimEngine::poll(std::chrono::milliseconds, EventHandler& handler)
     // The simulation cannot deny: decided as an observe-only hook would be.
     e.hook = GG_HOOK_SIM;
     e.mode = GG_MODE_OBSERVE;
-    e.action = policy_.action[e.dec.cls < GG_CLASS_COUNT ? e.dec.cls : 0];
-    e.verdict = static_cast<uint8_t>(decide(policy_, e.dec.cls, false, true));
+    e.cgroup_id = c.cgroup_id;
+    Decision d = decide(policy_, subject_of(e), false, true);
+    e.action = static_cast<uint8_t>(d.action);
+    e.rule = d.rule;
+    e.verdict = static_cast<uint8_t>(d.verdict);
     unsigned cls = e.dec.cls < GG_CLASS_COUNT ? e.dec.cls : 0;
     stats_.per_class[cls].seen++;
     handler.on_enter(e);

@@ -160,10 +160,15 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
     reason = fmt::format("{} is {}: allowed by grant {}", cls, action, e.grant_id);
   else
     reason = fmt::format("{}: {}", cls, action);
+  if (e.rule && e.rule <= rule_names_.size()) reason += fmt::format(" (policy rule \"{}\")", rule_names_[e.rule - 1]);
   o.field("verdict_reason", std::string_view(reason));
   o.key("rule").begin_object();
   o.field("source", std::string_view(policy_source_));
   o.field("class", cls);
+  if (e.rule) {
+    o.field("rule", e.rule);
+    o.field("name", e.rule <= rule_names_.size() ? std::string_view(rule_names_[e.rule - 1]) : std::string_view("?"));
+  }
   o.field("action", action);
   o.end_object();
   if (e.grant_id) {

@@ -1,10 +1,17 @@
 #include "gpugate/policy.hpp"
 
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
+
+#include "gpugate/device.hpp"
 
 namespace gpugate {
 namespace {
@@ -23,6 +30,122 @@ std::optional<unsigned> action_from_name(std::string_view s) {
 
 std::string where(const std::string& name, const toml::source_region& r) {
   return fmt::format("{}:{}", name, r.begin.line);
+}
+
+std::optional<unsigned> vendor_from_name(std::string_view s) {
+  if (s == "nvidia") return GG_VENDOR_NVIDIA;
+  if (s == "amd") return GG_VENDOR_AMD;
+  if (s == "intel") return GG_VENDOR_INTEL;
+  if (s == "other") return GG_VENDOR_OTHER;
+  return std::nullopt;
+}
+
+constexpr long kCgroup2Magic = 0x63677270;
+
+// One [[rules]] table into its kernel form; errors name file:line and the fix.
+Result<void> parse_rule(const toml::table& t, const std::string& name, unsigned index, Policy& p) {
+  PolicyRule spec;
+  spec.line = static_cast<int>(t.source().begin.line);
+  spec.name = fmt::format("rule {}", index + 1);
+  gg_rule rule{};
+  auto at = [&](const toml::node& n) { return where(name, n.source()); };
+  for (auto&& [key, node] : t) {
+    std::string k(key.str());
+    if (k == "name") {
+      auto v = node.value<std::string>();
+      if (!v) return make_error(fmt::format("{}: rule name must be a string", at(node)));
+      spec.name = *v;
+    } else if (k == "class") {
+      std::vector<const toml::node*> items;
+      if (auto* arr = node.as_array()) {
+        for (auto& n : *arr) items.push_back(&n);
+      } else {
+        items.push_back(&node);
+      }
+      if (items.empty()) return make_error(fmt::format("{}: class = [] matches nothing; name a class", at(node)));
+      for (const auto* n : items) {
+        auto v = n->value<std::string>();
+        auto cls = v ? class_from_name(*v) : std::nullopt;
+        if (!cls)
+          return make_error(fmt::format("{}: unknown class \"{}\"; the classes are: {}", at(*n),
+                                        v.value_or("(not a string)"), class_list()));
+        rule.classes |= 1u << *cls;
+        spec.classes.push_back(*v);
+      }
+      rule.match |= GG_RM_CLASS;
+    } else if (k == "vendor") {
+      auto v = node.value<std::string>();
+      auto vendor = v ? vendor_from_name(*v) : std::nullopt;
+      if (!vendor)
+        return make_error(fmt::format(
+            "{}: vendor must be nvidia, amd, intel or other (virtio-gpu, bochs, vgem and other DRM drivers)", at(node)));
+      rule.vendor = static_cast<uint8_t>(*vendor);
+      rule.match |= GG_RM_VENDOR;
+      spec.vendor = *v;
+    } else if (k == "gpu") {
+      auto v = node.value<std::string>();
+      struct stat st {};
+      if (!v) return make_error(fmt::format("{}: gpu must be a device node path such as \"/dev/nvidia0\"", at(node)));
+      if (stat(v->c_str(), &st) != 0 || !S_ISCHR(st.st_mode))
+        return make_error(fmt::format("{}: gpu \"{}\" is not a character device on this machine ({}); name a GPU node "
+                                      "that exists (gpugate devices lists them)",
+                                      at(node), *v, stat(v->c_str(), &st) != 0 ? std::strerror(errno) : "not a device"));
+      rule.dev = static_cast<uint32_t>(kernel_dev(major(st.st_rdev), minor(st.st_rdev)));
+      rule.match |= GG_RM_DEV;
+      spec.gpu = *v;
+    } else if (k == "uid") {
+      auto v = node.value<int64_t>();
+      if (!v || *v < 0 || *v > 0xfffffffe)
+        return make_error(fmt::format("{}: uid must be a number (a user id, such as 0 or 1000)", at(node)));
+      rule.uid = static_cast<uint32_t>(*v);
+      rule.match |= GG_RM_UID;
+      spec.uid = rule.uid;
+    } else if (k == "comm") {
+      auto v = node.value<std::string>();
+      if (!v || v->empty() || v->size() >= GG_COMM_LEN)
+        return make_error(fmt::format("{}: comm must be a process name of 1 to {} characters, as the kernel keeps it "
+                                      "(ps -o comm)",
+                                      at(node), GG_COMM_LEN - 1));
+      std::memcpy(rule.comm, v->data(), v->size());
+      rule.match |= GG_RM_COMM;
+      spec.comm = *v;
+    } else if (k == "cgroup") {
+      auto v = node.value<std::string>();
+      struct stat st {};
+      struct statfs fs {};
+      if (!v || stat(v->c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || statfs(v->c_str(), &fs) != 0 ||
+          fs.f_type != kCgroup2Magic)
+        return make_error(fmt::format("{}: cgroup must be the path of an existing cgroup v2 directory, such as "
+                                      "\"/sys/fs/cgroup/system.slice/train.service\"",
+                                      at(node)));
+      rule.cgroup_id = st.st_ino;  // a cgroup v2 id is its directory's inode number
+      rule.match |= GG_RM_CGROUP;
+      spec.cgroup = *v;
+    } else if (k == "action") {
+      auto v = node.value<std::string>();
+      auto act = v ? action_from_name(*v) : std::nullopt;
+      if (!act)
+        return make_error(
+            fmt::format("{}: action must be one of allow, log, deny, require-signature", at(node)));
+      rule.action = static_cast<uint8_t>(*act);
+      spec.action = *v;
+    } else {
+      return make_error(fmt::format("{}: unknown key \"{}\" in a rule; a rule has name, class, vendor, gpu, uid, "
+                                    "comm, cgroup and action",
+                                    at(node), k));
+    }
+  }
+  if (spec.action.empty())
+    return make_error(fmt::format("{}:{}: {} has no action; add action = \"allow\", \"log\", \"deny\" or "
+                                  "\"require-signature\"",
+                                  name, spec.line, spec.name));
+  if (!rule.match)
+    return make_error(fmt::format("{}:{}: {} matches everything; give it a class, vendor, gpu, uid, comm or cgroup "
+                                  "(the [classes] table sets the default per class)",
+                                  name, spec.line, spec.name));
+  p.table.rules[index] = rule;
+  p.rules.push_back(std::move(spec));
+  return {};
 }
 
 }  // namespace
@@ -83,8 +206,19 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
                           where(name, cv.source())));
         p.table.action[*cls] = static_cast<uint8_t>(*act);
       }
+    } else if (k == "rules") {
+      auto* arr = node.as_array();
+      if (!arr || !arr->is_array_of_tables())
+        return make_error(fmt::format("{}: rules must be an array of tables: [[rules]] then class = ..., action = ...",
+                                      where(name, node.source())));
+      if (arr->size() > GG_MAX_RULES)
+        return make_error(fmt::format("{}: {} rules; the kernel holds at most {}: merge rules with class lists",
+                                      where(name, node.source()), arr->size(), GG_MAX_RULES));
+      for (size_t i = 0; i < arr->size(); i++)
+        if (auto r = parse_rule(*arr->get(i)->as_table(), name, static_cast<unsigned>(i), p); !r) return r.error();
+      p.table.nrules = static_cast<uint8_t>(arr->size());
     } else {
-      return make_error(fmt::format("{}: unknown key \"{}\"; a policy has version, mode and [classes]",
+      return make_error(fmt::format("{}: unknown key \"{}\"; a policy has version, mode, [classes] and [[rules]]",
                                     where(name, node.source()), k));
     }
   }
@@ -109,6 +243,20 @@ std::string policy_to_toml(const Policy& p) {
   out += "\n[classes]\n";
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
     out += fmt::format("\"{}\" = \"{}\"\n", class_name(c), action_name(p.table.action[c]));
+  for (const auto& r : p.rules) {
+    out += fmt::format("\n[[rules]]\nname = \"{}\"\n", r.name);
+    if (!r.classes.empty()) {
+      out += "class = [";
+      for (size_t i = 0; i < r.classes.size(); i++) out += fmt::format("{}\"{}\"", i ? ", " : "", r.classes[i]);
+      out += "]\n";
+    }
+    if (!r.vendor.empty()) out += fmt::format("vendor = \"{}\"\n", r.vendor);
+    if (!r.gpu.empty()) out += fmt::format("gpu = \"{}\"\n", r.gpu);
+    if (r.uid) out += fmt::format("uid = {}\n", *r.uid);
+    if (!r.comm.empty()) out += fmt::format("comm = \"{}\"\n", r.comm);
+    if (!r.cgroup.empty()) out += fmt::format("cgroup = \"{}\"\n", r.cgroup);
+    out += fmt::format("action = \"{}\"\n", r.action);
+  }
   return out;
 }
 
