@@ -6,7 +6,7 @@ DEPS = clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-co
        libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsystemd-dev libgtest-dev libbenchmark-dev \
        clang-format clang-tidy python3 libssl-dev openssh-client
 
-.PHONY: all deps build test test-unit test-host vmtest run bench format lint clean
+.PHONY: all deps build test test-unit test-host vmtest run bench bench-grant format lint clean
 
 all: build
 
@@ -46,6 +46,10 @@ run: build
 
 bench: build
 	tools/bench/observer-bench $(BUILD)
+
+# From gpugate request submit to a live kernel grant (issue 4's target: median <= 5 ms).
+bench-grant: build
+	tools/bench/grant-bench $(BUILD)
 
 format:
 	tools/format

@@ -76,24 +76,50 @@ struct {
 	__type(value, struct gg_grant);
 } grants SEC(".maps");
 
+/* Uses left per grant id, shared by the nodes one grant covers. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __s64);
+} grant_uses SEC(".maps");
+
 /*
  * Take one use of a grant covering (dev, cls) now. Returns the grant's id,
  * or 0 if none covers it. Uses are taken atomically: two racing callers
  * cannot both spend the last one.
  */
-static __always_inline __u32 gg_take_grant(__u32 dev, __u32 cls)
+static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now)
 {
-	struct gg_grant_key key = {.dev = dev, .cls = cls};
-	struct gg_grant *g = bpf_map_lookup_elem(&grants, &key);
-	__u64 now = bpf_ktime_get_boot_ns();
+	struct gg_grant *g = bpf_map_lookup_elem(&grants, key);
+	__s64 *uses;
+	__u32 id;
 
 	if (!g || now < g->not_before_ns || now > g->not_after_ns)
 		return 0;
-	if (__sync_fetch_and_add(&g->uses_left, -1) <= 0) {
-		__sync_fetch_and_add(&g->uses_left, 1);
+	id = g->id;
+	uses = bpf_map_lookup_elem(&grant_uses, &id);
+	if (!uses)
+		return 0;
+	if (__sync_fetch_and_add(uses, -1) <= 0) {
+		__sync_fetch_and_add(uses, 1);
 		return 0;
 	}
-	return g->id;
+	return id;
+}
+
+/* A grant scoped to the caller's cgroup first, then one for any process. */
+static __always_inline __u32 gg_take_grant(__u32 dev, __u32 cls)
+{
+	struct gg_grant_key key = {
+		.dev = dev, .cls = cls, .cgroup_id = bpf_get_current_cgroup_id()};
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u32 id = gg_use_grant(&key, now);
+
+	if (id)
+		return id;
+	key.cgroup_id = 0;
+	return gg_use_grant(&key, now);
 }
 
 struct {

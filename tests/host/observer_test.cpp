@@ -16,6 +16,7 @@
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/decode.hpp"
+#include "ledger_read.hpp"
 #include "process.hpp"
 #include "tempdir.hpp"
 
@@ -37,15 +38,7 @@ using gpugate::test::slurp;
 using gpugate::test::spawn;
 using gpugate::test::wait_exit;
 
-std::vector<nlohmann::json> ledger_records(const fs::path& p, const std::string& type) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(p);
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == type) out.push_back(j);
-  }
-  return out;
-}
+using gpugate::test::ledger_records;  // every segment of a ledger directory
 
 bool wait_for_running(const fs::path& status, std::chrono::milliseconds limit) {
   auto end = std::chrono::steady_clock::now() + limit;
@@ -72,7 +65,7 @@ INSTANTIATE_TEST_SUITE_P(FdLookup, ObserverLookup, ::testing::Values("auto", "co
 
 TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
   TempDir dir;
-  auto ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
+  auto ledger = dir.path / "ledger", status = dir.path / "status.json";
   pid_t daemon = spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger",
                         ledger.string(), "--status-file", status.string(), "--state-dir", dir.path.string(),
                         "--fd-lookup", GetParam(), "--mode", "observe"},
@@ -96,7 +89,7 @@ TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
   ASSERT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
 
   auto recs = ledger_records(ledger, "ioctl");
-  ASSERT_EQ(recs.size(), 10u) << slurp(ledger);
+  ASSERT_EQ(recs.size(), 10u) << gpugate::test::ledger_text(ledger);
   const char* classes[] = {"resource",  "query",     "query",       "power.limit", "power.limit",
                            "power.off", "power.off", "clock.limit", "power.off",   "resource"};
   const char* commands[] = {"NV_ESC_RM_ALLOC(NV01_ROOT_CLIENT)",      "NV2080_CTRL_CMD_GPU_GET_NAME_STRING",
@@ -152,6 +145,14 @@ TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
   EXPECT_NE(text.find("NV2080_CTRL_CMD_GPU_SET_POWER via NV_ESC_IOCTL_XFER_CMD [power.off]"), std::string::npos)
       << text;
   EXPECT_NE(text.find("alias of nvidiactl at /dev/kmsg"), std::string::npos);
+
+  // The daemon signed what it wrote at shutdown: the ledger verifies with its key.
+  pid_t verify =
+      spawn({kBin + "/gpugate", "log", "verify", ledger.string(), "--key", (dir.path / "log-key.pub").string()},
+            dir.path / "verify.out");
+  EXPECT_EQ(wait_exit(verify), 0) << slurp(dir.path / "verify.out");
+  ASSERT_FALSE(ledger_records(ledger, "checkpoint").empty());
+  EXPECT_EQ(ledger_records(ledger, "checkpoint").back()["reason"], "shutdown");
 }
 
 // Under a burst every GPU ioctl is either recorded or counted as lost:

@@ -58,18 +58,19 @@ TEST(Cli, DecodeRejectsBadInputWithTheFix) {
 }
 
 TEST(Cli, TailSurvivesAMalformedLedger) {
-  auto path = std::filesystem::temp_directory_path() / "gpugate-cli-test.jsonl";
-  std::ofstream(path)
+  auto path = std::filesystem::temp_directory_path() / "gpugate-cli-test-ledger";
+  std::filesystem::create_directories(path);
+  std::ofstream(path / "000001.jsonl")
       << "{\"seq\":1,\"type\":\"ioctl\",\"device\":5}\nnot json\n\xff\xfe\n{\"seq\":2,\"type\":\"gap\"}\n";
   auto r = run("tail --ledger " + path.string());
   EXPECT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find(":1: not a gpugate record"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find(":2: not a JSON record"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("#2 gap"), std::string::npos) << r.out;
-  auto missing = run("tail --ledger /nonexistent/ledger.jsonl");
+  auto missing = run("tail --ledger /nonexistent/ledger");
   EXPECT_EQ(missing.status, 2);
-  EXPECT_NE(missing.out.find("/nonexistent/ledger.jsonl"), std::string::npos);
-  std::filesystem::remove(path);
+  EXPECT_NE(missing.out.find("/nonexistent/ledger"), std::string::npos);
+  std::filesystem::remove_all(path);
 }
 
 TEST(Cli, StatusOfAMissingOrForeignFile) {

@@ -9,6 +9,7 @@
 
 #include "gpugate/pipeline.hpp"
 #include "gpugate/sim_engine.hpp"
+#include "ledger_read.hpp"
 #include "tempdir.hpp"
 #include "vectors.hpp"
 
@@ -19,11 +20,10 @@ namespace {
 
 using gpugate::test::TempDir;
 
-std::vector<nlohmann::json> read_ledger(const fs::path& p) {
+// All records of a ledger directory, every segment in order.
+std::vector<nlohmann::json> read_ledger(const fs::path& dir) {
   std::vector<nlohmann::json> out;
-  std::ifstream in(p);
-  std::string line;
-  while (std::getline(in, line)) out.push_back(nlohmann::json::parse(line));
+  for (const auto& line : gpugate::test::ledger_lines(dir)) out.push_back(nlohmann::json::parse(line));
   return out;
 }
 
@@ -43,7 +43,7 @@ TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
   ASSERT_EQ(calls->size(), 3u);
   DeviceTable devices;
   ASSERT_TRUE(devices.add_alias("/dev/full=nvidia").ok());
-  auto ledger = LedgerWriter::open(dir.path / "ledger.jsonl");
+  auto ledger = LedgerWriter::open(dir.path / "ledger");
   ASSERT_TRUE(ledger.ok());
   std::vector<std::string> lines;
   Pipeline pipeline(*ledger, devices, HostInfo{"host", "boot", "h"}, "sim",
@@ -55,7 +55,7 @@ TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
   EXPECT_EQ(pipeline.pending(), 0u);
   ASSERT_TRUE(pipeline.flush().ok());  // ioctl records are buffered until the batch ends
 
-  auto recs = read_ledger(dir.path / "ledger.jsonl");
+  auto recs = read_ledger(dir.path / "ledger");
   ASSERT_EQ(recs.size(), 3u);
   for (size_t i = 0; i < recs.size(); i++) EXPECT_EQ(recs[i]["seq"], i);
   const auto& r0 = recs[0];
@@ -102,7 +102,7 @@ TEST(Pipeline, SimulatedRequestsBecomeLedgerRecords) {
 TEST(Pipeline, LossesBecomeGapRecordsOncePerIncrease) {
   TempDir dir;
   DeviceTable devices;
-  auto ledger = LedgerWriter::open(dir.path / "l.jsonl");
+  auto ledger = LedgerWriter::open(dir.path / "ledger");
   ASSERT_TRUE(ledger.ok());
   Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
   EngineStats s;
@@ -112,7 +112,7 @@ TEST(Pipeline, LossesBecomeGapRecordsOncePerIncrease) {
   s.per_class[GG_CLASS_POWER_OFF].dropped = 7;
   s.per_class[GG_CLASS_QUERY].exit_dropped = 1;
   pipeline.note_losses(s);
-  auto recs = read_ledger(dir.path / "l.jsonl");
+  auto recs = read_ledger(dir.path / "ledger");
   ASSERT_EQ(recs.size(), 3u);
   EXPECT_EQ(recs[0]["type"], "gap");
   EXPECT_EQ(recs[0]["class"], "power.off");
@@ -129,7 +129,7 @@ TEST(Pipeline, EntryWithoutExitIsStillRecorded) {
   TempDir dir;
   DeviceTable devices;
   ASSERT_TRUE(devices.add_alias("/dev/full=nvidia").ok());
-  auto ledger = LedgerWriter::open(dir.path / "l.jsonl");
+  auto ledger = LedgerWriter::open(dir.path / "ledger");
   ASSERT_TRUE(ledger.ok());
   Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
   gg_ioctl_enter e{};
@@ -142,7 +142,7 @@ TEST(Pipeline, EntryWithoutExitIsStillRecorded) {
   EXPECT_EQ(pipeline.pending(), 1u);
   pipeline.flush_stale(0);
   ASSERT_TRUE(pipeline.flush().ok());
-  auto recs = read_ledger(dir.path / "l.jsonl");
+  auto recs = read_ledger(dir.path / "ledger");
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_TRUE(recs[0]["result"]["ret"].is_null());
   EXPECT_EQ(pipeline.counters().exits_missing, 1u);
@@ -150,7 +150,7 @@ TEST(Pipeline, EntryWithoutExitIsStillRecorded) {
 
 TEST(Ledger, ContinuesSequenceAndKeepsATornLine) {
   TempDir dir;
-  auto path = dir.path / "l.jsonl";
+  auto path = dir.path / "l";
   {
     auto l = LedgerWriter::open(path);
     ASSERT_TRUE(l.ok());
@@ -163,28 +163,31 @@ TEST(Ledger, ContinuesSequenceAndKeepsATornLine) {
     EXPECT_EQ(l->next_seq(), 2u);
     EXPECT_TRUE(l->open_note().empty());
   }
-  std::ofstream(path, std::ios::app) << R"({"seq":2,"type":"tor)";  // a crash mid-write
+  std::ofstream(path / "000001.jsonl", std::ios::app) << R"({"seq":2,"type":"tor)";  // a crash mid-write
   auto l = LedgerWriter::open(path);
   ASSERT_TRUE(l.ok());
   EXPECT_NE(l->open_note().find("torn"), std::string::npos);
-  EXPECT_EQ(l->next_seq(), 2u);
+  EXPECT_EQ(l->next_seq(), 3u) << "seq 2 went to the ledger.recovered record that names the torn line";
   ASSERT_TRUE(l->append({{"type", "c"}}).ok());
-  std::ifstream in(path);
-  std::vector<std::string> lines;
-  for (std::string s; std::getline(in, s);) lines.push_back(s);
-  ASSERT_EQ(lines.size(), 4u);
+  auto lines = gpugate::test::ledger_lines(path);
+  ASSERT_EQ(lines.size(), 5u);
   EXPECT_EQ(lines[2], R"({"seq":2,"type":"tor)") << "the torn bytes are kept as found";
-  EXPECT_EQ(nlohmann::json::parse(lines[3])["seq"], 2);
+  auto rec = nlohmann::json::parse(lines[3]);
+  EXPECT_EQ(rec["seq"], 2);
+  EXPECT_EQ(rec["type"], "ledger.recovered");
+  EXPECT_EQ(rec["torn"]["bytes"], 20);
+  EXPECT_EQ(nlohmann::json::parse(lines[4])["seq"], 3);
 }
 
 TEST(Ledger, RefusesAFileThatIsNotOurs) {
   TempDir dir;
-  auto path = dir.path / "notes.txt";
-  std::ofstream(path) << "dear diary\n";
+  auto path = dir.path / "notes";
+  fs::create_directories(path);
+  std::ofstream(path / "000001.jsonl") << "dear diary\n";
   auto l = LedgerWriter::open(path);
   ASSERT_FALSE(l.ok());
   EXPECT_NE(l.error().message.find("not a gpugate record"), std::string::npos);
-  std::ifstream in(path);
+  std::ifstream in(path / "000001.jsonl");
   std::string s;
   std::getline(in, s);
   EXPECT_EQ(s, "dear diary");

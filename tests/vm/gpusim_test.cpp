@@ -29,6 +29,7 @@
 
 #include "gpugate/bpf_engine.hpp"
 
+#include "ledger_read.hpp"
 #include "process.hpp"
 #include "tempdir.hpp"
 
@@ -66,13 +67,12 @@ TEST(Gpusim, DriverNodesHaveNvidiasNumbers) {
 
 TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
   TempDir dir;
-  std::string ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
+  std::string ledger = dir.path / "ledger", status = dir.path / "status.json";
   auto before = gpu_state();
   ASSERT_EQ(before["powered"], 1u);
-  pid_t daemon = spawn(
-      {kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path, "--mode", "observe",
-       "--no-pin"},
-      dir.path / "daemon.out");
+  pid_t daemon = spawn({kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path,
+                        "--mode", "observe", "--no-pin"},
+                       dir.path / "daemon.out");
   for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++)
     std::this_thread::sleep_for(50ms);
   ASSERT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / "daemon.out");
@@ -86,13 +86,8 @@ TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
   kill(daemon, SIGTERM);
   ASSERT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
 
-  std::vector<nlohmann::json> recs;
-  std::ifstream in(ledger);
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == "ioctl") recs.push_back(j);
-  }
-  ASSERT_EQ(recs.size(), 10u) << slurp(ledger);
+  auto recs = gpugate::test::ledger_records(ledger, "ioctl");
+  ASSERT_EQ(recs.size(), 10u) << gpugate::test::ledger_text(ledger);
   for (const auto& r : recs) {
     SCOPED_TRACE(r.dump());
     EXPECT_EQ(r["device"]["rdev"], "195:255");
@@ -129,9 +124,9 @@ struct DemoRun {
 // gpugated in the given mode, the bundled client's demo, the ledger back.
 DemoRun run_demo(const std::string& mode, const std::vector<std::string>& extra = {}) {
   TempDir dir;
-  std::string ledger = dir.path / "ledger.jsonl", status = dir.path / "status.json";
+  std::string ledger = dir.path / "ledger", status = dir.path / "status.json";
   std::vector<std::string> argv = {kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir",
-                                   dir.path,           "--mode",   mode,      "--no-pin"};
+                                   dir.path,           "--mode",   mode,   "--no-pin"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   pid_t daemon = spawn(argv, dir.path / "daemon.out");
   for (int i = 0; i < 400 && slurp(status).find("\"running\"") == std::string::npos; i++)
@@ -145,11 +140,7 @@ DemoRun run_demo(const std::string& mode, const std::vector<std::string>& extra 
   std::this_thread::sleep_for(1500ms);
   kill(daemon, SIGTERM);
   EXPECT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
-  std::ifstream in(ledger);
-  for (std::string line; std::getline(in, line);) {
-    auto j = nlohmann::json::parse(line);
-    if (j["type"] == "ioctl") run.records.push_back(j);
-  }
+  run.records = gpugate::test::ledger_records(ledger, "ioctl");
   return run;
 }
 
@@ -276,38 +267,38 @@ TEST(Gate, GrantAllowsExactlyItsScope) {
 
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "no grant";
 
-  auto wrong_class = engine.install_grant({ctl, GG_CLASS_POWER_LIMIT, now, now + minute, 5, 0});
+  auto wrong_class = engine.install_grant({{ctl}, GG_CLASS_POWER_LIMIT, now, now + minute, 5, 0});
   ASSERT_TRUE(wrong_class.ok()) << wrong_class.error().message;
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "a power.limit grant does not allow power.off";
 
-  auto wrong_node = engine.install_grant({gpu0, GG_CLASS_POWER_OFF, now, now + minute, 5, 0});
+  auto wrong_node = engine.install_grant({{gpu0}, GG_CLASS_POWER_OFF, now, now + minute, 5, 0});
   ASSERT_TRUE(wrong_node.ok());
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "a grant on nvidia0 does not allow a command through nvidiactl";
 
-  auto expired = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now - 2 * minute, now - minute, 5, 0});
+  auto expired = engine.install_grant({{ctl}, GG_CLASS_POWER_OFF, now - 2 * minute, now - minute, 5, 0});
   ASSERT_TRUE(expired.ok());
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "an expired grant";
 
-  auto later = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now + minute, now + 2 * minute, 5, 0});
+  auto later = engine.install_grant({{ctl}, GG_CLASS_POWER_OFF, now + minute, now + 2 * minute, 5, 0});
   ASSERT_TRUE(later.ok());
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "a grant not valid yet";
 
-  auto two = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now, now + minute, 2, 0});
+  auto two = engine.install_grant({{ctl}, GG_CLASS_POWER_OFF, now, now + minute, 2, 0});
   ASSERT_TRUE(two.ok());
   EXPECT_EQ(set_power(fd, 0), 0) << "first use: NV_OK from the driver";
   EXPECT_EQ(set_power(fd, 0), 0) << "second use";
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "uses spent";
 
-  auto revoked = engine.install_grant({ctl, GG_CLASS_POWER_OFF, now, now + minute, 5, 0});
+  auto revoked = engine.install_grant({{ctl}, GG_CLASS_POWER_OFF, now, now + minute, 5, 0});
   ASSERT_TRUE(revoked.ok());
   ASSERT_TRUE(engine.revoke_grant(*revoked).ok());
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "a revoked grant";
   EXPECT_FALSE(engine.revoke_grant(*revoked).ok());
 
-  auto bad = engine.install_grant({gpugate::kernel_dev(1, 3), GG_CLASS_POWER_OFF, now, now + minute, 1, 0});
+  auto bad = engine.install_grant({{gpugate::kernel_dev(1, 3)}, GG_CLASS_POWER_OFF, now, now + minute, 1, 0});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.error().message.find("no such GPU device"), std::string::npos);
-  auto ungated = engine.install_grant({ctl, GG_CLASS_QUERY, now, now + minute, 1, 0});
+  auto ungated = engine.install_grant({{ctl}, GG_CLASS_QUERY, now, now + minute, 1, 0});
   ASSERT_FALSE(ungated.ok());
 
   // The records say which grant allowed what.
@@ -354,8 +345,8 @@ std::vector<nlohmann::json> ledger_lines(const std::string& path) {
 pid_t start_daemon(const TempDir& dir, const std::vector<std::string>& extra, const std::string& out_name) {
   std::string status = dir.path / "status.json";
   std::filesystem::remove(status);
-  std::vector<std::string> argv = {kBin + "/gpugated", "--ledger",    dir.path / "ledger", "--status-file",
-                                   status,             "--state-dir", dir.path};
+  std::vector<std::string> argv = {kBin + "/gpugated", "--ledger", dir.path / "ledger", "--status-file", status,
+                                   "--state-dir",      dir.path};
   argv.insert(argv.end(), extra.begin(), extra.end());
   pid_t pid = spawn(argv, dir.path / out_name);
   for (int i = 0; i < 600 && slurp(status).find("\"running\"") == std::string::npos; i++)
@@ -391,8 +382,9 @@ TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
   auto status = nlohmann::json::parse(slurp(dir.path / "status.json"));
   bool taken_over = false;
   for (const auto& h : status["hooks"])
-    taken_over |= h["hook"] == "lsm.s/file_ioctl" &&
-                  h["detail"].get<std::string>().find("taken over from pid " + std::to_string(first)) != std::string::npos;
+    taken_over |=
+        h["hook"] == "lsm.s/file_ioctl" &&
+        h["detail"].get<std::string>().find("taken over from pid " + std::to_string(first)) != std::string::npos;
   EXPECT_TRUE(taken_over) << status.dump();
   EXPECT_EQ(set_power(fd, 5), -EPERM);
   std::this_thread::sleep_for(500ms);
@@ -403,10 +395,12 @@ TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
   auto lines = ledger_lines(dir.path / "ledger");
   ASSERT_FALSE(lines.empty());
   for (size_t i = 1; i < lines.size(); i++)
-    EXPECT_EQ(lines[i]["seq"].get<uint64_t>(), lines[i - 1]["seq"].get<uint64_t>() + 1) << "one sequence across daemons";
+    EXPECT_EQ(lines[i]["seq"].get<uint64_t>(), lines[i - 1]["seq"].get<uint64_t>() + 1)
+        << "one sequence across daemons";
   size_t gap_at = lines.size();
   for (size_t i = 0; i < lines.size(); i++)
-    if (lines[i]["type"] == "gap" && lines[i]["reason"].get<std::string>().find("daemon restart") != std::string::npos) {
+    if (lines[i]["type"] == "gap" &&
+        lines[i]["reason"].get<std::string>().find("daemon restart") != std::string::npos) {
       gap_at = i;
       EXPECT_EQ(lines[i]["previous_pid"], first);
       EXPECT_EQ(lines[i]["lost_records"], 0);
@@ -425,13 +419,16 @@ TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
   EXPECT_GT(mine[1], gap_at) << "calls made while down follow the gap record";
 
   // --unload is the one way the gate ends, and it is recorded.
-  pid_t unload = spawn({kBin + "/gpugated", "--unload", "--pin-dir", pin, "--ledger", dir.path / "ledger",
-                        "--state-dir", dir.path},
-                       dir.path / "unload.out");
+  pid_t unload = spawn(
+      {kBin + "/gpugated", "--unload", "--pin-dir", pin, "--ledger", dir.path / "ledger", "--state-dir", dir.path},
+      dir.path / "unload.out");
   ASSERT_EQ(wait_exit(unload), 0) << slurp(dir.path / "unload.out");
   EXPECT_FALSE(std::filesystem::exists(pin));
   EXPECT_EQ(set_power(fd, 0), 0) << "unloaded: the driver answers again";
-  EXPECT_EQ(ledger_lines(dir.path / "ledger").back()["type"], "gate.unloaded");
+  auto after = ledger_lines(dir.path / "ledger");
+  ASSERT_GE(after.size(), 2u);
+  EXPECT_EQ(after[after.size() - 2]["type"], "gate.unloaded");
+  EXPECT_EQ(after.back()["type"], "checkpoint") << "the unload record is signed at once";
   close(fd);
 }
 
@@ -480,8 +477,7 @@ TEST(Gate, ThirtyTwoBitCallersAreGatedTheSame) {
 
   params[0] = 0;
   *c = {0xc1d00001, 0xcaf00001, 0x2080205A, 0, reinterpret_cast<uint64_t>(params), 4, 0xffff};
-  EXPECT_EQ(ioctl_ia32(fd, 0xC020462A, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(c))), 0)
-      << "a query passes";
+  EXPECT_EQ(ioctl_ia32(fd, 0xC020462A, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(c))), 0) << "a query passes";
   EXPECT_EQ(c->status, 0u) << "NV_OK from the driver";
 
   Collector col;
@@ -589,4 +585,81 @@ TEST(Gate, ARuleGatesADrmCommandOnVgemOnly) {
     }
   }
   EXPECT_EQ(denied, 1);
+}
+
+namespace {
+
+// The legacy PMGR power-limit control (root only, class power.limit).
+int set_power_limit(int fd, uint32_t mw) {
+  uint32_t params[1] = {mw};
+  struct {
+    uint32_t client, object, cmd, flags;
+    uint64_t params;
+    uint32_t size, status;
+  } c{0xc1d00001, 0xcaf00001, 0x2080E601, 0, reinterpret_cast<uint64_t>(params), sizeof(params), 0};
+  int r = ioctl(fd, 0xC020462A, &c);
+  return r < 0 ? -errno : static_cast<int>(c.status);
+}
+
+int sh(const std::string& cmd, const std::string& out) {
+  int rc = std::system((cmd + " >" + out + " 2>&1").c_str());
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+}
+
+}  // namespace
+
+// Signed with stock ssh-keygen, submitted through the control socket: the
+// power-limit change passes exactly as scoped (GPU, class, one use), while
+// its unsigned twin, a second use and another class are denied.
+TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
+  TempDir dir;
+  auto p = [&](const std::string& n) { return (dir.path / n).string(); };
+  const std::string ns = "gpugate-request@gpugate.dev", log = p("sh.out");
+  ASSERT_EQ(sh("ssh-keygen -q -t ed25519 -N '' -C alice -f " + p("alice"), log), 0) << slurp(log);
+  std::string pub = slurp(p("alice.pub"));
+  std::ofstream(p("allowed_signers")) << "alice@example.org namespaces=\"" << ns << "\" "
+                                      << pub.substr(0, pub.rfind(' ')) << "\n";
+  std::ofstream(p("policy.toml")) << "version = 1\n[signers]\nallowed_signers = \"" << p("allowed_signers") << "\"\n";
+  pid_t daemon = start_daemon(
+      dir, {"--mode", "enforce", "--no-pin", "--policy", p("policy.toml"), "--control-socket", p("ctl.sock")},
+      "daemon.out");
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint32_t before = static_cast<uint32_t>(gpu_state()["power_limit_mw"]), wanted = before + 1000;
+
+  EXPECT_EQ(set_power_limit(fd, wanted), -EPERM) << "unsigned";
+  EXPECT_EQ(gpu_state()["power_limit_mw"], before);
+
+  ASSERT_EQ(sh(kBin + "/gpugate request nonce --json --socket " + p("ctl.sock"), p("nonce")), 0) << slurp(p("nonce"));
+  auto issued = nlohmann::json::parse(slurp(p("nonce")));
+  std::string nonce = issued["nonce"], host = issued["host"];
+  ASSERT_EQ(sh(kBin + "/gpugate request new --host " + host + " --gpu 0 --class power.limit --param power_limit_mw=" +
+                   std::to_string(wanted) + " --valid-for 5m --nonce " + nonce +
+                   " --requester alice@example.org --reason 'INC-7 cap' -o " + p("req"),
+               log),
+            0)
+      << slurp(log);
+  ASSERT_EQ(sh("ssh-keygen -Y sign -n " + ns + " -f " + p("alice") + " " + p("req"), log), 0) << slurp(log);
+  ASSERT_EQ(sh(kBin + "/gpugate request submit --socket " + p("ctl.sock") + " " + p("req") + " " + p("req.sig"), log),
+            0)
+      << slurp(log);
+
+  EXPECT_EQ(set_power(fd, 5), -EPERM) << "the grant is for power.limit, not power.off";
+  EXPECT_EQ(set_power_limit(fd, wanted), 0) << "signed: NV_OK from the driver";
+  EXPECT_EQ(gpu_state()["power_limit_mw"], wanted);
+  EXPECT_EQ(set_power_limit(fd, wanted + 1), -EPERM) << "one use only";
+  EXPECT_EQ(gpu_state()["power_limit_mw"], wanted);
+  close(fd);
+  std::this_thread::sleep_for(500ms);
+  kill(daemon, SIGTERM);
+  EXPECT_EQ(wait_exit(daemon), 0) << slurp(p("daemon.out"));
+
+  int allowed = 0, denied = 0;
+  for (const auto& r : ledger_lines(p("ledger"))) {
+    if (r["type"] != "ioctl" || r["process"]["pid"] != getpid()) continue;
+    if (r["verdict"] == "allowed" && !r["grant"].is_null()) allowed++;
+    if (r["verdict"] == "denied") denied++;
+  }
+  EXPECT_EQ(allowed, 1);
+  EXPECT_EQ(denied, 3);
 }

@@ -76,7 +76,7 @@ BENCHMARK(BM_RecordAsJsonTree);
 void BM_RecordAsText(benchmark::State& state) {
   Fixture f;
   auto dir = std::filesystem::temp_directory_path() / ("gg-bench-" + std::to_string(getpid()));
-  auto ledger = LedgerWriter::open((dir / "l.jsonl").string());
+  auto ledger = LedgerWriter::open((dir / "ledger").string());
   Pipeline p(*ledger, f.devices, HostInfo{"h", "b", "n"}, "bench", nullptr);
   for (auto _ : state) {
     auto text = p.build_record(f.enter, &f.exit);
@@ -92,7 +92,7 @@ BENCHMARK(BM_RecordAsText);
 void BM_PipelineToLedger(benchmark::State& state) {
   Fixture f;
   auto dir = std::filesystem::temp_directory_path() / ("gg-bench-" + std::to_string(getpid()));
-  auto ledger = LedgerWriter::open((dir / "l.jsonl").string());
+  auto ledger = LedgerWriter::open((dir / "ledger").string());
   Pipeline p(*ledger, f.devices, HostInfo{"h", "b", "n"}, "bench", nullptr);
   uint64_t n = 0;
   for (auto _ : state) {

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -14,10 +16,14 @@
 #include "gpugate/decode.hpp"
 #include "gpugate/device.hpp"
 #include "gpugate/hex.hpp"
+#include "gpugate/log_reader.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
 #include "gpugate/status.hpp"
+#include "control_cmd.hpp"
+#include "log_cmd.hpp"
+#include "request_cmd.hpp"
 
 using namespace gpugate;
 
@@ -80,6 +86,12 @@ int cmd_status_checked(const std::string& path, bool json) {
               s.value("version", "?").c_str(), s.value("uptime_s", 0.0));
   std::printf("engine     %s, mode %s%s\n", s.value("engine", "?").c_str(), s.value("mode", "?").c_str(),
               s.value("mode", "") == "observe" ? " (records; does not block)" : "");
+  if (s.contains("pinned") && s["pinned"].is_string())
+    std::printf("pinned     %s (the gate outlives the daemon; gpugated --unload ends it)\n",
+                s["pinned"].get<std::string>().c_str());
+  if (s.contains("control_socket") && s["control_socket"].is_string())
+    std::printf("control    %s (gpugate request nonce|submit, grants, exec)\n",
+                s["control_socket"].get<std::string>().c_str());
   for (const auto& h : s["hooks"])
     std::printf("hook       %-30s %s  %s\n", h["hook"].get<std::string>().c_str(),
                 h["attached"].get<bool>() ? "attached" : "FAILED", h["detail"].get<std::string>().c_str());
@@ -125,28 +137,63 @@ void print_line(const std::string& line, bool json, const std::string& path, uin
   }
 }
 
+// The files to tail: the segments of a ledger directory, or one file.
+Result<std::vector<std::string>> tail_files(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_directory(path, ec)) {
+    if (!std::ifstream(path))
+      return make_error(
+          fmt::format("cannot open {}: {}; is gpugated writing elsewhere (--ledger)?", path, std::strerror(errno)));
+    return std::vector<std::string>{path};
+  }
+  auto segs = ledger::list_segments(path);
+  if (!segs) return segs.error();
+  std::vector<std::string> out;
+  for (const auto& s : *segs) out.push_back(s.path);
+  return out;
+}
+
 int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
-  std::ifstream in(path);
-  if (!in) {
-    std::fprintf(stderr, "gpugate tail: cannot open %s: %s; is gpugated writing elsewhere (--ledger)?\n", path.c_str(),
-                 std::strerror(errno));
+  auto files = tail_files(path);
+  if (!files) {
+    std::fprintf(stderr, "gpugate tail: %s\n", files.error().message.c_str());
     return 2;
   }
-  std::deque<std::string> last;
-  std::string line;
-  uint64_t lineno = 0;
-  while (std::getline(in, line)) {
-    lineno++;
-    last.push_back(line);
-    if (last.size() > lines) last.pop_front();
+  // The last lines, from the last segment backwards.
+  struct Held {
+    size_t file;
+    uint64_t lineno;
+    std::string line;
+  };
+  std::deque<Held> last;
+  for (size_t i = files->size(); i-- > 0 && last.size() < lines;) {
+    std::ifstream in((*files)[i]);
+    std::deque<Held> mine;
+    std::string line;
+    uint64_t n = 0;
+    while (std::getline(in, line)) {
+      mine.push_back({i, ++n, line});
+      if (mine.size() > lines) mine.pop_front();
+    }
+    while (!mine.empty() && last.size() < lines) {
+      last.push_front(std::move(mine.back()));
+      mine.pop_back();
+    }
   }
-  uint64_t first = lineno - last.size();
-  for (const auto& l : last) print_line(l, json, path, ++first);
+  for (const auto& h : last) print_line(h.line, json, (*files)[h.file], h.lineno);
   std::fflush(stdout);
   if (!follow) return 0;
   signal(SIGINT, [](int) { g_stop = 1; });
   signal(SIGTERM, [](int) { g_stop = 1; });
-  in.clear();
+  std::string current = files->back();
+  std::ifstream in(current);
+  in.seekg(0, std::ios::end);
+  uint64_t lineno = 0;
+  {
+    std::ifstream count(current);
+    std::string l;
+    while (std::getline(count, l)) lineno++;
+  }
   std::string partial;
   while (!g_stop) {
     char c;
@@ -154,7 +201,7 @@ int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
     while (in.get(c)) {
       got = true;
       if (c == '\n') {
-        print_line(partial, json, path, ++lineno);
+        print_line(partial, json, current, ++lineno);
         partial.clear();
       } else {
         partial.push_back(c);
@@ -162,6 +209,16 @@ int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
     }
     if (got) std::fflush(stdout);
     in.clear();
+    // A full segment is closed and the next one opened: follow it.
+    if (!got && partial.empty()) {
+      auto now = tail_files(path);
+      if (now && now->back() != current) {
+        current = now->back();
+        in = std::ifstream(current);
+        lineno = 0;
+        continue;
+      }
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return 0;
@@ -290,7 +347,9 @@ int run_cli(int argc, char** argv) {
       "  devices   GPU device nodes on this machine (and --device aliases)\n"
       "  status    what the running gpugated attached, saw and lost\n"
       "  tail      the ledger's last records, and -f to follow it\n"
-      "  decode    what is this ioctl? decode a request word and its bytes offline\n\n"
+      "  log       verify, checkpoint, proof, show, stats, export, replay, timeline (gpugate log --help)\n"
+      "  decode    what is this ioctl? decode a request word and its bytes offline\n"
+      "  request   signed authorizations: new, sign, verify (see gpugate request --help)\n\n"
       "Exit status: 0 success, 2 bad arguments or unreadable input, 3 daemon not running (status).",
       "gpugate"};
   app.require_subcommand(1);
@@ -311,7 +370,7 @@ int run_cli(int argc, char** argv) {
   size_t lines = 10;
   bool follow = false;
   auto* tail = app.add_subcommand("tail", "Print the ledger's last records; -f follows new ones");
-  tail->add_option("--ledger", ledger, "Ledger file")->capture_default_str();
+  tail->add_option("--ledger", ledger, "Ledger directory (or one segment file)")->capture_default_str();
   tail->add_option("-n,--lines", lines, "How many records to print first")->capture_default_str();
   tail->add_flag("-f,--follow", follow, "Keep printing records as they are appended (Ctrl-C to stop)");
   tail->add_flag("--json", json, "Print records as JSON lines, byte for byte as in the ledger");
@@ -338,7 +397,13 @@ int run_cli(int argc, char** argv) {
   auto* policy_show = policy->add_subcommand("show", "Print FILE, or the built-in policy, with every class");
   policy_show->add_option("FILE", policy_path, "Policy file (TOML); none: the built-in policy");
 
+  gpugate::cli::RequestCommands request_cmds(app);
+  gpugate::cli::ControlCommands control_cmds(app, request_cmds.request());
+  auto log_cmd = gpugate::cli::add_log_command(app);
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = log_cmd()) return *rc;
+  if (auto rc = request_cmds.run()) return *rc;
+  if (auto rc = control_cmds.run()) return *rc;
   // Exceptions (malformed files the subcommands did not catch) stop at main.
   if (*policy_check) return cmd_policy_check(policy_path);
   if (*policy_show) return cmd_policy_show(policy_path);

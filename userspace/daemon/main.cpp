@@ -1,16 +1,21 @@
 // gpugated: wires an engine to the pipeline. Everything else lives in libgpugate.
+#include <grp.h>
+#include <poll.h>
 #include <signal.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <optional>
 #include <memory>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "control_plane.hpp"
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pipeline.hpp"
@@ -33,6 +38,8 @@ struct Options {
   std::vector<std::string> aliases;
   bool no_discover = false;
   std::string ledger = paths::kLedger;
+  uint64_t segment_mib = 64, checkpoint_records = 100000, checkpoint_ms = 10000;
+  std::string ledger_fsync = "checkpoint";
   std::string status_file = paths::kStatus;
   std::string state_dir = paths::kStateDir;
   bool journald = false;
@@ -48,6 +55,9 @@ struct Options {
   std::string pin_dir = kDefaultPinDir;
   bool no_pin = false;
   bool unload = false;
+  std::string control_socket = paths::kControlSocket;
+  std::string control_group;
+  std::string allowed_signers;
 };
 
 nlohmann::ordered_json counters_json(const EngineStats& s) {
@@ -108,13 +118,39 @@ void print_selftest(const Options& o, const Engine& engine, const std::vector<Ho
     std::fprintf(stderr, "  device    %-22s %-8s %-15s %s\n", d.path.c_str(), d.rdev_string().c_str(),
                  std::string(dev_kind_name(d.info.kind)).c_str(),
                  d.alias() ? fmt::format("alias of {}", d.alias_of).c_str() : d.driver.c_str());
-  std::fprintf(stderr, "  ledger    %s (next seq %llu)\n", ledger.path().c_str(),
-               static_cast<unsigned long long>(ledger.next_seq()));
+  std::fprintf(stderr, "  ledger    %s (next seq %llu; checkpoint every %llu records or %llu ms; fsync %s)\n",
+               ledger.path().c_str(), static_cast<unsigned long long>(ledger.next_seq()),
+               static_cast<unsigned long long>(o.checkpoint_records), static_cast<unsigned long long>(o.checkpoint_ms),
+               o.ledger_fsync.c_str());
+  std::fprintf(stderr, "  log key   %s (%s/log-key.pub)\n", ledger.key_text().c_str(), o.state_dir.c_str());
   if (!ledger.open_note().empty()) std::fprintf(stderr, "  note      %s\n", ledger.open_note().c_str());
   std::fflush(stderr);
 }
 
+// The ledger with the host's log key (created at first start in --state-dir).
+Result<LedgerWriter> open_ledger(const Options& o, const HostInfo& host) {
+  auto key = tlog::LogKey::load_or_create(o.state_dir, ledger_origin(host.host_id));
+  if (!key) return key.error();
+  LedgerOptions lo;
+  lo.segment_bytes = o.segment_mib << 20;
+  lo.checkpoint_records = o.checkpoint_records;
+  lo.checkpoint_ms = o.checkpoint_ms;
+  lo.fsync = *parse_fsync_policy(o.ledger_fsync);
+  lo.key = std::make_shared<const tlog::LogKey>(std::move(*key));
+  lo.host_id = host.host_id;
+  lo.boot_id = host.boot_id;
+  return LedgerWriter::open(o.ledger, lo);
+}
+
 // gpugated --unload: the only way the pinned gate ends, recorded as such.
+std::optional<gid_t> group_id(const std::string& name) {
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+    return static_cast<gid_t>(std::stoul(name));
+  struct group* g = ::getgrnam(name.c_str());
+  if (!g) return std::nullopt;
+  return g->gr_gid;
+}
+
 int unload(const Options& o) {
   auto removed = unload_pinned(o.pin_dir);
   if (!removed) {
@@ -123,15 +159,16 @@ int unload(const Options& o) {
   }
   std::fprintf(stderr, "gpugated: %u pins removed from %s; %s\n", *removed, o.pin_dir.c_str(),
                *removed ? "the gate is detached, GPU commands are no longer decided" : "no gate was pinned there");
-  auto ledger = LedgerWriter::open(o.ledger);
+  HostInfo host = HostInfo::load(o.state_dir);
+  auto ledger = open_ledger(o, host);
   if (!ledger) {
     std::fprintf(stderr, "gpugated: the unload is not recorded: %s\n", ledger.error().message.c_str());
     return 2;
   }
   DeviceTable none;
-  Pipeline pipeline(*ledger, none, HostInfo::load(o.state_dir), "bpf", nullptr);
+  Pipeline pipeline(*ledger, none, host, "bpf", nullptr);
   pipeline.write_event("gate.unloaded", {{"pin_dir", o.pin_dir}, {"pins_removed", *removed}, {"pid", getpid()}});
-  if (auto f = pipeline.flush(); !f) {
+  if (auto f = ledger->checkpoint("shutdown"); !f) {
     std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
     return 2;
   }
@@ -146,7 +183,8 @@ int run(const Options& o) {
       return 2;
     }
   }
-  auto ledger = LedgerWriter::open(o.ledger);
+  HostInfo host = HostInfo::load(o.state_dir);
+  auto ledger = open_ledger(o, host);
   if (!ledger) {
     std::fprintf(stderr, "gpugated: %s\n", ledger.error().message.c_str());
     return 2;
@@ -187,8 +225,7 @@ int run(const Options& o) {
     return 2;
   }
 
-  Pipeline pipeline(*ledger, devices, HostInfo::load(o.state_dir), std::string(engine->name()), make_sink(o));
-  if (!ledger->open_note().empty()) pipeline.write_event("ledger.recovered", {{"note", ledger->open_note()}});
+  Pipeline pipeline(*ledger, devices, host, std::string(engine->name()), make_sink(o));
 
   pipeline.set_policy_source(policy.source);
   std::vector<std::string> rule_names;
@@ -200,6 +237,7 @@ int run(const Options& o) {
                  hooks.error().message.c_str());
     pipeline.write_event("daemon.start_failed",
                          {{"engine", engine->name()}, {"error", hooks.error().message}, {"version", kVersion}});
+    (void)ledger->checkpoint("shutdown");
     return 1;
   }
   print_selftest(o, *engine, *hooks, devices, *ledger);
@@ -220,6 +258,34 @@ int run(const Options& o) {
     pipeline.write_event("gap", gap);
   }
   pipeline.set_loss_baseline(recorded_losses);
+
+  // The control socket: nonces, signed requests, grants.
+  auto* bpf_engine = dynamic_cast<BpfEngine*>(engine.get());
+  std::optional<ControlPlane> control;
+  if (!o.control_socket.empty()) {
+    std::optional<gid_t> group;
+    if (!o.control_group.empty()) {
+      group = group_id(o.control_group);
+      if (!group) {
+        std::fprintf(stderr, "gpugated: --control-group %s: no such group (getent group lists them)\n",
+                     o.control_group.c_str());
+        return 2;
+      }
+    }
+    std::filesystem::create_directories(std::filesystem::path(o.control_socket).parent_path());
+    SignersConfig signers = policy.signers;
+    if (!o.allowed_signers.empty()) signers.allowed_signers = o.allowed_signers;
+    if (signers.allowed_signers.empty() && std::filesystem::exists(paths::kAllowedSigners))
+      signers.allowed_signers = paths::kAllowedSigners;
+    auto cp = ControlPlane::open(o.control_socket, group, o.state_dir + "/nonces", signers,
+                                 HostInfo::load(o.state_dir).host_id);
+    if (!cp) {
+      std::fprintf(stderr, "gpugated: %s\n", cp.error().message.c_str());
+      pipeline.write_event("daemon.start_failed", {{"error", cp.error().message}, {"version", kVersion}});
+      return 2;
+    }
+    control.emplace(std::move(*cp));
+  }
   nlohmann::ordered_json hooks_json = nlohmann::ordered_json::array();
   for (const auto& h : *hooks) hooks_json.push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
   pipeline.write_event("daemon.start", {{"version", kVersion},
@@ -227,7 +293,8 @@ int run(const Options& o) {
                                         {"engine", engine->name()},
                                         {"mode", mode_name(engine->mode())},
                                         {"hooks", hooks_json},
-                                        {"devices", devices_json(devices)}});
+                                        {"devices", devices_json(devices)},
+                                        {"ledger", {{"dir", ledger->path()}, {"key", ledger->key_text()}}}});
 
   struct sigaction sa {};
   sa.sa_handler = on_signal;
@@ -246,6 +313,9 @@ int run(const Options& o) {
     st["version"] = kVersion;
     st["engine"] = engine->name();
     st["mode"] = mode_name(engine->mode());
+    auto* bpf = dynamic_cast<BpfEngine*>(engine.get());
+    st["pinned"] = bpf && bpf->pinned() ? nlohmann::ordered_json(o.pin_dir) : nlohmann::ordered_json(nullptr);
+    st["control_socket"] = control ? nlohmann::ordered_json(control->socket_path()) : nlohmann::ordered_json(nullptr);
     st["hooks"] = hooks_json;
     st["devices"] = devices_json(devices);
     st["ledger"] = ledger->path();
@@ -266,7 +336,14 @@ int run(const Options& o) {
   };
   int rc = 0;
   while (!g_stop && !engine->finished()) {
-    auto n = engine->poll(std::chrono::milliseconds(20), pipeline);
+    if (control) {
+      // Wait on the ring and the control socket together: a signed request
+      // is answered at once, not at the next 20 ms tick.
+      pollfd fds[2] = {{control->fd(), POLLIN, 0}, {engine->wait_fd(), POLLIN, 0}};
+      ::poll(fds, fds[1].fd >= 0 ? 2 : 1, 20);
+      if (fds[0].revents & POLLIN) control->serve(pipeline, bpf_engine, devices);
+    }
+    auto n = engine->poll(std::chrono::milliseconds(control ? 0 : 20), pipeline);
     if (!n) {
       std::fprintf(stderr, "gpugated: %s\n", n.error().message.c_str());
       rc = 1;
@@ -280,6 +357,7 @@ int run(const Options& o) {
       auto stats = engine->stats();
       pipeline.note_losses(stats);
       engine->acknowledge(stats);
+      if (control) control->expire(pipeline, bpf_engine);
       if (auto w = write_status(o.status_file, status_of("running")); !w)
         std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
     }
@@ -302,6 +380,8 @@ int run(const Options& o) {
                         {"lost", final_stats.dropped()},
                         {"per_class", counters_json(final_stats)},
                         {"reason", g_stop ? "signal" : (engine->finished() ? "end of input" : "duration")}});
+  // Sign everything written, including daemon.stop.
+  if (auto c = ledger->checkpoint("shutdown"); !c) std::fprintf(stderr, "gpugated: %s\n", c.error().message.c_str());
   (void)write_status(o.status_file, status_of("stopped"));
   return rc;
 }
@@ -331,10 +411,29 @@ int run_daemon(int argc, char** argv) {
                  "PATH=VENDOR: also treat this character device as a GPU node (repeatable). VENDOR: " +
                      std::string(alias_vendors_help()));
   app.add_flag("--no-discover", o.no_discover, "Do not look for GPU nodes; watch only --device aliases");
-  app.add_option("--ledger", o.ledger, "Ledger file (JSON lines, appended)")->capture_default_str();
+  app.add_option("--ledger", o.ledger,
+                 "Ledger directory: numbered JSONL segments (000001.jsonl, ...), appended, Merkle-hashed, with signed "
+                 "checkpoints (docs/ledger.md)")
+      ->capture_default_str();
+  app.add_option("--ledger-segment-mib", o.segment_mib, "Close a segment (with a checkpoint) once it reaches this size")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1}, uint64_t{65536}));
+  app.add_option("--checkpoint-records", o.checkpoint_records,
+                 "Sign a checkpoint after this many records (0: not by count)")
+      ->capture_default_str();
+  app.add_option("--checkpoint-ms", o.checkpoint_ms,
+                 "... or this many ms after the last one, if records came since (0: not by time)")
+      ->capture_default_str();
+  app.add_option("--ledger-fsync", o.ledger_fsync,
+                 "When the ledger is synced to disk: never (kernel writeback), checkpoint (before each checkpoint is "
+                 "published; default) or batch (after every batch written, at most every 20 ms)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"never", "checkpoint", "batch"}));
   app.add_option("--status-file", o.status_file, "Where 'gpugate status' reads the daemon's state")
       ->capture_default_str();
-  app.add_option("--state-dir", o.state_dir, "Directory for the host id when /etc/machine-id is absent")
+  app.add_option("--state-dir", o.state_dir,
+                 "Directory for the log key (log-key, mode 0600, and log-key.pub, created at first start) and the "
+                 "host id when /etc/machine-id is absent")
       ->capture_default_str();
   app.add_flag("--journald", o.journald, "Send human lines to journald instead of stderr");
   app.add_flag("-q,--quiet", o.quiet, "No human lines");
@@ -362,6 +461,14 @@ int run_daemon(int argc, char** argv) {
   app.add_option("--pin-dir", o.pin_dir, "bpffs directory where the gate's programs, links and maps are pinned")
       ->capture_default_str();
   app.add_flag("--no-pin", o.no_pin, "Do not pin: the gate ends with this process (tests, trials)");
+  app.add_option("--control-socket", o.control_socket,
+                 "Unix socket for gpugate request/grants/exec (\"\" for none); root and --control-group only")
+      ->capture_default_str();
+  app.add_option("--control-group", o.control_group, "Group whose members may also use the control socket");
+  app.add_option("--allowed-signers", o.allowed_signers,
+                 "OpenSSH allowed_signers file of the keys that may sign requests (default: the policy's "
+                 "[signers], else /etc/gpugate/allowed_signers if it exists)")
+      ->check(CLI::ExistingFile);
   app.add_flag("--unload", o.unload,
                "Remove the pinned gate at --pin-dir (enforcement ends), record it in the ledger, and exit");
   app.add_flag("-v,--verbose", o.verbose, "libbpf debug output, verifier logs");

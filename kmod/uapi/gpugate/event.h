@@ -130,22 +130,26 @@ GG_ABI_ASSERT(sizeof(struct gg_ioctl_exit) == 56, "gg_ioctl_exit layout");
 
 /*
  * A grant: permission for one class of gated command on one device node,
- * for a window of time and a number of uses. Created by the daemon only
- * from a verified signed request (issue 4); the kernel consumes uses.
+ * for a window of time and a number of uses, for any process (cgroup_id 0)
+ * or only those in one cgroup (gpugate exec). Created by the daemon only
+ * from a verified signed request; the kernel consumes uses. One grant may
+ * cover several nodes (an NVIDIA GPU and its control node): they share the
+ * uses, kept once per grant id in the grant_uses map.
  */
 struct gg_grant_key {
-	__u32 dev; /* kernel dev_t of the node the command goes through */
-	__u32 cls; /* enum gg_class */
+	__u32 dev;	 /* kernel dev_t of the node the command goes through */
+	__u32 cls;	 /* enum gg_class */
+	__u64 cgroup_id; /* cgroup v2 id the caller must be in; 0: any */
 };
+GG_ABI_ASSERT(sizeof(struct gg_grant_key) == 16, "gg_grant_key layout");
 
 struct gg_grant {
 	__u64 not_before_ns; /* CLOCK_BOOTTIME */
 	__u64 not_after_ns;  /* CLOCK_BOOTTIME */
-	__s64 uses_left;     /* decremented atomically by each command it allows */
 	__u32 id;	     /* daemon-assigned, non-zero, recorded in every record it allows */
 	__u32 pad;
 };
-GG_ABI_ASSERT(sizeof(struct gg_grant) == 32, "gg_grant layout");
+GG_ABI_ASSERT(sizeof(struct gg_grant) == 24, "gg_grant layout");
 
 /* Per-class counters kept by the observer (per CPU, summed by user space). */
 struct gg_class_counters {

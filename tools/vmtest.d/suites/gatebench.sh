@@ -29,7 +29,7 @@ for rep in 1 2 3 4 5; do
 	run floor gpu
 	kill $f
 	wait $f
-	"$GG_BIN/gpugated" -q --mode enforce --ledger /tmp/bench.jsonl --status-file /tmp/bench.json >/tmp/gd.out 2>&1 &
+	"$GG_BIN/gpugated" -q --mode enforce --no-pin --ledger /tmp/bench-ledger --status-file /tmp/bench.json >/tmp/gd.out 2>&1 &
 	d=$!
 	i=0
 	while ! grep -q '"running"' /tmp/bench.json 2>/dev/null && [ $i -lt 200 ]; do sleep 0.1; i=$((i + 1)); done

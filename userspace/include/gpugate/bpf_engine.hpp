@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gpugate/decode.hpp"
 #include "gpugate/engine.hpp"
@@ -12,15 +13,16 @@ struct ring_buffer;
 
 namespace gpugate {
 
-// A grant as the daemon hands it to the kernel (see gg_grant in event.h).
-// The only user-facing way to create one is a verified signed request.
+// A grant as the daemon hands it to the kernel (gg_grant in event.h). The
+// only user-facing way to create one is a verified signed request.
 struct Grant {
-  uint32_t dev = 0;            // kernel dev_t of the node the command goes through
+  std::vector<uint32_t> devs;  // kernel dev_t of every node it covers (they share the uses)
   unsigned cls = 0;            // enum gg_class
   uint64_t not_before_ns = 0;  // CLOCK_BOOTTIME
   uint64_t not_after_ns = 0;   // CLOCK_BOOTTIME
-  int64_t uses = 1;
-  uint32_t id = 0;  // assigned by install_grant
+  int64_t uses = 1;            // at install; grants() reports what is left
+  uint64_t cgroup_id = 0;      // only callers in this cgroup v2 (gpugate exec); 0: any
+  uint32_t id = 0;             // assigned by install_grant
 };
 
 struct BpfEngineOptions {
@@ -92,7 +94,10 @@ class BpfEngine final : public Engine {
 
   [[nodiscard]] EngineStats acknowledged_losses() const override;
   void acknowledge(const EngineStats& recorded) override;
+  [[nodiscard]] int wait_fd() const override;
   [[nodiscard]] const Takeover& takeover() const { return takeover_; }
+  // Whether the gate is pinned (it outlives this process).
+  [[nodiscard]] bool pinned() const { return pinned_; }
 
   // The mode actually in force after start().
   [[nodiscard]] unsigned mode() const override { return mode_; }

@@ -73,6 +73,9 @@ class Engine {
   [[nodiscard]] virtual EngineStats acknowledged_losses() const { return {}; }
   virtual void acknowledge(const EngineStats& recorded) { (void)recorded; }
 
+  // A descriptor that becomes readable when records wait (for poll), or -1.
+  [[nodiscard]] virtual int wait_fd() const { return -1; }
+
   virtual void stop() = 0;
 };
 

@@ -1,23 +1,57 @@
-// The ledger: one JSON record per line, appended, never rewritten.
-// (Merkle hashing, checkpoints and rotation arrive with the ledger issue.)
+// The ledger (DESIGN section 5): a directory of numbered JSONL segments
+// (000001.jsonl, 000002.jsonl, ...), one record per line, appended, never
+// rewritten. Every line is a leaf of one RFC 6962 Merkle tree (the exact
+// bytes without the newline); the writer keeps the tree as a compact range
+// and writes signed checkpoints (C2SP tlog-checkpoint in a signed note) as
+// records of their own, every N records or T ms, when a segment rotates and
+// at shutdown. docs/ledger.md describes the format.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
 
+#include "gpugate/checkpoint.hpp"
+#include "gpugate/merkle.hpp"
 #include "gpugate/result.hpp"
 
 namespace gpugate {
 
+// When the ledger asks the kernel to put data on disk (fdatasync).
+enum class FsyncPolicy {
+  never,       // leave it to the kernel's writeback (~30 s)
+  checkpoint,  // after each checkpoint record, before it is published (default)
+  batch,       // after every batch the daemon writes (every 20 ms under load)
+};
+Result<FsyncPolicy> parse_fsync_policy(std::string_view text);
+std::string_view fsync_policy_name(FsyncPolicy p);
+
+struct LedgerOptions {
+  uint64_t segment_bytes = 64ull << 20;  // rotate a segment once it reaches this size
+  uint64_t checkpoint_records = 100000;  // checkpoint after this many records (0: not by count)
+  uint64_t checkpoint_ms = 10000;        // ... or this many ms since the last one (0: not by time)
+  FsyncPolicy fsync = FsyncPolicy::checkpoint;
+  // The log key; without one no checkpoints are written (tests, benchmarks).
+  std::shared_ptr<const tlog::LogKey> key;
+  std::string origin;  // checkpoint origin (the key's name); default "gpugate/<host_id>"
+  std::string host_id = "unknown";
+  std::string boot_id = "unknown";
+};
+
+// The origin (and key name) of a host's log.
+std::string ledger_origin(const std::string& host_id);
+
 class LedgerWriter {
  public:
-  // Opens PATH for appending, creating it (mode 0640) and its directory.
-  // Continues the sequence numbers of what is already there; a torn last
-  // line is reported in the returned note, never dropped or rewritten.
-  static Result<LedgerWriter> open(const std::string& path);
+  // Opens the ledger directory DIR for appending, creating it (mode 0750)
+  // and its first segment. Continues the sequence numbers and the Merkle
+  // tree of what is there (from the last checkpoint record on). A torn last
+  // line is kept as found, terminated, and named by a "ledger.recovered"
+  // record written at once (open_note() says so too).
+  static Result<LedgerWriter> open(const std::string& dir, LedgerOptions options = {});
   LedgerWriter(LedgerWriter&& other) noexcept;
   LedgerWriter& operator=(LedgerWriter&&) = delete;
   LedgerWriter(const LedgerWriter&) = delete;
@@ -28,29 +62,58 @@ class LedgerWriter {
   Result<uint64_t> append(nlohmann::ordered_json rec);
 
   // The hot path: members is the text of a JSON object's members, without
-  // braces and without "seq". The line is buffered until flush() (or 256 KiB);
-  // lines a failed write could not take stay buffered (up to 64 MiB).
+  // braces and without "seq". The line is hashed into the tree and buffered
+  // until flush() (or 256 KiB); lines a failed write could not take stay
+  // buffered (up to 64 MiB).
   Result<uint64_t> append_members(std::string_view members);
+  // Writes the buffer; writes a checkpoint first when one is due, and
+  // rotates the segment when it is full.
   Result<void> flush();
+  // A checkpoint record now (reason: "shutdown", "request", ...), flushed,
+  // synced (unless fsync never) and published as DIR/checkpoint.
+  Result<void> checkpoint(std::string_view reason);
 
   [[nodiscard]] uint64_t next_seq() const { return next_seq_; }
-  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] const std::string& path() const { return dir_; }
+  [[nodiscard]] std::string segment_path() const;
   [[nodiscard]] const std::string& open_note() const { return note_; }
   [[nodiscard]] uint64_t bytes_written() const { return bytes_; }
+  [[nodiscard]] uint64_t checkpoints_written() const { return checkpoints_; }
+  // The latest signed checkpoint note written ("" before the first).
+  [[nodiscard]] const std::string& last_checkpoint() const { return last_note_; }
+  [[nodiscard]] merkle::Hash root();
+  // The verifier key of the log key ("" without one).
+  [[nodiscard]] std::string key_text() const { return opt_.key ? opt_.key->verifier().text() : std::string(); }
 
  private:
-  LedgerWriter(int fd, std::string path, uint64_t next_seq, std::string note)
-      : fd_(fd), path_(std::move(path)), next_seq_(next_seq), note_(std::move(note)) {
-    buf_.reserve(kFlushBytes + 4096);
-  }
+  LedgerWriter() = default;
+  Result<void> write_out();
+  Result<void> open_segment(uint32_t number);
+  Result<void> rotate();
+  void append_checkpoint_record(std::string_view reason);
+  void append_own(std::string_view type, const std::string& members);
+  Result<void> publish(const std::string& note);
   static constexpr size_t kFlushBytes = 256 * 1024;
   static constexpr size_t kMaxBuffered = 64 * 1024 * 1024;
+
+  LedgerOptions opt_;
+  std::string dir_;
   int fd_ = -1;
-  std::string path_;
+  int dir_fd_ = -1;
+  uint32_t segment_ = 1;
+  uint64_t segment_bytes_ = 0;  // written to the current segment
   uint64_t next_seq_ = 0;
   std::string note_;
   uint64_t bytes_ = 0;
   std::string buf_;
+  merkle::Hasher hasher_;
+  merkle::CompactRange range_;
+  merkle::Hash last_leaf_{};
+  uint64_t since_checkpoint_ = 0;   // records appended since the last checkpoint
+  int64_t last_checkpoint_ns_ = 0;  // CLOCK_MONOTONIC
+  uint64_t checkpoints_ = 0;
+  bool checkpoint_pending_publish_ = false;
+  std::string last_note_;
 };
 
 }  // namespace gpugate

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "gpugate/authorize.hpp"
 #include "gpugate/decode.hpp"
 #include "gpugate/result.hpp"
 
@@ -21,11 +22,19 @@ struct PolicyRule {
   int line = 0;
 };
 
+// The policy's [signers] section: who may sign requests (issue 4).
+struct SignersConfig {
+  std::string allowed_signers;            // OpenSSH allowed_signers file; "" = signed requests are refused
+  std::vector<auth::SignerGroup> groups;  // none: one trusted signature suffices
+  unsigned break_glass_per_hour = 1;      // grants a break-glass group may authorize per hour
+};
+
 struct Policy {
   gg_policy table{};      // what the kernel holds (mode, rules, action per class)
   std::string mode_name;  // as written, "" when the file does not set it
   std::string source;     // file path, or "built-in"
   std::vector<PolicyRule> rules;
+  SignersConfig signers;
 };
 
 // The built-in policy as a Policy.

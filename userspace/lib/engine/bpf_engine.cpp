@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -157,9 +158,10 @@ Result<unsigned> unload_pinned(const std::string& pin_dir) {
       if (fd < 0) break;
       close(fd);
       if (i == 500)
-        return make_error(fmt::format("program {} of {} is still loaded 5 s after its pin was removed; something "
-                                      "else holds it (bpftool prog show id {})",
-                                      id, pin_dir, id));
+        return make_error(
+            fmt::format("program {} of {} is still loaded 5 s after its pin was removed; something "
+                        "else holds it (bpftool prog show id {})",
+                        id, pin_dir, id));
       usleep(10'000);
     }
   }
@@ -219,13 +221,14 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     if (auto m = ensure_bpffs(); !m) return m.error();
     have_pins = !pinned_entries(opts_.pin_dir).empty();
     if (have_pins && !want_gate)
-      return make_error(fmt::format("a pinned gate is in force at {} (left by an earlier gpugated); observe mode "
-                                    "would leave it unwatched: start with --mode enforce or monitor to take it "
-                                    "over, or remove it first with gpugated --unload",
-                                    opts_.pin_dir));
-    if (want_gate && mkdir(opts_.pin_dir.c_str(), 0700) != 0 && errno != EEXIST)
       return make_error(
-          fmt::format("cannot create the pin directory {}: {}", opts_.pin_dir, std::strerror(errno)), errno);
+          fmt::format("a pinned gate is in force at {} (left by an earlier gpugated); observe mode "
+                      "would leave it unwatched: start with --mode enforce or monitor to take it "
+                      "over, or remove it first with gpugated --unload",
+                      opts_.pin_dir));
+    if (want_gate && mkdir(opts_.pin_dir.c_str(), 0700) != 0 && errno != EEXIST)
+      return make_error(fmt::format("cannot create the pin directory {}: {}", opts_.pin_dir, std::strerror(errno)),
+                        errno);
     // A restarted daemon uses the ring it finds, whatever --ring-mib says.
     if (uint32_t pinned_ring = pinned_map_max_entries(opts_.pin_dir + "/map_events");
         pinned_ring && pinned_ring != opts_.ring_bytes) {
@@ -396,11 +399,13 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
 
 Result<uint32_t> BpfEngine::install_grant(Grant grant) {
   if (!skel_) return make_error("BPF engine not started");
-  if (!devices_ || !devices_->find(grant.dev))
-    return make_error(
-        fmt::format("grant for device {}:{}: no such GPU device is watched; a grant names a device "
-                    "gpugate knows (gpugate devices)",
-                    kernel_dev_major(grant.dev), kernel_dev_minor(grant.dev)));
+  if (grant.devs.empty()) return make_error("grant: names no device node");
+  for (uint32_t dev : grant.devs)
+    if (!devices_ || !devices_->find(dev))
+      return make_error(
+          fmt::format("grant for device {}:{}: no such GPU device is watched; a grant names a device "
+                      "gpugate knows (gpugate devices)",
+                      kernel_dev_major(dev), kernel_dev_minor(dev)));
   if (grant.cls >= GG_CLASS_COUNT) return make_error(fmt::format("grant: class id {} does not exist", grant.cls));
   if (!class_gated_by_default(grant.cls))
     return make_error(fmt::format("grant for {}: that class is not gated; grants exist for gated classes only",
@@ -409,15 +414,23 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
     return make_error("grant: needs at least one use and a window that ends after it starts");
   grant.id = skel_->bss->next_grant_id++;
   if (grant.id == 0) grant.id = skel_->bss->next_grant_id++;
-  gg_grant_key key{grant.dev, grant.cls};
-  gg_grant value{grant.not_before_ns, grant.not_after_ns, grant.uses, grant.id, 0};
-  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0)
+  // Uses first: a node key without them allows nothing.
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grant_uses), &grant.id, &grant.uses, BPF_NOEXIST) != 0)
     return make_error(fmt::format("cannot install the grant: {}", std::strerror(errno)), errno);
+  gg_grant value{grant.not_before_ns, grant.not_after_ns, grant.id, 0};
+  for (uint32_t dev : grant.devs) {
+    gg_grant_key key{dev, grant.cls, grant.cgroup_id};
+    if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0) {
+      int err = errno;
+      (void)revoke_grant(grant.id);
+      return make_error(fmt::format("cannot install the grant: {}", std::strerror(err)), err);
+    }
+  }
   return grant.id;
 }
 
 namespace {
-// Calls f(key, grant) for every grant in the map until f returns true.
+// Calls f(key, grant) for every grant key in the map.
 template <class F>
 void for_each_grant(int fd, F f) {
   gg_grant_key key{}, next{};
@@ -426,7 +439,7 @@ void for_each_grant(int fd, F f) {
     first = false;
     key = next;
     gg_grant g{};
-    if (bpf_map_lookup_elem(fd, &key, &g) == 0 && f(key, g)) return;
+    if (bpf_map_lookup_elem(fd, &key, &g) == 0) f(key, g);
   }
 }
 }  // namespace
@@ -434,13 +447,14 @@ void for_each_grant(int fd, F f) {
 Result<void> BpfEngine::revoke_grant(uint32_t id) {
   if (!skel_) return make_error("BPF engine not started");
   int fd = bpf_map__fd(skel_->maps.grants);
-  bool found = false;
+  std::vector<gg_grant_key> keys;
   for_each_grant(fd, [&](const gg_grant_key& key, const gg_grant& g) {
-    if (g.id != id) return false;
-    found = bpf_map_delete_elem(fd, &key) == 0;
-    return true;
+    if (g.id == id) keys.push_back(key);
   });
-  if (!found) return make_error(fmt::format("no live grant with id {} (gpugate grants lists them)", id));
+  bool had_uses = bpf_map_delete_elem(bpf_map__fd(skel_->maps.grant_uses), &id) == 0;
+  for (const auto& key : keys) bpf_map_delete_elem(fd, &key);
+  if (keys.empty() && !had_uses)
+    return make_error(fmt::format("no live grant with id {} (gpugate grants lists them)", id));
   return {};
 }
 
@@ -448,9 +462,16 @@ Result<std::vector<Grant>> BpfEngine::grants() const {
   if (!skel_) return make_error("BPF engine not started");
   std::vector<Grant> out;
   for_each_grant(bpf_map__fd(skel_->maps.grants), [&](const gg_grant_key& key, const gg_grant& g) {
-    out.push_back({key.dev, key.cls, g.not_before_ns, g.not_after_ns, g.uses_left, g.id});
-    return false;
+    for (auto& o : out)
+      if (o.id == g.id) {
+        o.devs.push_back(key.dev);
+        return;
+      }
+    int64_t uses = 0;
+    (void)bpf_map_lookup_elem(bpf_map__fd(skel_->maps.grant_uses), &g.id, &uses);
+    out.push_back({{key.dev}, key.cls, g.not_before_ns, g.not_after_ns, uses, key.cgroup_id, g.id});
   });
+  std::sort(out.begin(), out.end(), [](const Grant& a, const Grant& b) { return a.id < b.id; });
   return out;
 }
 
@@ -546,6 +567,8 @@ EngineStats BpfEngine::stats() const {
   s.fd_lookup_faults = skel_->bss->fd_lookup_faults;
   return s;
 }
+
+int BpfEngine::wait_fd() const { return ring_ ? ring_buffer__epoll_fd(ring_.get()) : -1; }
 
 EngineStats BpfEngine::acknowledged_losses() const {
   EngineStats s;

@@ -330,8 +330,14 @@ std::string human_line(const nlohmann::ordered_json& r) {
     std::string extra;
     for (const auto& [k, v] : r.items()) {
       if (k == "seq" || k == "type" || k == "time" || k == "realtime_ns" || k == "boottime_ns" || k == "boot_id" ||
-          k == "host_id")
+          k == "host_id" || k == "prev")
         continue;
+      // Signed request texts and signatures stay in the ledger; a line shows their size.
+      if ((k == "request" || k == "signatures") && (v.is_string() || v.is_array())) {
+        extra += fmt::format(" {}=({} {})", k, v.is_string() ? v.get<std::string>().size() : v.size(),
+                             v.is_string() ? "bytes" : "items");
+        continue;
+      }
       extra += fmt::format(" {}={}", k, v.is_string() ? v.get<std::string>() : v.dump());
     }
     return fmt::format("{} #{} {}{}", time, r.value("seq", uint64_t{0}), type, extra);

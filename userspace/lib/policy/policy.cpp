@@ -78,7 +78,8 @@ Result<void> parse_rule(const toml::table& t, const std::string& name, unsigned 
       auto vendor = v ? vendor_from_name(*v) : std::nullopt;
       if (!vendor)
         return make_error(fmt::format(
-            "{}: vendor must be nvidia, amd, intel or other (virtio-gpu, bochs, vgem and other DRM drivers)", at(node)));
+            "{}: vendor must be nvidia, amd, intel or other (virtio-gpu, bochs, vgem and other DRM drivers)",
+            at(node)));
       rule.vendor = static_cast<uint8_t>(*vendor);
       rule.match |= GG_RM_VENDOR;
       spec.vendor = *v;
@@ -87,9 +88,10 @@ Result<void> parse_rule(const toml::table& t, const std::string& name, unsigned 
       struct stat st {};
       if (!v) return make_error(fmt::format("{}: gpu must be a device node path such as \"/dev/nvidia0\"", at(node)));
       if (stat(v->c_str(), &st) != 0 || !S_ISCHR(st.st_mode))
-        return make_error(fmt::format("{}: gpu \"{}\" is not a character device on this machine ({}); name a GPU node "
-                                      "that exists (gpugate devices lists them)",
-                                      at(node), *v, stat(v->c_str(), &st) != 0 ? std::strerror(errno) : "not a device"));
+        return make_error(
+            fmt::format("{}: gpu \"{}\" is not a character device on this machine ({}); name a GPU node "
+                        "that exists (gpugate devices lists them)",
+                        at(node), *v, stat(v->c_str(), &st) != 0 ? std::strerror(errno) : "not a device"));
       rule.dev = static_cast<uint32_t>(kernel_dev(major(st.st_rdev), minor(st.st_rdev)));
       rule.match |= GG_RM_DEV;
       spec.gpu = *v;
@@ -103,9 +105,10 @@ Result<void> parse_rule(const toml::table& t, const std::string& name, unsigned 
     } else if (k == "comm") {
       auto v = node.value<std::string>();
       if (!v || v->empty() || v->size() >= GG_COMM_LEN)
-        return make_error(fmt::format("{}: comm must be a process name of 1 to {} characters, as the kernel keeps it "
-                                      "(ps -o comm)",
-                                      at(node), GG_COMM_LEN - 1));
+        return make_error(
+            fmt::format("{}: comm must be a process name of 1 to {} characters, as the kernel keeps it "
+                        "(ps -o comm)",
+                        at(node), GG_COMM_LEN - 1));
       std::memcpy(rule.comm, v->data(), v->size());
       rule.match |= GG_RM_COMM;
       spec.comm = *v;
@@ -115,9 +118,10 @@ Result<void> parse_rule(const toml::table& t, const std::string& name, unsigned 
       struct statfs fs {};
       if (!v || stat(v->c_str(), &st) != 0 || !S_ISDIR(st.st_mode) || statfs(v->c_str(), &fs) != 0 ||
           fs.f_type != kCgroup2Magic)
-        return make_error(fmt::format("{}: cgroup must be the path of an existing cgroup v2 directory, such as "
-                                      "\"/sys/fs/cgroup/system.slice/train.service\"",
-                                      at(node)));
+        return make_error(
+            fmt::format("{}: cgroup must be the path of an existing cgroup v2 directory, such as "
+                        "\"/sys/fs/cgroup/system.slice/train.service\"",
+                        at(node)));
       rule.cgroup_id = st.st_ino;  // a cgroup v2 id is its directory's inode number
       rule.match |= GG_RM_CGROUP;
       spec.cgroup = *v;
@@ -125,26 +129,91 @@ Result<void> parse_rule(const toml::table& t, const std::string& name, unsigned 
       auto v = node.value<std::string>();
       auto act = v ? action_from_name(*v) : std::nullopt;
       if (!act)
-        return make_error(
-            fmt::format("{}: action must be one of allow, log, deny, require-signature", at(node)));
+        return make_error(fmt::format("{}: action must be one of allow, log, deny, require-signature", at(node)));
       rule.action = static_cast<uint8_t>(*act);
       spec.action = *v;
     } else {
-      return make_error(fmt::format("{}: unknown key \"{}\" in a rule; a rule has name, class, vendor, gpu, uid, "
-                                    "comm, cgroup and action",
-                                    at(node), k));
+      return make_error(
+          fmt::format("{}: unknown key \"{}\" in a rule; a rule has name, class, vendor, gpu, uid, "
+                      "comm, cgroup and action",
+                      at(node), k));
     }
   }
   if (spec.action.empty())
-    return make_error(fmt::format("{}:{}: {} has no action; add action = \"allow\", \"log\", \"deny\" or "
-                                  "\"require-signature\"",
-                                  name, spec.line, spec.name));
+    return make_error(
+        fmt::format("{}:{}: {} has no action; add action = \"allow\", \"log\", \"deny\" or "
+                    "\"require-signature\"",
+                    name, spec.line, spec.name));
   if (!rule.match)
-    return make_error(fmt::format("{}:{}: {} matches everything; give it a class, vendor, gpu, uid, comm or cgroup "
-                                  "(the [classes] table sets the default per class)",
-                                  name, spec.line, spec.name));
+    return make_error(
+        fmt::format("{}:{}: {} matches everything; give it a class, vendor, gpu, uid, comm or cgroup "
+                    "(the [classes] table sets the default per class)",
+                    name, spec.line, spec.name));
   p.table.rules[index] = rule;
   p.rules.push_back(std::move(spec));
+  return {};
+}
+
+// [signers]: allowed_signers, break_glass_per_hour and [[signers.groups]].
+Result<void> parse_signers(const toml::node& node, const std::string& name, Policy& p) {
+  auto at = [&](const toml::node& n) { return where(name, n.source()); };
+  auto* t = node.as_table();
+  if (!t)
+    return make_error(fmt::format("{}: signers must be a table: [signers] then allowed_signers = \"PATH\"", at(node)));
+  for (auto&& [key, v] : *t) {
+    std::string k(key.str());
+    if (k == "allowed_signers") {
+      auto s = v.value<std::string>();
+      if (!s || s->empty() || (*s)[0] != '/')
+        return make_error(
+            fmt::format("{}: allowed_signers must be an absolute path to an OpenSSH allowed_signers file", at(v)));
+      p.signers.allowed_signers = *s;
+    } else if (k == "break_glass_per_hour") {
+      auto n = v.value<int64_t>();
+      if (!n || *n < 0 || *n > 60)
+        return make_error(fmt::format("{}: break_glass_per_hour must be a number from 0 to 60", at(v)));
+      p.signers.break_glass_per_hour = static_cast<unsigned>(*n);
+    } else if (k == "groups") {
+      auto* arr = v.as_array();
+      if (!arr || !arr->is_array_of_tables())
+        return make_error(
+            fmt::format("{}: groups must be [[signers.groups]] tables with name, principals and "
+                        "threshold",
+                        at(v)));
+      for (auto& g : *arr) {
+        auth::SignerGroup group;
+        for (auto&& [gk, gv] : *g.as_table()) {
+          std::string gks(gk.str());
+          if (gks == "name" && gv.value<std::string>()) {
+            group.name = *gv.value<std::string>();
+          } else if (gks == "threshold" && gv.value<int64_t>() && *gv.value<int64_t>() > 0) {
+            group.threshold = static_cast<unsigned>(*gv.value<int64_t>());
+          } else if (gks == "break_glass" && gv.value<bool>()) {
+            group.break_glass = *gv.value<bool>();
+          } else if (gks == "principals" && gv.as_array()) {
+            for (auto& pr : *gv.as_array()) {
+              if (!pr.value<std::string>())
+                return make_error(fmt::format("{}: principals are strings such as \"alice@example.org\"", at(pr)));
+              group.principals.push_back(*pr.value<std::string>());
+            }
+          } else {
+            return make_error(
+                fmt::format("{}: signer group key \"{}\": a group has name (string), principals (list "
+                            "of strings), threshold (a number >= 1) and break_glass (true/false)",
+                            at(gv), gks));
+          }
+        }
+        if (auto ok = auth::validate_signer_group(group); !ok)
+          return make_error(fmt::format("{}: {}", at(g), ok.error().message));
+        p.signers.groups.push_back(std::move(group));
+      }
+    } else {
+      return make_error(
+          fmt::format("{}: unknown key \"{}\" in [signers]; it has allowed_signers, "
+                      "break_glass_per_hour and [[signers.groups]]",
+                      at(v), k));
+    }
+  }
   return {};
 }
 
@@ -206,6 +275,8 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
                           where(name, cv.source())));
         p.table.action[*cls] = static_cast<uint8_t>(*act);
       }
+    } else if (k == "signers") {
+      if (auto r = parse_signers(node, name, p); !r) return r.error();
     } else if (k == "rules") {
       auto* arr = node.as_array();
       if (!arr || !arr->is_array_of_tables())
@@ -218,8 +289,9 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
         if (auto r = parse_rule(*arr->get(i)->as_table(), name, static_cast<unsigned>(i), p); !r) return r.error();
       p.table.nrules = static_cast<uint8_t>(arr->size());
     } else {
-      return make_error(fmt::format("{}: unknown key \"{}\"; a policy has version, mode, [classes] and [[rules]]",
-                                    where(name, node.source()), k));
+      return make_error(
+          fmt::format("{}: unknown key \"{}\"; a policy has version, mode, [classes], [[rules]] and [signers]",
+                      where(name, node.source()), k));
     }
   }
   return p;
@@ -243,6 +315,17 @@ std::string policy_to_toml(const Policy& p) {
   out += "\n[classes]\n";
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
     out += fmt::format("\"{}\" = \"{}\"\n", class_name(c), action_name(p.table.action[c]));
+  if (!p.signers.allowed_signers.empty() || !p.signers.groups.empty()) {
+    out += fmt::format("\n[signers]\nallowed_signers = \"{}\"\nbreak_glass_per_hour = {}\n", p.signers.allowed_signers,
+                       p.signers.break_glass_per_hour);
+    for (const auto& g : p.signers.groups) {
+      out += fmt::format("\n[[signers.groups]]\nname = \"{}\"\nthreshold = {}\n", g.name, g.threshold);
+      if (g.break_glass) out += "break_glass = true\n";
+      out += "principals = [";
+      for (size_t i = 0; i < g.principals.size(); i++) out += fmt::format("{}\"{}\"", i ? ", " : "", g.principals[i]);
+      out += "]\n";
+    }
+  }
   for (const auto& r : p.rules) {
     out += fmt::format("\n[[rules]]\nname = \"{}\"\n", r.name);
     if (!r.classes.empty()) {

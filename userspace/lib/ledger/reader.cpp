@@ -1,0 +1,228 @@
+// Ledger directory reading. See log_reader.hpp.
+#include "gpugate/log_reader.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace gpugate::ledger {
+
+namespace fs = std::filesystem;
+
+std::string segment_name(uint32_t number) { return fmt::format("{:06}.jsonl", number); }
+
+Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_empty) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0)
+    return make_error(fmt::format("ledger {}: {}; pass the ledger directory (gpugated --ledger, default "
+                                  "/var/lib/gpugate/ledger)",
+                                  dir, std::strerror(errno)),
+                      errno);
+  if (!S_ISDIR(st.st_mode))
+    return make_error(
+        fmt::format("ledger {}: a file, not a directory; a ledger is a directory of NNNNNN.jsonl "
+                    "segments: pass the directory that holds it",
+                    dir));
+  std::vector<Segment> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  if (ec)
+    return make_error(fmt::format("ledger {}: cannot list: {}; run as a user who can read it (root, or the gpugate "
+                                  "group)",
+                                  dir, ec.message()),
+                      ec.value());
+  for (; it != end; it.increment(ec)) {
+    if (ec) break;
+    std::string name = it->path().filename().string();
+    if (name.size() < 12 || !name.ends_with(".jsonl")) continue;
+    std::string_view digits(name.data(), name.size() - 6);
+    if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
+    uint32_t n = 0;
+    auto r = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    if (r.ec != std::errc() || n == 0) continue;
+    Segment s;
+    s.number = n;
+    s.name = name;
+    s.path = (fs::path(dir) / name).string();
+    std::error_code sec;
+    s.size = it->file_size(sec);
+    out.push_back(std::move(s));
+  }
+  if (out.empty() && !allow_empty)
+    return make_error(
+        fmt::format("ledger {}: no segments (000001.jsonl, ...): not a gpugate ledger directory, or "
+                    "an empty one; pass the directory gpugated writes (--ledger)",
+                    dir));
+  std::sort(out.begin(), out.end(), [](const Segment& a, const Segment& b) { return a.number < b.number; });
+  return out;
+}
+
+Result<MappedFile> MappedFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return make_error(fmt::format("{}: cannot open: {}; check its permissions", path, std::strerror(errno)), errno);
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return make_error(fmt::format("{}: not a regular file", path));
+  }
+  MappedFile m;
+  m.size_ = static_cast<size_t>(st.st_size);
+  if (m.size_ > 0) {
+    void* p = mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      return make_error(fmt::format("{}: cannot map: {}", path, std::strerror(e)), e);
+    }
+    madvise(p, m.size_, MADV_SEQUENTIAL);
+    m.data_ = static_cast<const char*>(p);
+  }
+  ::close(fd);
+  return m;
+}
+
+MappedFile::MappedFile(MappedFile&& o) noexcept : data_(o.data_), size_(o.size_) {
+  o.data_ = nullptr;
+  o.size_ = 0;
+}
+
+MappedFile& MappedFile::operator=(MappedFile&& o) noexcept {
+  if (this != &o) {
+    if (data_) munmap(const_cast<char*>(data_), size_);
+    data_ = o.data_;
+    size_ = o.size_;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) munmap(const_cast<char*>(data_), size_);
+}
+
+bool parse_prefix(std::string_view line, Prefix& out) {
+  constexpr std::string_view kSeq = "{\"seq\":";
+  if (!line.starts_with(kSeq)) return false;
+  size_t i = kSeq.size();
+  size_t start = i;
+  while (i < line.size() && line[i] >= '0' && line[i] <= '9' && i - start < 20) i++;
+  if (i == start || (line[start] == '0' && i - start > 1)) return false;
+  auto r = std::from_chars(line.data() + start, line.data() + i, out.seq);
+  if (r.ec != std::errc()) return false;
+  if (i >= line.size() || (line[i] != ',' && line[i] != '}')) return false;
+  out.prev = {};
+  out.type = {};
+  constexpr std::string_view kPrev = ",\"prev\":\"";
+  if (line.substr(i).starts_with(kPrev)) {
+    size_t p = i + kPrev.size();
+    if (p + 17 > line.size() || line[p + 16] != '"') return false;
+    out.prev = line.substr(p, 16);
+    i = p + 17;
+    if (i >= line.size() || (line[i] != ',' && line[i] != '}')) return false;
+  }
+  constexpr std::string_view kType = ",\"type\":\"";
+  if (line.substr(i).starts_with(kType)) {
+    size_t p = i + kType.size();
+    size_t q = p;
+    while (q < line.size() && line[q] != '"' && line[q] != '\\' && q - p < 64) q++;
+    if (q < line.size() && line[q] == '"') out.type = line.substr(p, q - p);
+  }
+  return true;
+}
+
+std::string prev_text(const merkle::Hash& leaf) { return merkle::to_hex(std::span(leaf.data(), 8)); }
+
+void split_lines(const Segment& seg, std::string_view data, const std::function<bool(const Line&)>& fn) {
+  Line l;
+  l.segment = &seg;
+  size_t off = 0;
+  while (off < data.size()) {
+    const void* nl = std::memchr(data.data() + off, '\n', data.size() - off);
+    size_t end = nl ? static_cast<size_t>(static_cast<const char*>(nl) - data.data()) : data.size();
+    l.lineno++;
+    l.offset = off;
+    l.text = data.substr(off, end - off);
+    l.terminated = nl != nullptr;
+    if (!fn(l)) return;
+    off = end + 1;
+  }
+}
+
+Result<void> for_each_line(const std::vector<Segment>& segments, const std::function<bool(const Line&)>& fn) {
+  for (const auto& seg : segments) {
+    auto m = MappedFile::open(seg.path);
+    if (!m) return m.error();
+    bool stop = false;
+    split_lines(seg, m->view(), [&](const Line& l) {
+      if (!fn(l)) {
+        stop = true;
+        return false;
+      }
+      return true;
+    });
+    if (stop) break;
+  }
+  return {};
+}
+
+namespace {
+
+bool names_torn(const Line& pending, const Line& next) {
+  Prefix p;
+  if (!parse_prefix(next.text, p) || p.type != "ledger.recovered") return false;
+  auto j = nlohmann::json::parse(next.text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  auto t = j.find("torn");
+  if (t == j.end() || !t->is_object()) return false;
+  auto off = t->find("offset");
+  auto seg = t->find("segment");
+  return off != t->end() && off->is_number_unsigned() && off->get<uint64_t>() == pending.offset && seg != t->end() &&
+         seg->is_string() && seg->get<std::string>() == pending.segment->name;
+}
+
+}  // namespace
+
+bool entries_of(const Segment& seg, std::string_view data, uint64_t first_offset,
+                const std::function<bool(const Line&, LineKind)>& fn) {
+  Line pending;
+  bool have = false, go = true;
+  split_lines(seg, data.substr(std::min<uint64_t>(first_offset, data.size())), [&](const Line& l0) {
+    Line l = l0;
+    l.offset += first_offset;
+    if (have) {
+      LineKind k = names_torn(pending, l) ? LineKind::recovered_torn
+                   : pending.terminated   ? LineKind::leaf
+                                          : LineKind::torn_tail;
+      if (!fn(pending, k)) return go = false;
+    }
+    pending = l;
+    have = true;
+    return true;
+  });
+  if (go && have) go = fn(pending, pending.terminated ? LineKind::leaf : LineKind::torn_tail);
+  return go;
+}
+
+Result<void> for_each_entry(const std::vector<Segment>& segments, size_t first_segment, uint64_t first_offset,
+                            const std::function<bool(const Line&, LineKind)>& fn) {
+  for (size_t i = first_segment; i < segments.size(); i++) {
+    auto m = MappedFile::open(segments[i].path);
+    if (!m) return m.error();
+    if (!entries_of(segments[i], m->view(), i == first_segment ? first_offset : 0, fn)) break;
+  }
+  return {};
+}
+
+}  // namespace gpugate::ledger

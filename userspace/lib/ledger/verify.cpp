@@ -1,0 +1,577 @@
+// Ledger verification and proofs. See log_verify.hpp and docs/ledger.md.
+#include "gpugate/log_verify.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <map>
+
+#include <fmt/format.h>
+
+namespace gpugate::ledger {
+
+namespace {
+
+namespace fs = std::filesystem;
+using merkle::Hash;
+
+std::string b64(const Hash& h) { return merkle::to_base64(h); }
+
+std::string where(const Place& p) {
+  std::string s = fmt::format("{}:{}", p.segment, p.line);
+  if (p.seq) s += fmt::format(" (seq {})", *p.seq);
+  return s;
+}
+
+class Verifier {
+ public:
+  Verifier(const VerifyOptions& opt, VerifyReport& r) : opt_(opt), r_(r) {
+    trusted_ = opt.keys;
+    if (!trusted_.empty()) {
+      r_.key_source = opt.key_source.empty() ? "--key" : opt.key_source;
+      r_.key = trusted_.front().text();
+    }
+    for (size_t i = 0; i < opt.external.size(); i++) ext_sizes_.emplace(opt.external[i].cp.body.size, i);
+  }
+
+  [[nodiscard]] bool failed() const { return failed_; }
+
+  void segment_begin(const Segment& seg, bool is_last) {
+    if (failed_) return;
+    r_.segments++;
+    r_.bytes += seg.size;
+    is_last_ = is_last;
+    last_kind_checkpoint_ = false;
+    leaves_in_segment_ = 0;
+    if (seg.number != expected_segment_) {
+      Place p{seg.name, 0, 0, std::nullopt};
+      if (expected_segment_ == 1)
+        fail(p, fmt::format("the ledger starts at {}, not {}: segment(s) {}..{} are missing (deleted)", seg.name,
+                            segment_name(1), segment_name(1), segment_name(seg.number - 1)));
+      else
+        fail(p, fmt::format("segment {} is missing: {} follows {} (deleted, or renamed)",
+                            segment_name(expected_segment_), seg.name, segment_name(expected_segment_ - 1)));
+      return;
+    }
+    expected_segment_++;
+  }
+
+  void segment_end(const Segment& seg) {
+    if (failed_) return;
+    if (!is_last_ && !last_kind_checkpoint_)
+      r_.warnings.push_back(fmt::format(
+          "{} was not closed by a checkpoint (segments are sealed with one when they rotate; a crash at rotation "
+          "leaves this)",
+          seg.name));
+  }
+
+  bool entry(const Line& l, LineKind kind) {
+    if (failed_) return false;
+    Place here{l.segment->name, l.lineno, l.offset, std::nullopt};
+    if (kind == LineKind::torn_tail) {
+      if (is_last_) {
+        r_.warnings.push_back(fmt::format(
+            "{} ends in a torn line ({} bytes at offset {}): a crash during a write; gpugated keeps it and records "
+            "it at its next start",
+            where(here), l.text.size(), l.offset));
+        return true;
+      }
+      fail(here, fmt::format("a line without its newline ({} bytes) ends this segment, and no ledger.recovered "
+                             "record names it: the segment was cut or damaged",
+                             l.text.size()));
+      return false;
+    }
+    if (kind == LineKind::recovered_torn) {
+      pending_torn_ = std::string(l.text);
+      pending_torn_place_ = here;
+      return true;
+    }
+    Prefix p;
+    if (!parse_prefix(l.text, p)) {
+      fail(here, fmt::format("not a gpugate record ({} bytes; expected {{\"seq\":N,...}}): bytes changed at the start "
+                             "of the line, or a line inserted",
+                             l.text.size()));
+      return false;
+    }
+    here.seq = p.seq;
+    uint64_t n = range_.size();
+    if (p.seq != n) {
+      if (p.seq > n)
+        fail(here, leaves_in_segment_ == 0 && n > 0
+                       ? fmt::format("seq {} follows seq {} across segments: records {}..{} are missing (deleted, or "
+                                     "a segment's end cut off)",
+                                     p.seq, n - 1, n, p.seq - 1)
+                       : fmt::format("seq {} where {} was expected: records {}..{} are missing (deleted), or "
+                                     "records were reordered",
+                                     p.seq, n, n, p.seq - 1));
+      else
+        fail(here, fmt::format("seq {} where {} was expected: a record was inserted, duplicated or moved here "
+                               "(reordered)",
+                               p.seq, n));
+      return false;
+    }
+    if (p.prev.empty()) {
+      fail(here, "the record has no \"prev\" field: gpugated writes one in every record (a line made by hand?)");
+      return false;
+    }
+    std::string want = prev_text(last_leaf_);
+    if (p.prev != want) {
+      fail(n == 0 ? here : last_place_,
+           n == 0 ? std::string("the first record's prev is not zero: records before it were removed")
+                  : fmt::format("the record's bytes were changed: its hash no longer matches the prev of the next "
+                                "record ({}; or that prev field was changed)",
+                                where(here)));
+      return false;
+    }
+    if (p.type == "checkpoint" && !check_checkpoint(l, here)) return false;
+    if (p.type == "ledger.recovered" && !check_recovery(l, here)) return false;
+    if (!pending_torn_.empty() && p.type != "ledger.recovered") pending_torn_.clear();
+    Hash leaf = h_.leaf(l.text);
+    range_.append(h_, leaf);
+    last_leaf_ = leaf;
+    last_place_ = here;
+    leaves_in_segment_++;
+    last_kind_checkpoint_ = p.type == "checkpoint";
+    auto [lo, hi] = ext_sizes_.equal_range(range_.size());
+    if (lo != hi) {
+      Hash root = range_.root(h_);
+      for (auto it = lo; it != hi; ++it) ext_roots_[it->second] = root;
+    }
+    return true;
+  }
+
+  void finish() {
+    r_.records = range_.size();
+    r_.root = range_.root(h_);
+    if (failed_) return;
+    // Checkpoints kept elsewhere (and DIR/checkpoint): signed by a trusted key,
+    // and the ledger holds exactly the tree they signed.
+    for (size_t i = 0; i < opt_.external.size(); i++) {
+      const auto& e = opt_.external[i];
+      if (trusted_.empty()) {
+        fail({},
+             fmt::format("checkpoint {}: no key to check it with (the ledger has no checkpoint); pass --key", e.name));
+        r_.exit_code = kVerifyUnsigned;
+        return;
+      }
+      auto v = tlog::verify_note(e.cp.parsed, trusted_);
+      if (!v) {
+        fail({}, fmt::format("checkpoint {}: {}{}", e.name, v.error().message,
+                             opt_.keys.empty() ? " (the key was taken from the ledger's first checkpoint: if the "
+                                                 "ledger was re-signed, pass the host's real key with --key)"
+                                               : ""));
+        return;
+      }
+      uint64_t size = e.cp.body.size;
+      if (size > range_.size()) {
+        fail({}, fmt::format("the ledger ends at seq {} ({} records), but checkpoint {} signed {} records: the last "
+                             "{} were cut off (or the segments after the last one deleted)",
+                             range_.size() ? range_.size() - 1 : 0, range_.size(), e.name, size, size - range_.size()));
+        return;
+      }
+      Hash got = size == 0 ? merkle::empty_root() : ext_roots_[i];
+      if (got != e.cp.body.root) {
+        fail({}, fmt::format("checkpoint {} (size {}) does not match the ledger: the records before seq {} are not the "
+                             "ones it signed (changed, deleted, inserted or reordered, then re-anchored)",
+                             e.name, size, size));
+        return;
+      }
+      r_.external_ok.push_back(fmt::format("{}: size {}, root {}: signed, and the ledger contains exactly it", e.name,
+                                           size, b64(e.cp.body.root)));
+    }
+    if (!pending_torn_.empty()) pending_torn_.clear();
+    if (r_.checkpoints == 0) {
+      r_.problem = "no checkpoint in the ledger: the records hash consistently, but nothing signs them";
+      r_.exit_code = kVerifyUnsigned;
+      return;
+    }
+    uint64_t covered = *r_.last_checkpoint_size;
+    if (range_.size() > covered + 1)
+      r_.warnings.push_back(fmt::format(
+          "{} records after the last checkpoint (seq {}..{}) are not signed yet: the next checkpoint (or stopping "
+          "gpugated) signs them",
+          range_.size() - covered - 1, covered + 1, range_.size() - 1));
+  }
+
+ private:
+  void fail(const Place& p, std::string what) {
+    if (failed_) return;
+    failed_ = true;
+    if (!p.segment.empty()) r_.bad_place = p;
+    r_.problem = std::move(what);
+    r_.exit_code = kVerifyTampered;
+  }
+
+  bool check_recovery(const Line& l, const Place& here) {
+    if (pending_torn_.empty()) return true;  // a recovery without a torn line before it: nothing to check
+    auto j = nlohmann::json::parse(l.text, nullptr, false);
+    nlohmann::json t = j.is_object() && j.contains("torn") ? j["torn"] : nlohmann::json();
+    std::string sha = merkle::to_hex(h_.sha256(pending_torn_));
+    if (!t.is_object() || t.value("bytes", uint64_t{0}) != pending_torn_.size() || t.value("sha256", "") != sha) {
+      fail(pending_torn_place_, fmt::format("a torn line that {} names was changed since (its length or SHA-256 "
+                                            "differs)",
+                                            where(here)));
+      return false;
+    }
+    r_.notes.push_back(
+        fmt::format("{}: a torn line ({} bytes) from a crash, kept and named by the ledger.recovered "
+                    "record at {}",
+                    where(pending_torn_place_), pending_torn_.size(), where(here)));
+    pending_torn_.clear();
+    return true;
+  }
+
+  bool check_checkpoint(const Line& l, const Place& here) {
+    uint64_t n = range_.size();
+    auto j = nlohmann::json::parse(l.text, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      fail(here, "a checkpoint record that is not valid JSON: changed");
+      return false;
+    }
+    auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; };
+    auto note_text = str("note");
+    auto cp = tlog::parse_signed_checkpoint(note_text, fmt::format("record {}", where(here)));
+    if (!cp) {
+      fail(here, cp.error().message + ": the checkpoint record was damaged or changed");
+      return false;
+    }
+    uint64_t field_size =
+        j.contains("tree_size") && j["tree_size"].is_number_unsigned() ? j["tree_size"].get<uint64_t>() : UINT64_MAX;
+    if (field_size != cp->body.size || str("root") != b64(cp->body.root)) {
+      fail(here, "the checkpoint record's tree_size/root and its signed note disagree: changed");
+      return false;
+    }
+    // The key: --key, or the first checkpoint's (trust on first use).
+    if (trusted_.empty()) {
+      auto k = tlog::parse_verifier_key(str("key"));
+      if (!k) {
+        fail(here, "the first checkpoint names no usable key (" + k.error().message + "); pass --key");
+        return false;
+      }
+      trusted_.push_back(*k);
+      r_.key = k->text();
+      r_.key_source = fmt::format(
+          "the ledger's first checkpoint ({}); pass --key with the host's log-key.pub kept elsewhere to rule out a "
+          "re-signed ledger",
+          where(here));
+    }
+    auto v = tlog::verify_note(cp->parsed, trusted_);
+    if (!v) {
+      fail(here, "checkpoint: " + v.error().message);
+      return false;
+    }
+    if (cp->body.size != n) {
+      fail(here, fmt::format("the checkpoint signs {} records but {} come before it: records were inserted or deleted "
+                             "before it",
+                             cp->body.size, n));
+      return false;
+    }
+    Hash root = range_.root(h_);
+    if (root != cp->body.root) {
+      // Narrow it down with the stored compact range: the first subtree that differs.
+      std::string within;
+      if (j.contains("range") && j["range"].is_array() && j["range"].size() == range_.hashes().size()) {
+        uint64_t lo = 0;
+        for (size_t i = 0; i < range_.hashes().size(); i++) {
+          int bit = 63;
+          uint64_t rest = n - lo;
+          while (!((rest >> bit) & 1)) bit--;
+          uint64_t hi = lo + (uint64_t{1} << bit);
+          if (!j["range"][i].is_string() || j["range"][i].get<std::string>() != b64(range_.hashes()[i])) {
+            within = fmt::format(" (the difference is within seq {}..{})", lo, hi - 1);
+            break;
+          }
+          lo = hi;
+        }
+      }
+      fail(here, fmt::format("the records before this checkpoint do not hash to the root it signed{}: a record was "
+                             "changed, inserted, deleted or reordered after it was anchored",
+                             within));
+      return false;
+    }
+    r_.checkpoints++;
+    r_.last_checkpoint_size = n;
+    r_.last_checkpoint_root = root;
+    return true;
+  }
+
+  const VerifyOptions& opt_;
+  VerifyReport& r_;
+  std::vector<tlog::VerifierKey> trusted_;
+  merkle::Hasher h_;
+  merkle::CompactRange range_;
+  Hash last_leaf_{};
+  Place last_place_;
+  uint32_t expected_segment_ = 1;
+  bool is_last_ = false;
+  bool last_kind_checkpoint_ = false;
+  uint64_t leaves_in_segment_ = 0;
+  bool failed_ = false;
+  std::string pending_torn_;
+  Place pending_torn_place_;
+  std::multimap<uint64_t, size_t> ext_sizes_;
+  std::map<size_t, Hash> ext_roots_;
+};
+
+}  // namespace
+
+nlohmann::ordered_json VerifyReport::json() const {
+  nlohmann::ordered_json j;
+  j["ledger"] = dir;
+  j["result"] = exit_code == kVerifyOk         ? "ok"
+                : exit_code == kVerifyTampered ? "tampered"
+                : exit_code == kVerifyUnsigned ? "unsigned"
+                                               : "error";
+  j["exit_code"] = exit_code;
+  j["segments"] = segments;
+  j["records"] = records;
+  j["bytes"] = bytes;
+  j["root"] = merkle::to_base64(root);
+  j["checkpoints"] = checkpoints;
+  if (last_checkpoint_size) {
+    j["last_checkpoint"] = {{"size", *last_checkpoint_size}, {"root", merkle::to_base64(last_checkpoint_root)}};
+  } else {
+    j["last_checkpoint"] = nullptr;
+  }
+  j["key"] = key.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(key);
+  j["key_source"] = key_source;
+  if (bad_place) {
+    j["bad_place"] = {{"segment", bad_place->segment}, {"line", bad_place->line}, {"offset", bad_place->offset}};
+    j["bad_place"]["seq"] = bad_place->seq ? nlohmann::ordered_json(*bad_place->seq) : nlohmann::ordered_json();
+  } else {
+    j["bad_place"] = nullptr;
+  }
+  j["problem"] = problem.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(problem);
+  j["external_checkpoints"] = external_ok;
+  j["warnings"] = warnings;
+  j["notes"] = notes;
+  return j;
+}
+
+std::string VerifyReport::text() const {
+  std::string s;
+  s += fmt::format("ledger       {} ({} segments, {} records, {} bytes)\n", dir, segments, records, bytes);
+  if (!key.empty()) s += fmt::format("key          {}\n             from {}\n", key, key_source);
+  if (last_checkpoint_size)
+    s += fmt::format(
+        "checkpoints  {} checked: signatures good, roots match the records; latest signs {} records, "
+        "root {}\n",
+        checkpoints, *last_checkpoint_size, merkle::to_base64(last_checkpoint_root));
+  for (const auto& e : external_ok) s += fmt::format("anchored     {}\n", e);
+  for (const auto& n : notes) s += fmt::format("note         {}\n", n);
+  for (const auto& w : warnings) s += fmt::format("warning      {}\n", w);
+  if (exit_code == kVerifyOk) {
+    s += "result       OK: no record was changed, removed, inserted or reordered since it was anchored\n";
+  } else if (exit_code == kVerifyUnsigned) {
+    s += fmt::format("result       UNSIGNED: {}\n", problem);
+  } else {
+    s += fmt::format("result       FAILED at {}\n             {}\n",
+                     bad_place ? where(*bad_place) : std::string("the ledger as a whole"), problem);
+  }
+  return s;
+}
+
+Result<VerifyReport> verify_ledger(const std::string& dir, const VerifyOptions& opt0) {
+  auto segs = list_segments(dir);
+  if (!segs) return segs.error();
+  VerifyOptions opt = opt0;
+  std::string local = (fs::path(dir) / "checkpoint").string();
+  std::error_code ec;
+  if (opt.local_checkpoint && fs::exists(local, ec)) {
+    auto cp = tlog::load_signed_checkpoint(local);
+    if (!cp) return cp.error();
+    opt.external.push_back({local, std::move(*cp)});
+  }
+  VerifyReport r;
+  r.dir = dir;
+  Verifier v(opt, r);
+  for (size_t i = 0; i < segs->size() && !v.failed(); i++) {
+    const auto& seg = (*segs)[i];
+    auto m = MappedFile::open(seg.path);
+    if (!m) return m.error();
+    v.segment_begin(seg, i + 1 == segs->size());
+    entries_of(seg, m->view(), 0, [&](const Line& l, LineKind k) { return v.entry(l, k); });
+    v.segment_end(seg);
+  }
+  v.finish();
+  return r;
+}
+
+VerifyReport verify_memory(const std::vector<MemorySegment>& segs, const VerifyOptions& opt) {
+  VerifyReport r;
+  r.dir = "(memory)";
+  Verifier v(opt, r);
+  for (size_t i = 0; i < segs.size() && !v.failed(); i++) {
+    Segment seg = segs[i].segment;
+    seg.size = segs[i].data.size();
+    v.segment_begin(seg, i + 1 == segs.size());
+    entries_of(seg, segs[i].data, 0, [&](const Line& l, LineKind k) { return v.entry(l, k); });
+    v.segment_end(seg);
+  }
+  v.finish();
+  return r;
+}
+
+// ---- proofs -----------------------------------------------------------------
+
+std::string InclusionProof::text() const {
+  std::string s = fmt::format("c2sp.org/tlog-proof@v1\nindex {}\n", index);
+  for (const auto& h : path) s += b64(h) + "\n";
+  s += "\n";
+  s += checkpoint_note;
+  return s;
+}
+
+Result<LatestCheckpoint> latest_checkpoint(const std::string& dir) {
+  auto segs = list_segments(dir);
+  if (!segs) return segs.error();
+  for (size_t i = segs->size(); i-- > 0;) {
+    auto m = MappedFile::open((*segs)[i].path);
+    if (!m) return m.error();
+    std::optional<LatestCheckpoint> found;
+    split_lines((*segs)[i], m->view(), [&](const Line& l) {
+      Prefix p;
+      if (l.terminated && parse_prefix(l.text, p) && p.type == "checkpoint") {
+        auto j = nlohmann::json::parse(l.text, nullptr, false);
+        if (!j.is_discarded() && j.is_object() && j.contains("note") && j["note"].is_string() &&
+            j.contains("tree_size") && j["tree_size"].is_number_unsigned())
+          found = LatestCheckpoint{j["note"].get<std::string>(), j["tree_size"].get<uint64_t>(), p.seq};
+      }
+      return true;
+    });
+    if (found) return *found;
+  }
+  return make_error(
+      fmt::format("ledger {}: no checkpoint record yet; gpugated writes one every --checkpoint-ms, "
+                  "every --checkpoint-records and when it stops",
+                  dir));
+}
+
+namespace {
+
+// Streams leaves [0, size) of the ledger into fn(index, leaf_hash, line).
+Result<uint64_t> stream_leaves(const std::string& dir, uint64_t size,
+                               const std::function<void(uint64_t, const Hash&, std::string_view)>& fn) {
+  auto segs = list_segments(dir);
+  if (!segs) return segs.error();
+  merkle::Hasher h;
+  uint64_t n = 0;
+  auto r = for_each_entry(*segs, 0, 0, [&](const Line& l, LineKind k) {
+    if (k != LineKind::leaf) return true;
+    if (n >= size) return false;
+    fn(n, h.leaf(l.text), l.text);
+    n++;
+    return true;
+  });
+  if (!r) return r.error();
+  return n;
+}
+
+}  // namespace
+
+Result<InclusionProof> make_inclusion_proof(const std::string& dir, uint64_t seq,
+                                            const std::optional<tlog::SignedCheckpoint>& against) {
+  std::string note;
+  uint64_t size = 0;
+  if (against) {
+    note = against->note;
+    size = against->body.size;
+  } else {
+    auto latest = latest_checkpoint(dir);
+    if (!latest) return latest.error();
+    note = latest->note;
+    size = latest->size;
+  }
+  if (seq >= size)
+    return make_error(
+        fmt::format("record {} is not covered by the checkpoint (it signs records 0..{}); wait for the "
+                    "next checkpoint, or stop gpugated, which writes one",
+                    seq, size ? size - 1 : 0));
+  InclusionProof p;
+  p.index = seq;
+  p.checkpoint_note = note;
+  auto spans = merkle::inclusion_spans(seq, size);
+  merkle::SpanRoots roots(spans);
+  merkle::Hasher h;
+  auto n = stream_leaves(dir, size, [&](uint64_t i, const Hash& leaf, std::string_view line) {
+    roots.add(h, i, leaf);
+    if (i == seq) p.record = std::string(line);
+  });
+  if (!n) return n.error();
+  if (*n < size || !roots.complete())
+    return make_error(
+        fmt::format("ledger {}: only {} records, the checkpoint signs {}: run gpugate log verify", dir, *n, size));
+  p.path = roots.roots(h);
+  return p;
+}
+
+Result<std::vector<Hash>> consistency_proof(const std::string& dir, uint64_t size1, uint64_t size2) {
+  merkle::SpanRoots roots(merkle::consistency_spans(size1, size2));
+  merkle::Hasher h;
+  auto n = stream_leaves(dir, size2, [&](uint64_t i, const Hash& leaf, std::string_view) { roots.add(h, i, leaf); });
+  if (!n) return n.error();
+  if (*n < size2 || !roots.complete())
+    return make_error(fmt::format("ledger {}: only {} records, {} needed: run gpugate log verify", dir, *n, size2));
+  return roots.roots(h);
+}
+
+Result<ParsedProof> parse_proof(std::string_view text, const std::string& name) {
+  auto bad = [&](const std::string& why) {
+    return make_error(fmt::format("proof {}: {}; pass a file written by 'gpugate log proof', unchanged", name, why));
+  };
+  auto next_line = [&](std::string_view& rest, std::string_view& line) {
+    auto nl = rest.find('\n');
+    if (nl == std::string_view::npos) return false;
+    line = rest.substr(0, nl);
+    rest.remove_prefix(nl + 1);
+    return true;
+  };
+  std::string_view rest = text, line;
+  if (!next_line(rest, line) || line != "c2sp.org/tlog-proof@v1")
+    return bad("the first line is not c2sp.org/tlog-proof@v1");
+  if (!next_line(rest, line)) return bad("no index line");
+  if (line.starts_with("extra ") && !next_line(rest, line)) return bad("no index line");
+  if (!line.starts_with("index ")) return bad("no index line");
+  ParsedProof p;
+  auto digits = line.substr(6);
+  auto r = std::from_chars(digits.data(), digits.data() + digits.size(), p.index);
+  if (r.ec != std::errc() || r.ptr != digits.data() + digits.size()) return bad("the index is not a number");
+  while (true) {
+    if (!next_line(rest, line)) return bad("no blank line before the checkpoint");
+    if (line.empty()) break;
+    auto hsh = merkle::hash_from_base64(line);
+    if (!hsh) return bad("a proof line is not a base64 hash");
+    p.path.push_back(*hsh);
+    if (p.path.size() > 64) return bad("more than 64 hashes");
+  }
+  auto cp = tlog::parse_signed_checkpoint(rest, name);
+  if (!cp) return cp.error();
+  p.checkpoint = std::move(*cp);
+  return p;
+}
+
+ProofCheck check_proof(const ParsedProof& proof, std::string_view record, std::span<const tlog::VerifierKey> keys) {
+  if (record.ends_with('\n')) record.remove_suffix(1);
+  merkle::Hasher h;
+  Prefix pre;
+  if (parse_prefix(record, pre) && pre.seq != proof.index)
+    return {kVerifyTampered, fmt::format("the record is seq {}, the proof is for index {}", pre.seq, proof.index)};
+  auto v = merkle::verify_inclusion(h, proof.index, proof.checkpoint.body.size, h.leaf(record), proof.path,
+                                    proof.checkpoint.body.root);
+  if (!v)
+    return {kVerifyTampered,
+            fmt::format("the record is not included at index {} in the checkpoint of size {}: {} (the record or the "
+                        "proof was changed)",
+                        proof.index, proof.checkpoint.body.size, v.error().message)};
+  if (keys.empty())
+    return {kVerifyUnsigned, fmt::format("the record is included at index {} in a tree of size {} with root {}, but "
+                                         "the checkpoint's signature was not checked: pass --key",
+                                         proof.index, proof.checkpoint.body.size, b64(proof.checkpoint.body.root))};
+  auto s = tlog::verify_note(proof.checkpoint.parsed, keys);
+  if (!s) return {kVerifyTampered, "checkpoint: " + s.error().message};
+  return {kVerifyOk, fmt::format("OK: record {} is in the log {} of size {} (root {}), signed by {}", proof.index,
+                                 proof.checkpoint.body.origin, proof.checkpoint.body.size,
+                                 b64(proof.checkpoint.body.root), (*s)->text())};
+}
+
+}  // namespace gpugate::ledger
