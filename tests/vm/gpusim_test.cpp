@@ -663,3 +663,47 @@ TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
   EXPECT_EQ(allowed, 1);
   EXPECT_EQ(denied, 3);
 }
+
+namespace {
+
+// Any RM control through /dev/nvidiactl: ioctl's result or the NV status.
+int rm_control(int fd, uint32_t cmd, void* params, uint32_t size) {
+  struct {
+    uint32_t client, object, cmd, flags;
+    uint64_t params;
+    uint32_t size, status;
+  } c{0xc1d00001, 0xcaf00001, cmd, 0, reinterpret_cast<uint64_t>(params), size, 0};
+  int r = ioctl(fd, 0xC020462A, &c);
+  return r < 0 ? -errno : static_cast<int>(c.status);
+}
+
+}  // namespace
+
+// perf.state and gpu.reset are gated like power and clocks; a grant for one
+// class lets exactly that class through.
+TEST(Gate, PerfStateAndResetCommandsAreGatedToo) {
+  auto devices = gpugate::DeviceTable::discover();
+  gpugate::BpfEngine engine(gpugate::BpfEngineOptions{});  // enforce, not pinned
+  auto hooks = engine.start(devices);
+  ASSERT_TRUE(hooks.ok()) << hooks.error().message;
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  auto before = gpu_state();
+  uint32_t state = before["perf_state"] + 3;
+  EXPECT_EQ(rm_control(fd, 0x2080205B, &state, 4), -EPERM) << "PERF_SET_POWERSTATE";
+  EXPECT_EQ(rm_control(fd, 0x208001A9, nullptr, 0), -EPERM) << "GPU_MARK_DEVICE_FOR_RESET";
+  uint32_t read_back = 0xffff;
+  EXPECT_EQ(rm_control(fd, 0x2080205A, &read_back, 4), 0) << "PERF_GET_POWERSTATE, a query, passes";
+  EXPECT_EQ(read_back, before["perf_state"]);
+  auto after = gpu_state();
+  EXPECT_EQ(after["perf_state"], before["perf_state"]);
+  EXPECT_EQ(after["reset_pending"], before["reset_pending"]);
+
+  uint32_t ctl = gpugate::kernel_dev(195, 255);
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+  ASSERT_TRUE(engine.install_grant({{ctl}, GG_CLASS_GPU_RESET, now, now + minute, 1, 0, 0}).ok());
+  EXPECT_EQ(rm_control(fd, 0x2080205B, &state, 4), -EPERM) << "a gpu.reset grant is not a perf.state grant";
+  EXPECT_EQ(rm_control(fd, 0x208001A9, nullptr, 0), 0) << "granted: NV_OK";
+  EXPECT_EQ(gpu_state()["reset_pending"], 1u);
+  close(fd);
+}

@@ -85,6 +85,7 @@ static struct {
   u32 removed; /* drained with REMOVE_DEVICE */
   u32 ecc_pending;
   u32 mig_pending;
+  u32 reset_pending; /* marked for reset (GPU_MARK_DEVICE_FOR_RESET) */
   u64 controls; /* RM controls dispatched */
   u64 allocs;
 } gpu = {
@@ -166,6 +167,10 @@ static u32 gpusim_control(u32 cmd, u8* p, u32 size) {
       if (size != 4) return NV_ERR_INVALID_PARAM_STRUCT;
       if (!capable(CAP_SYS_ADMIN)) return NV_ERR_INSUFFICIENT_PERMISSIONS;
       gpu.mig_pending = u32_at(p, size, 0) & 3;
+      return NV_OK;
+    case 0x208001A9: /* GPU_MARK_DEVICE_FOR_RESET (no params) */
+      if (size != 0) return NV_ERR_INVALID_PARAM_STRUCT;
+      gpu.reset_pending = 1;
       return NV_OK;
     case 0x2080205A: /* PERF_GET_POWERSTATE {powerState} */
       if (size != 4) return NV_ERR_INVALID_PARAM_STRUCT;
@@ -298,9 +303,10 @@ static ssize_t state_show(struct device* dev, struct device_attribute* attr, cha
   n = sysfs_emit(buf,
                  "powered %u\npower_level %u\npower_limit_mw %u\nrated_tdp_action %u\n"
                  "boost_flags %u\nperf_state %u\ndrained %u\nremoved %u\necc_pending %u\n"
-                 "mig_pending %u\ncontrols %llu\nallocs %llu\n",
+                 "mig_pending %u\nreset_pending %u\ncontrols %llu\nallocs %llu\n",
                  gpu.powered, gpu.power_level, gpu.power_limit_mw, gpu.rated_tdp_action, gpu.boost_flags,
-                 gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.controls, gpu.allocs);
+                 gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.reset_pending, gpu.controls,
+                 gpu.allocs);
   mutex_unlock(&gpu.lock);
   return n;
 }
