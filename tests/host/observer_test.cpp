@@ -161,7 +161,8 @@ TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
 TEST_F(Observer, BurstIsRecordedOrCountedExactly) {
   DeviceTable devices;
   ASSERT_TRUE(devices.add_alias(kAlias + "=nvidia").ok());
-  BpfEngine engine(BpfEngineOptions{.wakeup_bytes = 64u << 20, .ring_bytes = 16u << 20});  // never wake the reader early
+  BpfEngine engine(
+      BpfEngineOptions{.wakeup_bytes = 64u << 20, .ring_bytes = 16u << 20});  // never wake the reader early
   auto hooks = engine.start(devices);
   ASSERT_TRUE(hooks.ok()) << hooks.error().message;
 

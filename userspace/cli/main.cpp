@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
+#include "control_cmd.hpp"
 #include "gpugate/decode.hpp"
 #include "gpugate/device.hpp"
 #include "gpugate/hex.hpp"
@@ -21,7 +22,6 @@
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
 #include "gpugate/status.hpp"
-#include "control_cmd.hpp"
 #include "log_cmd.hpp"
 #include "request_cmd.hpp"
 

@@ -27,8 +27,6 @@
 #include "gpugate/request.hpp"
 #include "gpugate/sshsig.hpp"
 
-extern char** environ;
-
 namespace gpugate::cli {
 
 using namespace gpugate::auth;
@@ -251,6 +249,7 @@ int cmd_sign(const SignArgs& a) {
   const char* keygen = std::getenv("GPUGATE_SSH_KEYGEN") ? std::getenv("GPUGATE_SSH_KEYGEN") : "ssh-keygen";
   std::vector<std::string> args = {keygen, "-Y", "sign", "-n", std::string(kSignatureNamespace), "-f", a.key};
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& s : args) argv.push_back(s.data());
   argv.push_back(nullptr);
   pid_t pid = 0;

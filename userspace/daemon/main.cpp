@@ -9,8 +9,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <optional>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
@@ -204,9 +204,8 @@ int run(const Options& o) {
     unsigned mode = mode_text == "monitor"   ? static_cast<unsigned>(GG_MODE_MONITOR)
                     : mode_text == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
                                              : static_cast<unsigned>(GG_MODE_ENFORCE);
-    engine = std::make_unique<BpfEngine>(
-        BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup, mode, policy.table,
-                         o.no_pin ? std::string() : o.pin_dir});
+    engine = std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup,
+                                                          mode, policy.table, o.no_pin ? std::string() : o.pin_dir});
   } else if (o.engine == "sim") {
     std::ifstream in(o.sim_script);
     if (o.sim_script.empty() || !in) {

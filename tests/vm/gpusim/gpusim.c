@@ -86,7 +86,7 @@ static struct {
   u32 ecc_pending;
   u32 mig_pending;
   u32 reset_pending; /* marked for reset (GPU_MARK_DEVICE_FOR_RESET) */
-  u64 controls; /* RM controls dispatched */
+  u64 controls;      /* RM controls dispatched */
   u64 allocs;
 } gpu = {
     .powered = 1,
@@ -305,8 +305,8 @@ static ssize_t state_show(struct device* dev, struct device_attribute* attr, cha
                  "boost_flags %u\nperf_state %u\ndrained %u\nremoved %u\necc_pending %u\n"
                  "mig_pending %u\nreset_pending %u\ncontrols %llu\nallocs %llu\n",
                  gpu.powered, gpu.power_level, gpu.power_limit_mw, gpu.rated_tdp_action, gpu.boost_flags,
-                 gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.reset_pending, gpu.controls,
-                 gpu.allocs);
+                 gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.reset_pending,
+                 gpu.controls, gpu.allocs);
   mutex_unlock(&gpu.lock);
   return n;
 }

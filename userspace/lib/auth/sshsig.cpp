@@ -417,7 +417,7 @@ std::string armor_sshsig(std::span<const uint8_t> blob) {
 }
 
 Result<SshSignature> parse_sshsig_blob(std::span<const uint8_t> blob) {
-  auto bad = [](std::string why) {
+  auto bad = [](const std::string& why) {
     return make_error("not a valid SSH signature: " + why + "; " + std::string(kFixReSign));
   };
   wire::Reader r(blob);

@@ -125,7 +125,9 @@ Result<ControlCall> ControlServer::accept_one() {
                   "(--control-group)"}});
     return make_error(fmt::format("uid {} (pid {}) is not allowed on the control socket", cred.uid, cred.pid), EACCES);
   }
-  auto line = read_line(call.conn.get(), 1000);
+  // Short: the daemon reads the ring in the same loop, and a client that
+  // connects but does not write must not stall it.
+  auto line = read_line(call.conn.get(), 200);
   if (!line) {
     reply(call, {{"ok", false}, {"error", "no request read: " + line.error().message}});
     return make_error("control request not read: " + line.error().message, EPROTO);

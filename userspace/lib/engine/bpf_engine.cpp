@@ -136,7 +136,7 @@ Result<unsigned> unload_pinned(const std::string& pin_dir) {
   unsigned removed = 0;
   std::vector<uint32_t> prog_ids;
   for (const auto& name : pinned_entries(pin_dir)) {
-    std::string path = pin_dir + "/" + name;
+    std::string path = fmt::format("{}/{}", pin_dir, name);
     if (name.rfind("link_", 0) == 0) {
       if (int fd = bpf_obj_get(path.c_str()); fd >= 0) {
         bpf_link_info info{};

@@ -4,7 +4,9 @@
 #include <pwd.h>
 #include <sys/stat.h>
 #include <time.h>
+
 #include <unistd.h>
+#include <algorithm>
 
 #include <charconv>
 #include <cstring>
@@ -654,7 +656,7 @@ Result<nlohmann::ordered_json> replay(const std::string& dir, const Filter& f, c
     subj.cgroup_id = member(p, "cgroup_id").is_number_unsigned() ? p["cgroup_id"].get<uint64_t>() : 0;
     char comm[GG_COMM_LEN] = {};
     std::string c = str(p, "comm");
-    std::memcpy(comm, c.data(), std::min(c.size(), sizeof(comm) - 1));
+    std::copy_n(c.data(), std::min(c.size(), sizeof(comm) - 1), comm);  // comm stays NUL-terminated
     subj.comm = comm;
     bool granted = member(j, "grant").is_object();
     Decision dec = decide(policy.table, subj, granted, true);
