@@ -89,13 +89,17 @@ struct {
  * or 0 if none covers it. Uses are taken atomically: two racing callers
  * cannot both spend the last one.
  */
-static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now)
+static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now,
+					  const struct gg_decoded *dec)
 {
 	struct gg_grant *g = bpf_map_lookup_elem(&grants, key);
 	__s64 *uses;
 	__u32 id;
 
 	if (!g || now < g->not_before_ns || now > g->not_after_ns)
+		return 0;
+	/* a grant for one parameter value covers no other (a signed power level) */
+	if (g->pkind && (dec->pkind != g->pkind || dec->key[g->key_index & 3] != g->key_value))
 		return 0;
 	id = g->id;
 	uses = bpf_map_lookup_elem(&grant_uses, &id);
@@ -109,17 +113,17 @@ static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now)
 }
 
 /* A grant scoped to the caller's cgroup first, then one for any process. */
-static __always_inline __u32 gg_take_grant(__u32 dev, __u32 cls)
+static __always_inline __u32 gg_take_grant(__u32 dev, const struct gg_decoded *dec)
 {
 	struct gg_grant_key key = {
-		.dev = dev, .cls = cls, .cgroup_id = bpf_get_current_cgroup_id()};
+		.dev = dev, .cls = dec->cls, .cgroup_id = bpf_get_current_cgroup_id()};
 	__u64 now = bpf_ktime_get_boot_ns();
-	__u32 id = gg_use_grant(&key, now);
+	__u32 id = gg_use_grant(&key, now, dec);
 
 	if (id)
 		return id;
 	key.cgroup_id = 0;
-	return gg_use_grant(&key, now);
+	return gg_use_grant(&key, now, dec);
 }
 
 struct {
@@ -338,7 +342,7 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	verdict = gg_verdict_of(pol->mode, action, 0, 1);
 	grant_id = 0;
 	if (verdict != GG_VERDICT_ALLOW && action == GG_ACT_REQUIRE_SIGNATURE) {
-		grant_id = gg_take_grant(rdev, cls);
+		grant_id = gg_take_grant(rdev, &e->dec);
 		if (grant_id)
 			verdict = gg_verdict_of(pol->mode, action, 1, 1);
 	}

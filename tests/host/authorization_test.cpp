@@ -263,3 +263,22 @@ TEST_F(Authorization, ExecScopesTheGrantToTheCommandsCgroup) {
   EXPECT_GT(installed[0]["cgroup_id"].get<uint64_t>(), 1u);
   EXPECT_EQ(records("grant.revoked").size(), 1u);
 }
+
+// A signed parameter the decoder names (GPU_SET_POWER's newLevel) is checked
+// by the kernel: a call with another value does not take the grant.
+TEST_F(Authorization, ASignedParameterValueIsCheckedByTheGate) {
+  auto req = request("level", "power.off", "--param newlevel=5 --param uses=3");
+  auto r = submit(req, {sign(req, "alice"), sign(req, "bob")});
+  ASSERT_EQ(r.rc, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["param_checked"], "newlevel=5");
+  ASSERT_EQ(sh(kBin + "/gpugate-nvclient " + kAlias + " loop 1").rc, 0);  // GPU_SET_POWER newLevel=4
+  std::vector<nlohmann::json> calls;
+  for (const auto& rec : records("ioctl"))
+    if (rec["decoded"]["class"] == "power.off") calls.push_back(rec);
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0]["decoded"]["params"]["newLevel"], 4);
+  EXPECT_TRUE(calls[0]["grant"].is_null()) << "newLevel=4 is not what was signed: " << calls[0].dump();
+  auto installed = records("grant.installed");
+  ASSERT_EQ(installed.size(), 1u);
+  EXPECT_EQ(installed[0]["param_checked"], "newlevel=5");
+}

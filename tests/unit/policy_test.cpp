@@ -142,3 +142,20 @@ TEST(Policy, AtMostSixteenRules) {
   ASSERT_FALSE(p.ok());
   EXPECT_NE(p.error().message.find("the kernel holds at most 16"), std::string::npos) << p.error().message;
 }
+
+// Signed parameters the gate can compare: names the decoder gives one place.
+TEST(Verdict, KeyParameterNamesResolveToOneLayoutOrNone) {
+  auto level = key_param_refs("newLevel");
+  ASSERT_EQ(level.size(), 1u);
+  EXPECT_EQ(level[0].index, 1u);
+  gg_decoded d{};
+  d.pkind = static_cast<uint8_t>(level[0].pkind);
+  d.key[1] = 4;
+  auto named = key_params(d);
+  ASSERT_GE(named.size(), 2u);
+  EXPECT_EQ(named[1], (std::pair<std::string, uint64_t>{"newLevel", 4}));
+  ASSERT_EQ(key_param_refs("newlevel").size(), 1u) << "requests spell names in lowercase";
+  EXPECT_EQ(key_param_refs("newlevel")[0].pkind, level[0].pkind);
+  EXPECT_GT(key_param_refs("value").size(), 1u) << "ambiguous: recorded, not checked";
+  EXPECT_TRUE(key_param_refs("power_limit_mw").empty()) << "opaque controls name no such key";
+}

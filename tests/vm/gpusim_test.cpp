@@ -705,5 +705,18 @@ TEST(Gate, PerfStateAndResetCommandsAreGatedToo) {
   EXPECT_EQ(rm_control(fd, 0x2080205B, &state, 4), -EPERM) << "a gpu.reset grant is not a perf.state grant";
   EXPECT_EQ(rm_control(fd, 0x208001A9, nullptr, 0), 0) << "granted: NV_OK";
   EXPECT_EQ(gpu_state()["reset_pending"], 1u);
+
+  // A grant for one signed parameter value: GPU_SET_POWER newLevel=5 only.
+  auto level = gpugate::key_param_refs("newLevel");
+  ASSERT_EQ(level.size(), 1u);
+  gpugate::Grant only5{{ctl}, GG_CLASS_POWER_OFF, now, now + minute, 2, 0, 0};
+  only5.pkind = level[0].pkind;
+  only5.key_index = level[0].index;
+  only5.key_value = 5;
+  ASSERT_TRUE(engine.install_grant(only5).ok());
+  EXPECT_EQ(set_power(fd, 6), -EPERM) << "newLevel=6 was not signed";
+  EXPECT_EQ(gpu_state()["power_level"], before["power_level"]);
+  EXPECT_EQ(set_power(fd, 5), 0) << "newLevel=5 was";
+  EXPECT_EQ(gpu_state()["power_level"], 5u);
   close(fd);
 }

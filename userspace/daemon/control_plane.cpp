@@ -122,30 +122,34 @@ nlohmann::ordered_json ControlPlane::handle(const ControlCall& call, Pipeline& p
     for (const auto& p : r.params) params[p.name] = p.value;
     nlohmann::ordered_json keys = nlohmann::ordered_json::array();
     for (const auto& k : accepted->authorization.verified_keys()) keys.push_back(k);
-    nlohmann::ordered_json rec{{"grant_id", *id},
-                               {"class", r.class_name},
-                               {"gpu", r.gpu},
-                               {"devices", accepted->device_paths},
-                               {"uses", accepted->grant.uses},
-                               {"not_before", r.not_before},
-                               {"not_after", r.not_after},
-                               {"cgroup_id", cgroup_id},
-                               {"params", params},
-                               {"requester", r.requester},
-                               {"reason", r.reason},
-                               {"nonce", r.nonce},
-                               {"group", accepted->group},
-                               {"break_glass", accepted->break_glass},
-                               {"keys", keys},
-                               {"request", text},
-                               {"signatures", sig_texts},
-                               {"peer", peer_json(call.peer)}};
+    nlohmann::ordered_json rec{
+        {"grant_id", *id},
+        {"class", r.class_name},
+        {"gpu", r.gpu},
+        {"devices", accepted->device_paths},
+        {"uses", accepted->grant.uses},
+        {"not_before", r.not_before},
+        {"not_after", r.not_after},
+        {"cgroup_id", cgroup_id},
+        {"params", params},
+        {"param_checked", accepted->checked_param.empty() ? nlohmann::ordered_json(nullptr)
+                                                          : nlohmann::ordered_json(accepted->checked_param)},
+        {"requester", r.requester},
+        {"reason", r.reason},
+        {"nonce", r.nonce},
+        {"group", accepted->group},
+        {"break_glass", accepted->break_glass},
+        {"keys", keys},
+        {"request", text},
+        {"signatures", sig_texts},
+        {"peer", peer_json(call.peer)}};
     pipeline.write_event(accepted->break_glass ? "grant.break_glass" : "grant.installed", rec);
     return {{"ok", true},
             {"grant_id", *id},
             {"class", r.class_name},
             {"devices", accepted->device_paths},
             {"uses", accepted->grant.uses},
+            {"param_checked", accepted->checked_param},
             {"not_after", r.not_after},
             {"break_glass", accepted->break_glass},
             {"authorization", accepted->authorization.summary()}};

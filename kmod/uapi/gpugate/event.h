@@ -147,9 +147,12 @@ struct gg_grant {
 	__u64 not_before_ns; /* CLOCK_BOOTTIME */
 	__u64 not_after_ns;  /* CLOCK_BOOTTIME */
 	__u32 id;	     /* daemon-assigned, non-zero, recorded in every record it allows */
-	__u32 pad;
+	__u8 pkind;	/* with a parameter: the key layout (pkinds.def) the command must have, */
+	__u8 key_index; /* and its key parameter key_index must equal key_value; */
+	__u8 pad[2];	/* pkind 0: no parameter is checked */
+	__u64 key_value;
 };
-GG_ABI_ASSERT(sizeof(struct gg_grant) == 24, "gg_grant layout");
+GG_ABI_ASSERT(sizeof(struct gg_grant) == 32, "gg_grant layout");
 
 /* Per-class counters kept by the observer (per CPU, summed by user space). */
 struct gg_class_counters {

@@ -23,6 +23,11 @@ struct Grant {
   int64_t uses = 1;            // at install; grants() reports what is left
   uint64_t cgroup_id = 0;      // only callers in this cgroup v2 (gpugate exec); 0: any
   uint32_t id = 0;             // assigned by install_grant
+  // A parameter the command must carry: key parameter key_index of layout
+  // pkind (pkinds.def) equal to key_value. pkind 0: none checked.
+  unsigned pkind = 0;
+  unsigned key_index = 0;
+  uint64_t key_value = 0;
 };
 
 struct BpfEngineOptions {

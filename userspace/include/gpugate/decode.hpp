@@ -61,6 +61,13 @@ std::string command_name(const gg_raw& raw, const gg_decoded& d);
 std::string request_name(const gg_raw& raw, const gg_decoded& d);
 // Named key parameters of the command.
 std::vector<std::pair<std::string, uint64_t>> key_params(const gg_decoded& d);
+// Where a named key parameter lives: every (pkind, index) whose layout has it
+// (names compared without case: "newlevel" finds newLevel).
+struct KeyParamRef {
+  unsigned pkind = 0;
+  unsigned index = 0;
+};
+std::vector<KeyParamRef> key_param_refs(std::string_view name);
 
 class JsonOut;
 // The decoded command as a JSON object value (the ledger's "decoded" field).

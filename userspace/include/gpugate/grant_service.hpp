@@ -34,7 +34,8 @@ struct AcceptedRequest {
   auth::Authorization authorization;
   std::string group;  // the signer group that authorized ("" without groups)
   bool break_glass = false;
-  Grant grant;  // devs, class, window in CLOCK_BOOTTIME, uses, cgroup
+  Grant grant;                // devs, class, window in CLOCK_BOOTTIME, uses, cgroup, checked parameter
+  std::string checked_param;  // "newLevel=5": the gate lets only commands carrying it through; "" if none
   std::vector<std::string> device_paths;
 };
 

@@ -90,8 +90,37 @@ Result<AcceptedRequest> GrantService::check(std::string_view request_text,
                     "clock.limit, perf.state, gpu.reset, bar.map)",
                     req->class_name));
   int64_t uses = 1;
+  AcceptedRequest out;
   for (const auto& p : req->params) {
-    if (p.name != "uses") continue;
+    if (p.name != "uses") {
+      // A parameter the decoder names unambiguously is checked by the gate;
+      // the others (a power limit in mW inside an opaque control) are signed
+      // and recorded only.
+      auto refs = key_param_refs(p.name);
+      if (refs.size() != 1) continue;
+      if (!out.checked_param.empty())
+        return make_error(
+            fmt::format("params {} and {}: the gate checks one parameter per grant; sign one request "
+                        "per parameter value",
+                        out.checked_param, p.name + "=" + p.value));
+      uint64_t v = 0;
+      size_t used = 0;
+      try {
+        v = std::stoull(p.value, &used, 0);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != p.value.size() || p.value.empty() || p.value[0] == '-')
+        return make_error(
+            fmt::format("param {}={}: the gate compares it as a number (decimal or 0x hex); fix the "
+                        "request",
+                        p.name, p.value));
+      out.grant.pkind = refs[0].pkind;
+      out.grant.key_index = refs[0].index;
+      out.grant.key_value = v;
+      out.checked_param = p.name + "=" + p.value;
+      continue;
+    }
     try {
       size_t used = 0;
       uses = std::stoll(p.value, &used);
@@ -109,7 +138,6 @@ Result<AcceptedRequest> GrantService::check(std::string_view request_text,
   auto authz =
       auth::authorize(request_text, signatures, *signers, auth::kSignatureNamespace, now_unix, signers_.groups);
   if (!authz.quorum_met) return make_error(fmt::format("not authorized: {}", authz.summary()));
-  AcceptedRequest out;
   if (const auto* g = authz.authorizing_group()) {
     out.group = g->name;
     out.break_glass = g->break_glass;

@@ -1,6 +1,7 @@
 // Names for humans and ledgers, expanded from the same .def files as the
 // decoder's tables, so index i of a table always names entry i.
 #include <algorithm>
+#include <cctype>
 #include <array>
 #include <cstring>
 
@@ -396,6 +397,23 @@ std::string request_name(const gg_raw& raw, const gg_decoded& d) {
     return fmt::format("NV_ESC_{:#04x}", d.outer_nr);
   }
   return command_name(raw, d);
+}
+
+std::vector<KeyParamRef> key_param_refs(std::string_view name) {
+  std::vector<KeyParamRef> out;
+  for (unsigned pk = 1; pk < std::size(kPkindNames); pk++) {
+    std::string_view names = kPkindNames[pk];
+    for (unsigned i = 0; i < 4 && !names.empty(); i++) {
+      size_t comma = names.find(',');
+      std::string_view key = names.substr(0, comma);
+      // Case-blind: signed requests spell parameter names in lowercase.
+      if (key.size() == name.size() && std::equal(key.begin(), key.end(), name.begin(),
+                                                  [](char a, char b) { return std::tolower(a) == std::tolower(b); }))
+        out.push_back({pk, i});
+      names = comma == std::string_view::npos ? std::string_view() : names.substr(comma + 1);
+    }
+  }
+  return out;
 }
 
 std::vector<std::pair<std::string, uint64_t>> key_params(const gg_decoded& d) {

@@ -412,12 +412,19 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
                                   class_name(grant.cls)));
   if (grant.uses <= 0 || grant.not_after_ns <= grant.not_before_ns)
     return make_error("grant: needs at least one use and a window that ends after it starts");
+  if (grant.key_index > 3 || grant.pkind > 255) return make_error("grant: a key parameter is 0 to 3 of a pkind");
   grant.id = skel_->bss->next_grant_id++;
   if (grant.id == 0) grant.id = skel_->bss->next_grant_id++;
   // Uses first: a node key without them allows nothing.
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grant_uses), &grant.id, &grant.uses, BPF_NOEXIST) != 0)
     return make_error(fmt::format("cannot install the grant: {}", std::strerror(errno)), errno);
-  gg_grant value{grant.not_before_ns, grant.not_after_ns, grant.id, 0};
+  gg_grant value{grant.not_before_ns,
+                 grant.not_after_ns,
+                 grant.id,
+                 static_cast<uint8_t>(grant.pkind),
+                 static_cast<uint8_t>(grant.key_index),
+                 {0, 0},
+                 grant.key_value};
   for (uint32_t dev : grant.devs) {
     gg_grant_key key{dev, grant.cls, grant.cgroup_id};
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0) {
@@ -469,7 +476,16 @@ Result<std::vector<Grant>> BpfEngine::grants() const {
       }
     int64_t uses = 0;
     (void)bpf_map_lookup_elem(bpf_map__fd(skel_->maps.grant_uses), &g.id, &uses);
-    out.push_back({{key.dev}, key.cls, g.not_before_ns, g.not_after_ns, uses, key.cgroup_id, g.id});
+    out.push_back({{key.dev},
+                   key.cls,
+                   g.not_before_ns,
+                   g.not_after_ns,
+                   uses,
+                   key.cgroup_id,
+                   g.id,
+                   g.pkind,
+                   g.key_index,
+                   g.key_value});
   });
   std::sort(out.begin(), out.end(), [](const Grant& a, const Grant& b) { return a.id < b.id; });
   return out;
