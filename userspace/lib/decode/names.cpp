@@ -1,8 +1,8 @@
 // Names for humans and ledgers, expanded from the same .def files as the
 // decoder's tables, so index i of a table always names entry i.
 #include <algorithm>
-#include <cctype>
 #include <array>
+#include <cctype>
 #include <cstring>
 
 #include <fmt/format.h>
