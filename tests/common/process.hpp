@@ -1,10 +1,13 @@
-// Running our binaries from tests: spawn with output to a file, wait, read.
+// Running our binaries from tests: spawn with output to a file, wait, read;
+// or run a shell command line and take its output.
 #pragma once
 
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdio>
 #include <fstream>
 #include <iterator>
 #include <string>
@@ -33,6 +36,24 @@ inline int wait_exit(pid_t pid) {
   int status = 0;
   waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct CommandResult {
+  int status = -1;     // exit status, 128 for a signal
+  std::string output;  // stdout and stderr
+};
+
+// Runs a shell command line (tests pass their own temp paths and fixed words).
+inline CommandResult run_shell(const std::string& command) {
+  CommandResult r;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+  return r;
 }
 
 inline std::string slurp(const std::string& path) {

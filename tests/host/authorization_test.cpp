@@ -21,7 +21,9 @@
 #include "tempdir.hpp"
 
 using namespace std::chrono_literals;
+using gpugate::test::CommandResult;
 using gpugate::test::ledger_records;
+using gpugate::test::run_shell;
 using gpugate::test::slurp;
 using gpugate::test::spawn;
 using gpugate::test::TempDir;
@@ -33,18 +35,13 @@ const std::string kBin = GG_BIN_DIR;
 const std::string kAlias = "/dev/kmsg";  // stands in for /dev/nvidia0
 const std::string kNamespace = "gpugate-request@gpugate.dev";
 
-struct ShellRun {
-  int rc;
-  std::string out;
-};
-
 class Authorization : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_EQ(geteuid(), 0u) << "host tests need root";
     std::string allowed;
     for (const char* who : {"alice", "bob", "carol", "thermal"}) {
-      ASSERT_EQ(sh("ssh-keygen -q -t ed25519 -N '' -C " + std::string(who) + " -f " + path(who)).rc, 0);
+      ASSERT_EQ(run_shell("ssh-keygen -q -t ed25519 -N '' -C " + std::string(who) + " -f " + path(who)).status, 0);
       if (std::string(who) == "carol") continue;  // a key nobody trusts
       allowed += std::string(who) + "@example.org namespaces=\"" + kNamespace + "\" " +
                  slurp(path(who) + ".pub").substr(0, slurp(path(who) + ".pub").rfind(' ')) + "\n";
@@ -64,12 +61,7 @@ class Authorization : public ::testing::Test {
   std::string path(const std::string& name) const { return dir.path / name; }
   std::string socket() const { return path("ctl.sock"); }
 
-  ShellRun sh(const std::string& cmd) {
-    std::string out = path("sh.out");
-    int rc = std::system((cmd + " >" + out + " 2>&1").c_str());
-    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128, slurp(out)};
-  }
-  ShellRun cli(const std::string& args) { return sh(kBin + "/gpugate " + args); }
+  CommandResult cli(const std::string& args) { return run_shell(kBin + "/gpugate " + args); }
 
   void start() {
     std::filesystem::remove(path("status.json"));
@@ -91,24 +83,24 @@ class Authorization : public ::testing::Test {
   // A fresh request from the daemon's nonce; returns its file name.
   std::string request(const std::string& name, const std::string& cls, const std::string& extra = "") {
     auto nonce = cli("request nonce --json --socket " + socket());
-    EXPECT_EQ(nonce.rc, 0) << nonce.out;
-    auto issued = nlohmann::json::parse(nonce.out);
+    EXPECT_EQ(nonce.status, 0) << nonce.output;
+    auto issued = nlohmann::json::parse(nonce.output);
     // The daemon's host id (from its state dir where /etc/machine-id is missing, as in the guests).
     std::string n = issued["nonce"];
     std::string host = extra.find("--host") == std::string::npos ? " --host " + issued["host"].get<std::string>() : "";
     auto r = cli("request new --gpu 0 --class " + cls + host + " --valid-for 10m --nonce " + n +
                  " --requester alice@example.org --reason 'INC-1 test' " + extra + " -o " + path(name));
-    EXPECT_EQ(r.rc, 0) << r.out;
+    EXPECT_EQ(r.status, 0) << r.output;
     return path(name);
   }
   std::string sign(const std::string& req, const std::string& who) {
-    auto r = sh("ssh-keygen -Y sign -n " + kNamespace + " -f " + path(who) + " " + req);
-    EXPECT_EQ(r.rc, 0) << r.out;
+    auto r = run_shell("ssh-keygen -Y sign -n " + kNamespace + " -f " + path(who) + " " + req);
+    EXPECT_EQ(r.status, 0) << r.output;
     std::string sig = req + "." + who + ".sig";
     std::filesystem::rename(req + ".sig", sig);
     return sig;
   }
-  ShellRun submit(const std::string& req, const std::vector<std::string>& sigs) {
+  CommandResult submit(const std::string& req, const std::vector<std::string>& sigs) {
     std::string args = "request submit --json --socket " + socket() + " " + req;
     for (const auto& s : sigs) args += " " + s;
     return cli(args);
@@ -128,35 +120,35 @@ TEST_F(Authorization, AQuorumOfTrustedKeysGetsAScopedSingleUseGrant) {
   auto req = request("req1", "power.off");
   auto alice = sign(req, "alice");
   auto r = submit(req, {alice});
-  EXPECT_EQ(r.rc, 1) << r.out;
-  EXPECT_NE(r.out.find("short by 1"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find("short by 1"), std::string::npos) << r.output;
   r = submit(req, {alice, alice});
-  EXPECT_EQ(r.rc, 1) << "the same key twice counts once: " << r.out;
+  EXPECT_EQ(r.status, 1) << "the same key twice counts once: " << r.output;
   auto carol = sign(req, "carol");
   r = submit(req, {alice, carol});
-  EXPECT_EQ(r.rc, 1) << "an untrusted key does not count: " << r.out;
+  EXPECT_EQ(r.status, 1) << "an untrusted key does not count: " << r.output;
 
   auto bob = sign(req, "bob");
   r = submit(req, {alice, bob});
-  ASSERT_EQ(r.rc, 0) << r.out;
-  auto answer = nlohmann::json::parse(r.out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto answer = nlohmann::json::parse(r.output);
   uint32_t id = answer["grant_id"];
   EXPECT_EQ(answer["devices"], nlohmann::json::array({kAlias}));
 
   r = submit(req, {alice, bob});
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("already used"), std::string::npos) << "a replay: " << r.out;
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("already used"), std::string::npos) << "a replay: " << r.output;
 
   auto list = cli("grants --json --socket " + socket());
-  ASSERT_EQ(list.rc, 0) << list.out;
-  auto grants = nlohmann::json::parse(list.out);
+  ASSERT_EQ(list.status, 0) << list.output;
+  auto grants = nlohmann::json::parse(list.output);
   ASSERT_EQ(grants.size(), 1u);
   EXPECT_EQ(grants[0]["id"], id);
   EXPECT_EQ(grants[0]["uses_left"], 1);
   EXPECT_EQ(grants[0]["class"], "power.off");
 
   // One GPU_SET_POWER: it takes the grant's one use, the next one finds none.
-  ASSERT_EQ(sh(kBin + "/gpugate-nvclient " + kAlias + " loop 2").rc, 0);
+  ASSERT_EQ(run_shell(kBin + "/gpugate-nvclient " + kAlias + " loop 2").status, 0);
   std::this_thread::sleep_for(1500ms);  // the daemon's tick drops the spent grant
   std::vector<nlohmann::json> mine;
   for (const auto& rec : records("ioctl"))
@@ -182,46 +174,46 @@ TEST_F(Authorization, AQuorumOfTrustedKeysGetsAScopedSingleUseGrant) {
   auto verify =
       cli("request verify " + path("recorded.req") + " " + path("recorded.a.sig") + " " + path("recorded.b.sig") +
           " --allowed-signers " + path("allowed_signers") + " --group oncall:2:alice@example.org,bob@example.org");
-  EXPECT_EQ(verify.rc, 0) << verify.out;
+  EXPECT_EQ(verify.status, 0) << verify.output;
 
   // The nonce store outlives the daemon: the replay is refused after a restart too.
   stop();
   start();
   r = submit(req, {alice, bob});
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("already used"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("already used"), std::string::npos) << r.output;
 }
 
 TEST_F(Authorization, RequestsForAnotherHostOrGpuAreRefused) {
   auto other_host = request("host", "power.limit", "--host 0123456789abcdef0123456789abcdef");
   auto r = submit(other_host, {sign(other_host, "alice"), sign(other_host, "bob")});
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("host"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("host"), std::string::npos) << r.output;
 
-  auto issued = nlohmann::json::parse(cli("request nonce --json --socket " + socket()).out);
+  auto issued = nlohmann::json::parse(cli("request nonce --json --socket " + socket()).output);
   ASSERT_EQ(cli("request new --gpu 7 --class power.limit --nonce " + issued["nonce"].get<std::string>() + " --host " +
                 issued["host"].get<std::string>() + " --requester a@b --reason x -o " + path("gpu7"))
-                .rc,
+                .status,
             0);
   r = submit(path("gpu7"), {sign(path("gpu7"), "alice"), sign(path("gpu7"), "bob")});
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("no watched GPU"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("no watched GPU"), std::string::npos) << r.output;
 
   auto query = request("query", "query");
   r = submit(query, {sign(query, "alice"), sign(query, "bob")});
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("gated classes only"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("gated classes only"), std::string::npos) << r.output;
 }
 
 TEST_F(Authorization, BreakGlassIsRateLimitedAndLoud) {
   auto first = request("bg1", "power.limit");
   auto r = submit(first, {sign(first, "thermal")});
-  ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["break_glass"], true);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(r.output)["break_glass"], true);
   auto second = request("bg2", "power.limit");
   r = submit(second, {sign(second, "thermal")});
-  EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.out.find("break-glass refused"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.output.find("break-glass refused"), std::string::npos) << r.output;
   auto loud = records("grant.break_glass");
   ASSERT_EQ(loud.size(), 1u);
   EXPECT_EQ(loud[0]["group"], "thermal");
@@ -246,11 +238,11 @@ TEST_F(Authorization, OnlyRootOrTheControlGroupMayUseTheSocket) {
 TEST_F(Authorization, ExecScopesTheGrantToTheCommandsCgroup) {
   auto req = request("exec", "power.off", "--param uses=5");
   auto a = sign(req, "alice"), b = sign(req, "bob");
-  ASSERT_EQ(sh(kBin + "/gpugate-nvclient " + kAlias + " loop 1").rc, 0);  // outside: no grant
+  ASSERT_EQ(run_shell(kBin + "/gpugate-nvclient " + kAlias + " loop 1").status, 0);  // outside: no grant
   auto r = cli("exec --socket " + socket() + " --request " + req + " --sig " + a + " --sig " + b + " -- " + kBin +
                "/gpugate-nvclient " + kAlias + " loop 1");
-  ASSERT_EQ(r.rc, 0) << r.out;
-  ASSERT_EQ(sh(kBin + "/gpugate-nvclient " + kAlias + " loop 1").rc, 0);  // after: revoked
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(run_shell(kBin + "/gpugate-nvclient " + kAlias + " loop 1").status, 0);  // after: revoked
   std::vector<nlohmann::json> calls;
   for (const auto& rec : records("ioctl"))
     if (rec["decoded"]["class"] == "power.off") calls.push_back(rec);
@@ -269,9 +261,9 @@ TEST_F(Authorization, ExecScopesTheGrantToTheCommandsCgroup) {
 TEST_F(Authorization, ASignedParameterValueIsCheckedByTheGate) {
   auto req = request("level", "power.off", "--param newlevel=5 --param uses=3");
   auto r = submit(req, {sign(req, "alice"), sign(req, "bob")});
-  ASSERT_EQ(r.rc, 0) << r.out;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["param_checked"], "newlevel=5");
-  ASSERT_EQ(sh(kBin + "/gpugate-nvclient " + kAlias + " loop 1").rc, 0);  // GPU_SET_POWER newLevel=4
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(nlohmann::json::parse(r.output)["param_checked"], "newlevel=5");
+  ASSERT_EQ(run_shell(kBin + "/gpugate-nvclient " + kAlias + " loop 1").status, 0);  // GPU_SET_POWER newLevel=4
   std::vector<nlohmann::json> calls;
   for (const auto& rec : records("ioctl"))
     if (rec["decoded"]["class"] == "power.off") calls.push_back(rec);

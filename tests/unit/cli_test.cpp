@@ -1,7 +1,9 @@
 // The CLI as a user meets it: clear errors and exit codes for bad input,
 // and no crash on a ledger or status file that is not what it should be.
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
+#include "process.hpp"
 
 #include <array>
 #include <cstdio>
@@ -10,20 +12,10 @@
 
 namespace {
 
-struct Run {
-  int status;
-  std::string out;
-};
+using gpugate::test::CommandResult;
 
-Run run(const std::string& args) {
-  std::string cmd = std::string(GG_BIN_DIR) + "/gpugate " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
+CommandResult run(const std::string& args) {
+  return gpugate::test::run_shell(std::string(GG_BIN_DIR) + "/gpugate " + args);
 }
 
 }  // namespace
@@ -32,29 +24,29 @@ TEST(Cli, DecodeNamesTheCommandClassAndParameters) {
   auto r =
       run("decode --ioctl 0xC020462A --hex 0100d0c10100f0ca120180200000000000100000000000000c00000000000000 "
           "--params-hex 000000000400000000000000");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("NV2080_CTRL_CMD_GPU_SET_POWER (0x20800112)"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("power.off (table)"), std::string::npos);
-  EXPECT_NE(r.out.find("newLevel=0x4"), std::string::npos);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("NV2080_CTRL_CMD_GPU_SET_POWER (0x20800112)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("power.off (table)"), std::string::npos);
+  EXPECT_NE(r.output.find("newLevel=0x4"), std::string::npos);
   auto j = run("decode --json --ioctl 0xC0406400 --device dri --hex " + std::string(128, '0'));
-  ASSERT_EQ(j.status, 0) << j.out;
-  EXPECT_NE(j.out.find("\"command\": \"DRM_IOCTL_VERSION\""), std::string::npos) << j.out;
+  ASSERT_EQ(j.status, 0) << j.output;
+  EXPECT_NE(j.output.find("\"command\": \"DRM_IOCTL_VERSION\""), std::string::npos) << j.output;
 }
 
 TEST(Cli, DecodeRejectsBadInputWithTheFix) {
   auto odd = run("decode --ioctl 0xC020462A --hex abc");
   EXPECT_EQ(odd.status, 2);
-  EXPECT_NE(odd.out.find("--hex"), std::string::npos);
-  EXPECT_NE(odd.out.find("two digits"), std::string::npos);
+  EXPECT_NE(odd.output.find("--hex"), std::string::npos);
+  EXPECT_NE(odd.output.find("two digits"), std::string::npos);
   auto word = run("decode --ioctl 0xC020462AZ --hex 00");
   EXPECT_EQ(word.status, 2);
-  EXPECT_NE(word.out.find("--ioctl"), std::string::npos);
+  EXPECT_NE(word.output.find("--ioctl"), std::string::npos);
   auto dev = run("decode --ioctl 0xC020462A --device tpu --hex 00");
   EXPECT_EQ(dev.status, 2);
-  EXPECT_NE(dev.out.find("unknown node kind"), std::string::npos);
+  EXPECT_NE(dev.output.find("unknown node kind"), std::string::npos);
   auto xfer = run("decode --ioctl 0xC01046D3 --hex 2a000000200000000020000000000000");
   EXPECT_EQ(xfer.status, 0);
-  EXPECT_NE(xfer.out.find("--inner-hex"), std::string::npos) << "the hint names the missing bytes";
+  EXPECT_NE(xfer.output.find("--inner-hex"), std::string::npos) << "the hint names the missing bytes";
 }
 
 TEST(Cli, TailSurvivesAMalformedLedger) {
@@ -63,24 +55,24 @@ TEST(Cli, TailSurvivesAMalformedLedger) {
   std::ofstream(path / "000001.jsonl")
       << "{\"seq\":1,\"type\":\"ioctl\",\"device\":5}\nnot json\n\xff\xfe\n{\"seq\":2,\"type\":\"gap\"}\n";
   auto r = run("tail --ledger " + path.string());
-  EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find(":1: not a gpugate record"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find(":2: not a JSON record"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("#2 gap"), std::string::npos) << r.out;
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find(":1: not a gpugate record"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(":2: not a JSON record"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("#2 gap"), std::string::npos) << r.output;
   auto missing = run("tail --ledger /nonexistent/ledger");
   EXPECT_EQ(missing.status, 2);
-  EXPECT_NE(missing.out.find("/nonexistent/ledger"), std::string::npos);
+  EXPECT_NE(missing.output.find("/nonexistent/ledger"), std::string::npos);
   std::filesystem::remove_all(path);
 }
 
 TEST(Cli, StatusOfAMissingOrForeignFile) {
   auto none = run("status --status-file /nonexistent/status.json");
   EXPECT_EQ(none.status, 3);
-  EXPECT_NE(none.out.find("not running"), std::string::npos) << none.out;
+  EXPECT_NE(none.output.find("not running"), std::string::npos) << none.output;
   auto path = std::filesystem::temp_directory_path() / "gpugate-cli-status.json";
   std::ofstream(path) << R"({"state":"running","pid":"x"})";
   auto bad = run("status --status-file " + path.string());
-  EXPECT_EQ(bad.status, 2) << bad.out;
-  EXPECT_NE(bad.out.find(path.string()), std::string::npos) << bad.out;
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find(path.string()), std::string::npos) << bad.output;
   std::filesystem::remove(path);
 }

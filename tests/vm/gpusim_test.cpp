@@ -40,6 +40,7 @@ namespace {
 
 const std::string kBin = GG_BIN_DIR;
 
+using gpugate::test::run_shell;
 using gpugate::test::slurp;
 using gpugate::test::spawn;
 using gpugate::test::wait_exit;
@@ -233,17 +234,25 @@ struct Collector : gpugate::EventHandler {
   void on_exit(const gg_ioctl_exit&) override {}
 };
 
-// GPU_SET_POWER through /dev/nvidiactl from this process: ioctl's result.
-int set_power(int fd, uint32_t level) {
-  uint32_t params[3] = {0, level, 0};
+// Any RM control through /dev/nvidiactl: ioctl's result or the NV status.
+int rm_control(int fd, uint32_t cmd, void* params, uint32_t size) {
   struct {
     uint32_t client, object, cmd, flags;
     uint64_t params;
     uint32_t size, status;
-  } c{0xc1d00001, 0xcaf00001, 0x20800112, 0, reinterpret_cast<uint64_t>(params), sizeof(params), 0};
+  } c{0xc1d00001, 0xcaf00001, cmd, 0, reinterpret_cast<uint64_t>(params), size, 0};
   int r = ioctl(fd, 0xC020462A, &c);
   return r < 0 ? -errno : static_cast<int>(c.status);
 }
+
+// GPU_SET_POWER {target, newLevel, oldLevel}.
+int set_power(int fd, uint32_t level) {
+  uint32_t params[3] = {0, level, 0};
+  return rm_control(fd, 0x20800112, params, sizeof(params));
+}
+
+// The legacy PMGR power-limit control (root only, class power.limit).
+int set_power_limit(int fd, uint32_t mw) { return rm_control(fd, 0x2080E601, &mw, sizeof(mw)); }
 
 uint64_t boot_ns() {
   timespec ts{};
@@ -321,26 +330,6 @@ TEST(Gate, GrantAllowsExactlyItsScope) {
 
 namespace {
 
-// Every ledger line, in order: PATH is a ledger file, or a directory of
-// segments (*.jsonl, read in name order).
-std::vector<nlohmann::json> ledger_lines(const std::string& path) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> files;
-  if (fs::is_directory(path)) {
-    for (const auto& e : fs::directory_iterator(path))
-      if (e.path().extension() == ".jsonl") files.push_back(e.path());
-    std::sort(files.begin(), files.end());
-  } else {
-    files.push_back(path);
-  }
-  std::vector<nlohmann::json> out;
-  for (const auto& f : files) {
-    std::ifstream in(f);
-    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-  }
-  return out;
-}
-
 // Starts gpugated and waits until its status file says it runs.
 pid_t start_daemon(const TempDir& dir, const std::vector<std::string>& extra, const std::string& out_name) {
   std::string status = dir.path / "status.json";
@@ -392,8 +381,9 @@ TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
   EXPECT_EQ(wait_exit(second), 0) << slurp(dir.path / "second.out");
   EXPECT_EQ(set_power(fd, 5), -EPERM) << "a clean stop leaves the pinned gate in force too";
 
-  auto lines = ledger_lines(dir.path / "ledger");
+  auto lines = gpugate::test::ledger_records(dir.path / "ledger");
   ASSERT_FALSE(lines.empty());
+  ASSERT_EQ(lines.size(), gpugate::test::ledger_lines(dir.path / "ledger").size()) << "every line is a record";
   for (size_t i = 1; i < lines.size(); i++)
     EXPECT_EQ(lines[i]["seq"].get<uint64_t>(), lines[i - 1]["seq"].get<uint64_t>() + 1)
         << "one sequence across daemons";
@@ -425,7 +415,7 @@ TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
   ASSERT_EQ(wait_exit(unload), 0) << slurp(dir.path / "unload.out");
   EXPECT_FALSE(std::filesystem::exists(pin));
   EXPECT_EQ(set_power(fd, 0), 0) << "unloaded: the driver answers again";
-  auto after = ledger_lines(dir.path / "ledger");
+  auto after = gpugate::test::ledger_records(dir.path / "ledger");
   ASSERT_GE(after.size(), 2u);
   EXPECT_EQ(after[after.size() - 2]["type"], "gate.unloaded");
   EXPECT_EQ(after.back()["type"], "checkpoint") << "the unload record is signed at once";
@@ -573,7 +563,7 @@ TEST(Gate, ARuleGatesADrmCommandOnVgemOnly) {
   close(card);
 
   int denied = 0;
-  for (const auto& r : ledger_lines(dir.path / "ledger")) {
+  for (const auto& r : gpugate::test::ledger_records(dir.path / "ledger")) {
     if (r["type"] != "ioctl" || r["process"]["pid"] != getpid()) continue;
     if (r["device"]["path"] == "/dev/dri/card0" && r["decoded"]["command"] == "DRM_IOCTL_MODE_CREATE_DUMB") {
       denied++;
@@ -587,35 +577,15 @@ TEST(Gate, ARuleGatesADrmCommandOnVgemOnly) {
   EXPECT_EQ(denied, 1);
 }
 
-namespace {
-
-// The legacy PMGR power-limit control (root only, class power.limit).
-int set_power_limit(int fd, uint32_t mw) {
-  uint32_t params[1] = {mw};
-  struct {
-    uint32_t client, object, cmd, flags;
-    uint64_t params;
-    uint32_t size, status;
-  } c{0xc1d00001, 0xcaf00001, 0x2080E601, 0, reinterpret_cast<uint64_t>(params), sizeof(params), 0};
-  int r = ioctl(fd, 0xC020462A, &c);
-  return r < 0 ? -errno : static_cast<int>(c.status);
-}
-
-int sh(const std::string& cmd, const std::string& out) {
-  int rc = std::system((cmd + " >" + out + " 2>&1").c_str());
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
-}
-
-}  // namespace
-
 // Signed with stock ssh-keygen, submitted through the control socket: the
 // power-limit change passes exactly as scoped (GPU, class, one use), while
 // its unsigned twin, a second use and another class are denied.
 TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
   TempDir dir;
   auto p = [&](const std::string& n) { return (dir.path / n).string(); };
-  const std::string ns = "gpugate-request@gpugate.dev", log = p("sh.out");
-  ASSERT_EQ(sh("ssh-keygen -q -t ed25519 -N '' -C alice -f " + p("alice"), log), 0) << slurp(log);
+  const std::string ns = "gpugate-request@gpugate.dev";
+  auto step = run_shell("ssh-keygen -q -t ed25519 -N '' -C alice -f " + p("alice"));
+  ASSERT_EQ(step.status, 0) << step.output;
   std::string pub = slurp(p("alice.pub"));
   std::ofstream(p("allowed_signers")) << "alice@example.org namespaces=\"" << ns << "\" "
                                       << pub.substr(0, pub.rfind(' ')) << "\n";
@@ -630,19 +600,19 @@ TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
   EXPECT_EQ(set_power_limit(fd, wanted), -EPERM) << "unsigned";
   EXPECT_EQ(gpu_state()["power_limit_mw"], before);
 
-  ASSERT_EQ(sh(kBin + "/gpugate request nonce --json --socket " + p("ctl.sock"), p("nonce")), 0) << slurp(p("nonce"));
-  auto issued = nlohmann::json::parse(slurp(p("nonce")));
+  step = run_shell(kBin + "/gpugate request nonce --json --socket " + p("ctl.sock"));
+  ASSERT_EQ(step.status, 0) << step.output;
+  auto issued = nlohmann::json::parse(step.output);
   std::string nonce = issued["nonce"], host = issued["host"];
-  ASSERT_EQ(sh(kBin + "/gpugate request new --host " + host + " --gpu 0 --class power.limit --param power_limit_mw=" +
-                   std::to_string(wanted) + " --valid-for 5m --nonce " + nonce +
-                   " --requester alice@example.org --reason 'INC-7 cap' -o " + p("req"),
-               log),
-            0)
-      << slurp(log);
-  ASSERT_EQ(sh("ssh-keygen -Y sign -n " + ns + " -f " + p("alice") + " " + p("req"), log), 0) << slurp(log);
-  ASSERT_EQ(sh(kBin + "/gpugate request submit --socket " + p("ctl.sock") + " " + p("req") + " " + p("req.sig"), log),
-            0)
-      << slurp(log);
+  step = run_shell(kBin + "/gpugate request new --host " + host +
+                   " --gpu 0 --class power.limit --param power_limit_mw=" + std::to_string(wanted) +
+                   " --valid-for 5m --nonce " + nonce + " --requester alice@example.org --reason 'INC-7 cap' -o " +
+                   p("req"));
+  ASSERT_EQ(step.status, 0) << step.output;
+  step = run_shell("ssh-keygen -Y sign -n " + ns + " -f " + p("alice") + " " + p("req"));
+  ASSERT_EQ(step.status, 0) << step.output;
+  step = run_shell(kBin + "/gpugate request submit --socket " + p("ctl.sock") + " " + p("req") + " " + p("req.sig"));
+  ASSERT_EQ(step.status, 0) << step.output;
 
   EXPECT_EQ(set_power(fd, 5), -EPERM) << "the grant is for power.limit, not power.off";
   EXPECT_EQ(set_power_limit(fd, wanted), 0) << "signed: NV_OK from the driver";
@@ -655,7 +625,7 @@ TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
   EXPECT_EQ(wait_exit(daemon), 0) << slurp(p("daemon.out"));
 
   int allowed = 0, denied = 0;
-  for (const auto& r : ledger_lines(p("ledger"))) {
+  for (const auto& r : gpugate::test::ledger_records(p("ledger"))) {
     if (r["type"] != "ioctl" || r["process"]["pid"] != getpid()) continue;
     if (r["verdict"] == "allowed" && !r["grant"].is_null()) allowed++;
     if (r["verdict"] == "denied") denied++;
@@ -663,21 +633,6 @@ TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
   EXPECT_EQ(allowed, 1);
   EXPECT_EQ(denied, 3);
 }
-
-namespace {
-
-// Any RM control through /dev/nvidiactl: ioctl's result or the NV status.
-int rm_control(int fd, uint32_t cmd, void* params, uint32_t size) {
-  struct {
-    uint32_t client, object, cmd, flags;
-    uint64_t params;
-    uint32_t size, status;
-  } c{0xc1d00001, 0xcaf00001, cmd, 0, reinterpret_cast<uint64_t>(params), size, 0};
-  int r = ioctl(fd, 0xC020462A, &c);
-  return r < 0 ? -errno : static_cast<int>(c.status);
-}
-
-}  // namespace
 
 // perf.state and gpu.reset are gated like power and clocks; a grant for one
 // class lets exactly that class through.

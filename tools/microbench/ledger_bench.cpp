@@ -17,6 +17,7 @@
 
 #include "gpugate/log_verify.hpp"
 #include "gpugate/pipeline.hpp"
+#include "sample_ioctl.hpp"
 
 using namespace gpugate;
 namespace fs = std::filesystem;
@@ -25,35 +26,12 @@ namespace {
 
 // One realistic record (the members the pipeline hands the ledger).
 std::string sample_members() {
-  DeviceTable devices;
-  (void)devices.add_alias("/dev/full=nvidia");
-  gg_ioctl_enter enter{};
-  gg_ioctl_exit exit{};
-  uint32_t params[3] = {0, 4, 0};
-  uint8_t arg[32] = {};
-  uint32_t words[] = {0xc1d00001, 0xcaf00001, 0x20800112, 0};
-  std::memcpy(arg, words, sizeof(words));
-  uint64_t ptr = 0x7ffc0000;
-  std::memcpy(arg + 16, &ptr, 8);
-  uint32_t size = 12;
-  std::memcpy(arg + 24, &size, 4);
-  enter.hdr = {GG_EV_IOCTL_ENTER, sizeof(enter), 0, 1, 1000, 4242, 4242};
-  std::strcpy(enter.comm, "bench");
-  std::strcpy(enter.exe_name, "bench");
-  enter.dev = devices.devices()[0].dev;
-  enter.device = devices.devices()[0].info;
-  enter.fd = 3;
-  enter.raw =
-      capture({GG_DEV_NVIDIA_CTL, 0, 0xC020462A, arg, {}, {reinterpret_cast<uint8_t*>(params), sizeof(params)}, 0});
-  enter.dec = decode(enter.raw);
-  exit.hdr = {GG_EV_IOCTL_EXIT, sizeof(exit), 0, 1, 2000, 4242, 4242};
-  exit.enter_seq = 1;
-  exit.ret = -25;
+  bench::SampleIoctl sample;
   auto tmp = fs::temp_directory_path() / ("gg-lbench-sample-" + std::to_string(getpid()));
   auto ledger = LedgerWriter::open(tmp.string());
-  Pipeline p(*ledger, devices,
+  Pipeline p(*ledger, sample.devices,
              HostInfo{"3d1219c7c4c5404aaa1f6d2a48adfda4", "da957893-3427-402b-b84e-2b515973e58f", "h"}, "bpf", nullptr);
-  std::string m = p.build_record(enter, &exit);
+  std::string m = p.build_record(sample.enter, &sample.exit);
   fs::remove_all(tmp);
   return m;
 }

@@ -10,7 +10,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -18,7 +17,9 @@
 #include <CLI/CLI.hpp>
 
 #include "gpugate/control.hpp"
+#include "gpugate/file.hpp"
 #include "gpugate/paths.hpp"
+#include "gpugate/request.hpp"
 
 namespace gpugate::cli {
 namespace {
@@ -29,15 +30,6 @@ constexpr long kCgroup2Magic = 0x63677270;
 int fail(const std::string& what) {
   std::fprintf(stderr, "gpugate: %s\n", what.c_str());
   return 1;
-}
-
-bool read_file(const std::string& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return false;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  out = ss.str();
-  return true;
 }
 
 // The daemon's answer, or the reason there is none; exit 3 when it is not running.
@@ -62,20 +54,21 @@ Answer call(const std::string& socket, const nlohmann::json& request) {
 // {"request": TEXT, "signatures": [...]} from files.
 std::optional<nlohmann::json> submit_body(const std::string& request_file, const std::vector<std::string>& sig_files) {
   nlohmann::json body{{"op", "submit"}};
-  std::string text;
-  if (!read_file(request_file, text)) {
-    std::fprintf(stderr, "gpugate: cannot read the request %s: %s\n", request_file.c_str(), std::strerror(errno));
+  // The same bounds as gpugate request verify: the parser names an oversized request.
+  auto text = read_file(request_file, auth::kMaxRequestBytes + 1);
+  if (!text) {
+    std::fprintf(stderr, "gpugate: the request: %s\n", text.error().message.c_str());
     return std::nullopt;
   }
-  body["request"] = text;
+  body["request"] = *text;
   body["signatures"] = nlohmann::json::array();
   for (const auto& f : sig_files) {
-    std::string sig;
-    if (!read_file(f, sig)) {
-      std::fprintf(stderr, "gpugate: cannot read the signature %s: %s\n", f.c_str(), std::strerror(errno));
+    auto sig = read_file(f, 64 * 1024);
+    if (!sig) {
+      std::fprintf(stderr, "gpugate: a signature: %s\n", sig.error().message.c_str());
       return std::nullopt;
     }
-    body["signatures"].push_back({{"label", f}, {"armored", sig}});
+    body["signatures"].push_back({{"label", f}, {"armored", *sig}});
   }
   return body;
 }

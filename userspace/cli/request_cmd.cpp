@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpugate/authorize.hpp"
+#include "gpugate/file.hpp"
 #include "gpugate/hostinfo.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/request.hpp"
@@ -52,20 +53,6 @@ constexpr const char* kRequestHelp =
 
 int64_t now_unix() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-Result<std::string> read_file(const std::string& path, size_t max_bytes) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
-  std::string text;
-  char buf[4096];
-  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
-    text.append(buf, static_cast<size_t>(in.gcount()));
-    if (text.size() > max_bytes)
-      return make_error(fmt::format("{} is larger than {} bytes; is it the right file?", path, max_bytes));
-  }
-  if (in.bad()) return make_error(fmt::format("cannot read {}", path));
-  return text;
 }
 
 // Writes a new file; never replaces one (a second operator's signature may
@@ -434,7 +421,9 @@ RequestCommands::RequestCommands(CLI::App& app) : state_(std::make_unique<State>
 
   s.new_cmd = s.request->add_subcommand("new", "Write a canonical request text (to stdout, or -o FILE)");
   NewArgs& n = s.new_args;
-  s.new_cmd->add_option("--host", n.host, "Host id the request is for (default: this host's /etc/machine-id)");
+  s.new_cmd->add_option("--host", n.host,
+                        "Host id the request is for (default: this host's, as gpugated knows it: /etc/machine-id, else "
+                        "the one kept in /var/lib/gpugate)");
   s.new_cmd->add_option("--gpu", n.gpu, "GPU UUID (GPU-...), PCI address (0000:3b:00.0) or index")->required();
   s.new_cmd->add_option("--class", n.cls, "Command class, e.g. power.limit, power.off, gpu.reset")->required();
   s.new_cmd->add_option("--param", n.params, "Parameter name=value, e.g. power_limit_mw=250000 (repeatable)");

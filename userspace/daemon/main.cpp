@@ -276,8 +276,7 @@ int run(const Options& o) {
     if (!o.allowed_signers.empty()) signers.allowed_signers = o.allowed_signers;
     if (signers.allowed_signers.empty() && std::filesystem::exists(paths::kAllowedSigners))
       signers.allowed_signers = paths::kAllowedSigners;
-    auto cp = ControlPlane::open(o.control_socket, group, o.state_dir + "/nonces", signers,
-                                 HostInfo::load(o.state_dir).host_id);
+    auto cp = ControlPlane::open(o.control_socket, group, o.state_dir + "/nonces", signers, host.host_id);
     if (!cp) {
       std::fprintf(stderr, "gpugated: %s\n", cp.error().message.c_str());
       pipeline.write_event("daemon.start_failed", {{"error", cp.error().message}, {"version", kVersion}});

@@ -181,7 +181,7 @@ TEST(AllowedSigners, PrincipalsAgreeWithSshKeygenFindPrincipals) {
   auto base = keys.dir() / "find-principals";
   write_text(base.string() + ".as", file);
   write_text(base.string() + ".sig", armored);
-  auto theirs = sh("ssh-keygen -Y find-principals -f " + base.string() + ".as -s " + base.string() + ".sig");
+  auto theirs = run_shell("ssh-keygen -Y find-principals -f " + base.string() + ".as -s " + base.string() + ".sig");
   ASSERT_EQ(theirs.status, 0) << theirs.output;
   auto s = AllowedSigners::parse(file, "as");
   auto found = s->find(parse_sshsig(armored)->key, kSignatureNamespace, k2026);

@@ -19,6 +19,7 @@
 
 #include "gpugate/authorize.hpp"
 #include "gpugate/sshsig.hpp"
+#include "process.hpp"
 #include "tempdir.hpp"
 #include "wire.hpp"
 
@@ -27,28 +28,10 @@ namespace gpugate::test::auth {
 using gpugate::auth::kSignatureNamespace;
 namespace wire = gpugate::auth::wire;
 
-struct CommandResult {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
+using gpugate::test::CommandResult;
+using gpugate::test::run_shell;
 
-// Runs a shell command line (arguments are our own temp paths and fixed words).
-inline CommandResult sh(const std::string& command) {
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  CommandResult r;
-  if (!p) return r;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-  return r;
-}
-
-inline std::string read_text(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using gpugate::test::slurp;
 
 inline void write_text(const std::filesystem::path& p, std::string_view text) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
@@ -94,9 +77,9 @@ class Keys {
     SshKey k;
     k.name = id;
     k.path = dir_.path / id;
-    auto r = sh("ssh-keygen -q -N '' -C " + id + " " + args + " -f " + k.path.string());
+    auto r = run_shell("ssh-keygen -q -N '' -C " + id + " " + args + " -f " + k.path.string());
     if (r.status != 0) throw std::runtime_error("ssh-keygen failed: " + r.output);
-    k.pub_line = read_text(k.path.string() + ".pub");
+    k.pub_line = slurp(k.path.string() + ".pub");
     auto sp1 = k.pub_line.find(' '), sp2 = k.pub_line.find(' ', sp1 + 1);
     k.type_name = k.pub_line.substr(0, sp1);
     k.base64 = k.pub_line.substr(sp1 + 1, sp2 - sp1 - 1);
@@ -113,10 +96,10 @@ class Keys {
                    const std::string& extra = "") {
     auto msg = dir_.path / ("msg-" + std::to_string(counter_++));
     write_text(msg, message);
-    auto r = sh("ssh-keygen -Y sign -q -n " + std::string(ns) + " -f " + k.path.string() + " " + extra + " < " +
-                msg.string() + " > " + msg.string() + ".sig");
+    auto r = run_shell("ssh-keygen -Y sign -q -n " + std::string(ns) + " -f " + k.path.string() + " " + extra + " < " +
+                       msg.string() + " > " + msg.string() + ".sig");
     if (r.status != 0) throw std::runtime_error("ssh-keygen -Y sign failed: " + r.output);
-    return read_text(msg.string() + ".sig");
+    return slurp(msg.string() + ".sig");
   }
 
   // ssh-keygen -Y verify: true when it says Good.
@@ -127,8 +110,8 @@ class Keys {
     write_text(base.string() + ".allowed", allowed_signers);
     write_text(base.string() + ".msg", message);
     write_text(base.string() + ".sig", armored);
-    return sh("ssh-keygen -Y verify -f " + base.string() + ".allowed -I '" + principal + "' -n " + std::string(ns) +
-              " -s " + base.string() + ".sig " + extra + " < " + base.string() + ".msg");
+    return run_shell("ssh-keygen -Y verify -f " + base.string() + ".allowed -I '" + principal + "' -n " +
+                     std::string(ns) + " -s " + base.string() + ".sig " + extra + " < " + base.string() + ".msg");
   }
 
  private:

@@ -10,8 +10,8 @@
 #include "tempdir.hpp"
 
 using namespace gpugate::auth;
+using gpugate::test::slurp;
 using gpugate::test::TempDir;
-using gpugate::test::auth::read_text;
 using gpugate::test::auth::write_text;
 
 namespace {
@@ -113,13 +113,13 @@ TEST(NonceStore, TornLastRecordIsCutAndReported) {
     auto store = NonceStore::open(path, kT0);
     n = store->issue(kT0)->nonce;
   }
-  std::string text = read_text(path);
+  std::string text = slurp(path);
   write_text(path, text + "used " + n.substr(0, 10));  // crash in the middle of an append
   auto store = NonceStore::open(path, kT0 + 1);
   ASSERT_TRUE(store) << store.error().message;
   ASSERT_EQ(store->notes().size(), 1u);
   EXPECT_NE(store->notes()[0].find("dropped a torn last record (15 bytes"), std::string::npos) << store->notes()[0];
-  EXPECT_EQ(read_text(path), text);
+  EXPECT_EQ(slurp(path), text);
   EXPECT_TRUE(store->consume(n, kT0 + 2));
 }
 
@@ -132,12 +132,12 @@ TEST(NonceStore, ACompleteLastRecordWithoutItsNewlineIsKept) {
     n = store->issue(kT0)->nonce;
     ASSERT_TRUE(store->consume(n, kT0 + 1));
   }
-  std::string text = read_text(path);
+  std::string text = slurp(path);
   write_text(path, text.substr(0, text.size() - 1));  // the newline of "used ..." is lost
   auto store = NonceStore::open(path, kT0 + 2);
   ASSERT_TRUE(store) << store.error().message;
   EXPECT_EQ(store->state(n, kT0 + 2), NonceStore::State::kUsed) << "a used nonce must stay used";
-  EXPECT_EQ(read_text(path), text) << "the newline is restored";
+  EXPECT_EQ(slurp(path), text) << "the newline is restored";
   ASSERT_EQ(store->notes().size(), 1u);
   EXPECT_NE(store->notes()[0].find("completed a last record"), std::string::npos);
 
@@ -146,7 +146,7 @@ TEST(NonceStore, ACompleteLastRecordWithoutItsNewlineIsKept) {
   write_text(fresh, "gpugate-no");
   auto created = NonceStore::open(fresh, kT0);
   ASSERT_TRUE(created) << created.error().message;
-  EXPECT_EQ(read_text(fresh), "gpugate-nonces v1\n");
+  EXPECT_EQ(slurp(fresh), "gpugate-nonces v1\n");
   // Not a prefix of any record: damage, not a torn write.
   std::string damaged = (dir.path / "damaged").string();
   write_text(damaged, "gpugate-nonces v1\nused " + n + " 2Z");

@@ -5,12 +5,14 @@
 #include <nlohmann/json.hpp>
 
 #include "auth_fixture.hpp"
+#include "gpugate/hostinfo.hpp"
+#include "gpugate/paths.hpp"
 
 using namespace gpugate::test::auth;
 
 namespace {
 
-CommandResult gpugate_cli(const std::string& args) { return sh(std::string(GG_BIN_DIR) + "/gpugate " + args); }
+CommandResult gpugate_cli(const std::string& args) { return run_shell(std::string(GG_BIN_DIR) + "/gpugate " + args); }
 
 void expect_has(const std::string& text, std::string_view want) {
   EXPECT_NE(text.find(want), std::string::npos) << "output: " << text << "\nwanted: " << want;
@@ -45,7 +47,7 @@ TEST(RequestCli, NewWritesTheCanonicalText) {
   auto out = dir.path / "req.txt";
   auto r = gpugate_cli(std::string(kNewArgs) + " --param a_first=1 -o " + out.string());
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_EQ(read_text(out),
+  EXPECT_EQ(slurp(out),
             "gpugate-request v1\nhost: 3d1219c7c4c5404aaa1f6d2a48adfda4\ngpu: 0000:3b:00.0\nclass: power.limit\n"
             "param: a_first=1\nparam: power_limit_mw=250000\nnot-before: 2026-11-28T09:40:00Z\n"
             "not-after: 2026-11-28T09:50:00Z\nnonce: 0123456789abcdef0123456789abcdef\n"
@@ -74,14 +76,16 @@ TEST(RequestCli, NewWritesTheCanonicalText) {
   expect_has(twice.output, "--param power_limit_mw is given twice");
 }
 
+// The host id gpugated uses: /etc/machine-id, or the one it keeps in its
+// state directory where there is none (the guests).
 TEST(RequestCli, DefaultHostIsThisMachine) {
-  std::string machine_id = read_text("/etc/machine-id");
-  if (machine_id.empty()) GTEST_SKIP() << "no /etc/machine-id here";
+  std::string host_id = gpugate::HostInfo::load(gpugate::paths::kStateDir).host_id;
+  ASSERT_FALSE(host_id.empty());
   std::string args = kNewArgs;
   args.replace(args.find("--host 3d1219c7c4c5404aaa1f6d2a48adfda4 "), 40, "");
   auto r = gpugate_cli(args);
   ASSERT_EQ(r.status, 0) << r.output;
-  expect_has(r.output, "host: " + machine_id);
+  expect_has(r.output, "host: " + host_id);
 }
 
 TEST(RequestCli, SignThenVerifyAsAnInvestigator) {
@@ -103,8 +107,8 @@ TEST(RequestCli, SignThenVerifyAsAnInvestigator) {
   expect_has(clash.output, "exists (another signer's signature?)");
   ASSERT_EQ(gpugate_cli("request sign " + req + " -f " + bob.path.string() + " -o " + req + ".bob.sig").status, 0);
   // Stock ssh-keygen agrees.
-  auto stock = sh("ssh-keygen -Y verify -f " + allowed + " -I alice@example.org -n gpugate-request@gpugate.dev -s " +
-                  req + ".sig < " + req);
+  auto stock = run_shell("ssh-keygen -Y verify -f " + allowed +
+                         " -I alice@example.org -n gpugate-request@gpugate.dev -s " + req + ".sig < " + req);
   EXPECT_EQ(stock.status, 0) << stock.output;
 
   std::string common = " --allowed-signers " + allowed + " --at 2026-11-28T09:45:00Z";
@@ -149,7 +153,7 @@ TEST(RequestCli, SignThenVerifyAsAnInvestigator) {
   EXPECT_EQ(j["request_sha256"].get<std::string>().size(), 64u);
 
   // Changed after signing: every signature fails.
-  write_text(req, read_text(req) + "x");
+  write_text(req, slurp(req) + "x");
   auto changed = gpugate_cli("request verify " + req + " " + req + ".sig" + common);
   EXPECT_EQ(changed.status, 1);
   expect_has(changed.output, "does not match the signed bytes");
@@ -172,15 +176,15 @@ TEST(RequestCli, SignRefusesAMalformedRequestAndWorksThroughTheAgent) {
 
   std::filesystem::remove(req);
   ASSERT_EQ(gpugate_cli(std::string(kNewArgs) + " -o " + req).status, 0);
-  auto no_agent = sh("env -u SSH_AUTH_SOCK " + std::string(GG_BIN_DIR) + "/gpugate request sign " + req + " -f " +
-                     alice.path.string() + ".pub");
+  auto no_agent = run_shell("env -u SSH_AUTH_SOCK " + std::string(GG_BIN_DIR) + "/gpugate request sign " + req +
+                            " -f " + alice.path.string() + ".pub");
   EXPECT_EQ(no_agent.status, 2);
   expect_has(no_agent.output, "SSH_AUTH_SOCK is not set");
   // ssh-agent runs the command with the agent's environment and exits with it.
-  auto agent = sh("ssh-agent sh -c 'ssh-add -q " + alice.path.string() + " && " + GG_BIN_DIR +
-                  "/gpugate request sign " + req + " -f " + alice.path.string() + ".pub'");
+  auto agent = run_shell("ssh-agent sh -c 'ssh-add -q " + alice.path.string() + " && " + GG_BIN_DIR +
+                         "/gpugate request sign " + req + " -f " + alice.path.string() + ".pub'");
   ASSERT_EQ(agent.status, 0) << agent.output;
-  auto sig = gpugate::auth::parse_sshsig(read_text(req + ".sig"));
+  auto sig = gpugate::auth::parse_sshsig(slurp(req + ".sig"));
   ASSERT_TRUE(sig);
   EXPECT_EQ(sig->key, alice.key);
 }

@@ -40,7 +40,7 @@ TEST_P(SshsigInterop, VerifiesSshKeygenSignaturesAndAgreesWithSshKeygen) {
   const SshKey& k = keys.key(GetParam().spec);
   std::string allowed = k.allowed_line("op@example.org");
   // The fingerprint is the one ssh-keygen -l prints.
-  auto fp = sh("ssh-keygen -l -f " + k.path.string() + ".pub");
+  auto fp = run_shell("ssh-keygen -l -f " + k.path.string() + ".pub");
   EXPECT_NE(fp.output.find(k.key.fingerprint()), std::string::npos) << fp.output << " vs " << k.key.fingerprint();
 
   for (std::string hash : {"sha512", "sha256"}) {

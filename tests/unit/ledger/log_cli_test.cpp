@@ -2,7 +2,9 @@
 // written by the real pipeline (simulation engine), exit codes, and errors
 // that name the file and the fix.
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
+#include "process.hpp"
 
 #include <array>
 #include <cstdio>
@@ -21,26 +23,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int status;
-  std::string out;
-};
+using gpugate::test::CommandResult;
 
-Run run(const std::string& args) {
-  std::string cmd = std::string(GG_BIN_DIR) + "/gpugate " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
+CommandResult run(const std::string& args) {
+  return gpugate::test::run_shell(std::string(GG_BIN_DIR) + "/gpugate " + args);
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
+using gpugate::test::slurp;
 
 const char* kScript =
     R"({"device":"/dev/full","ioctl":"0xc020462a","arg":"0100d0c10100f0ca120180200000000000100000000000000c00000000000000","params":"000000000400000000000000","ret":0,"nv_status":0,"pid":77,"comm":"attacker"}
@@ -87,33 +76,33 @@ class LogCli : public ::testing::Test {
 
 TEST_F(LogCli, VerifyExitCodes) {
   auto ok = run("log verify " + ledger.string() + " --key " + pub());
-  EXPECT_EQ(ok.status, 0) << ok.out;
-  EXPECT_NE(ok.out.find("result       OK"), std::string::npos) << ok.out;
+  EXPECT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("result       OK"), std::string::npos) << ok.output;
   auto j = run("log verify --json " + ledger.string() + " --checkpoint " + (dir.path / "first.checkpoint").string());
-  EXPECT_EQ(j.status, 0) << j.out;
-  auto report = nlohmann::json::parse(j.out);
+  EXPECT_EQ(j.status, 0) << j.output;
+  auto report = nlohmann::json::parse(j.output);
   EXPECT_EQ(report["result"], "ok");
   EXPECT_EQ(report["checkpoints"], 2);
   // Another key: the signatures are not the host's.
   auto other = tlog::LogKey::load_or_create((dir.path / "other").string(), "gpugate/testhost");
   auto wrong = run("log verify " + ledger.string() + " --key " + (dir.path / "other" / "log-key.pub").string());
-  EXPECT_EQ(wrong.status, 1) << wrong.out;
-  EXPECT_NE(wrong.out.find("not by a trusted key"), std::string::npos) << wrong.out;
+  EXPECT_EQ(wrong.status, 1) << wrong.output;
+  EXPECT_NE(wrong.output.find("not by a trusted key"), std::string::npos) << wrong.output;
   // Bad input: exit 2 and the file named.
   auto none = run("log verify " + (dir.path / "none").string());
   EXPECT_EQ(none.status, 2);
-  EXPECT_NE(none.out.find("none"), std::string::npos);
+  EXPECT_NE(none.output.find("none"), std::string::npos);
   auto badkey = run("log verify " + ledger.string() + " --key " + (ledger / "000001.jsonl").string());
   EXPECT_EQ(badkey.status, 2);
-  EXPECT_NE(badkey.out.find("000001.jsonl"), std::string::npos) << badkey.out;
+  EXPECT_NE(badkey.output.find("000001.jsonl"), std::string::npos) << badkey.output;
   // A changed byte: exit 1 at the place.
   auto seg = ledger / "000001.jsonl";
   std::string text = slurp(seg);
   text.replace(text.find("\"attacker\""), 10, "\"innocent\"");
   std::ofstream(seg, std::ios::trunc) << text;
   auto bad = run("log verify " + ledger.string() + " --key " + pub());
-  EXPECT_EQ(bad.status, 1) << bad.out;
-  EXPECT_NE(bad.out.find("FAILED at 000001.jsonl:2 (seq 1)"), std::string::npos) << bad.out;
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_NE(bad.output.find("FAILED at 000001.jsonl:2 (seq 1)"), std::string::npos) << bad.output;
 }
 
 TEST_F(LogCli, UnsignedLedgerExits3) {
@@ -121,68 +110,68 @@ TEST_F(LogCli, UnsignedLedgerExits3) {
   ASSERT_TRUE(w.ok());
   ASSERT_TRUE(w->append({{"type", "x"}}).ok());
   auto r = run("log verify " + (dir.path / "plain").string());
-  EXPECT_EQ(r.status, 3) << r.out;
+  EXPECT_EQ(r.status, 3) << r.output;
 }
 
 TEST_F(LogCli, ProofVerifiesOfflineWithTheRecordLineAndTheKey) {
   auto proof = (dir.path / "p").string(), line = (dir.path / "r").string();
   auto r = run("log proof 2 " + ledger.string() + " -o " + proof + " --record-out " + line);
-  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(slurp(proof).substr(0, 31), "c2sp.org/tlog-proof@v1\nindex 2\n");
   auto v = run("log verify-proof " + proof + " --record " + line + " --key " + pub());
-  EXPECT_EQ(v.status, 0) << v.out;
+  EXPECT_EQ(v.status, 0) << v.output;
   auto nokey = run("log verify-proof " + proof + " --record " + line);
-  EXPECT_EQ(nokey.status, 3) << nokey.out;
+  EXPECT_EQ(nokey.status, 3) << nokey.output;
   std::string rec = slurp(line);
   rec[rec.size() / 2] ^= 1;
   std::ofstream(line, std::ios::trunc) << rec;
   auto bad = run("log verify-proof " + proof + " --record " + line + " --key " + pub());
-  EXPECT_EQ(bad.status, 1) << bad.out;
+  EXPECT_EQ(bad.status, 1) << bad.output;
   auto future = run("log proof 999 " + ledger.string());
   EXPECT_EQ(future.status, 2);
-  EXPECT_NE(future.out.find("not covered"), std::string::npos) << future.out;
+  EXPECT_NE(future.output.find("not covered"), std::string::npos) << future.output;
 }
 
 TEST_F(LogCli, CheckpointAndWitnessBody) {
   auto c = run("log checkpoint " + ledger.string());
-  ASSERT_EQ(c.status, 0) << c.out;
-  EXPECT_EQ(c.out, slurp(ledger / "checkpoint"));
+  ASSERT_EQ(c.status, 0) << c.output;
+  EXPECT_EQ(c.output, slurp(ledger / "checkpoint"));
   auto w = run("log checkpoint " + ledger.string() + " --from " + (dir.path / "first.checkpoint").string());
-  ASSERT_EQ(w.status, 0) << w.out;
-  EXPECT_EQ(w.out.substr(0, 4), "old ");
-  EXPECT_NE(w.out.find("\n\n" + c.out.substr(0, c.out.find('\n'))), std::string::npos) << w.out;
+  ASSERT_EQ(w.status, 0) << w.output;
+  EXPECT_EQ(w.output.substr(0, 4), "old ");
+  EXPECT_NE(w.output.find("\n\n" + c.output.substr(0, c.output.find('\n'))), std::string::npos) << w.output;
 }
 
 TEST_F(LogCli, ShowStatsAndFilters) {
   auto all = run("log show " + ledger.string() + " --json");
-  ASSERT_EQ(all.status, 0) << all.out;
-  EXPECT_EQ(all.out, test::ledger_text(ledger)) << "--json prints the lines byte for byte";
+  ASSERT_EQ(all.status, 0) << all.output;
+  EXPECT_EQ(all.output, test::ledger_text(ledger)) << "--json prints the lines byte for byte";
   auto off = run("log show " + ledger.string() + " --class power.off --verdict would-deny");
-  EXPECT_EQ(off.status, 0) << off.out;
-  EXPECT_NE(off.out.find("NV2080_CTRL_CMD_GPU_SET_POWER"), std::string::npos) << off.out;
-  EXPECT_EQ(off.out.find("PERF_BOOST"), std::string::npos) << off.out;
+  EXPECT_EQ(off.status, 0) << off.output;
+  EXPECT_NE(off.output.find("NV2080_CTRL_CMD_GPU_SET_POWER"), std::string::npos) << off.output;
+  EXPECT_EQ(off.output.find("PERF_BOOST"), std::string::npos) << off.output;
   auto proc = run("log show " + ledger.string() + " --json --process attacker --seq 0..5");
-  EXPECT_EQ(std::count(proc.out.begin(), proc.out.end(), '\n'), 1) << proc.out;
+  EXPECT_EQ(std::count(proc.output.begin(), proc.output.end(), '\n'), 1) << proc.output;
   auto since = run("log show " + ledger.string() + " --json --since 1h --type checkpoint");
-  EXPECT_EQ(std::count(since.out.begin(), since.out.end(), '\n'), 2) << since.out;
+  EXPECT_EQ(std::count(since.output.begin(), since.output.end(), '\n'), 2) << since.output;
   auto badtime = run("log show " + ledger.string() + " --since yesterday");
   EXPECT_EQ(badtime.status, 2);
-  EXPECT_NE(badtime.out.find("RFC 3339"), std::string::npos);
+  EXPECT_NE(badtime.output.find("RFC 3339"), std::string::npos);
   auto s = run("log stats --json " + ledger.string());
-  ASSERT_EQ(s.status, 0) << s.out;
-  auto j = nlohmann::json::parse(s.out);
+  ASSERT_EQ(s.status, 0) << s.output;
+  auto j = nlohmann::json::parse(s.output);
   EXPECT_EQ(j["by_class"]["power.off"], 2);
   EXPECT_EQ(j["by_verdict"]["would-deny"], 4);
   EXPECT_EQ(j["gaps"]["daemon_down"].size(), 1u);
   auto t = run("log stats " + ledger.string());
-  EXPECT_NE(t.out.find("ioctls by class"), std::string::npos);
+  EXPECT_NE(t.output.find("ioctls by class"), std::string::npos);
 }
 
 TEST_F(LogCli, ExportsCarryAManifest) {
   for (const char* fmt : {"ecs", "csv", "timesketch"}) {
     auto out = dir.path / (std::string("export.") + fmt);
     auto r = run(std::string("log export ") + ledger.string() + " --format " + fmt + " -o " + out.string());
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.status, 0) << r.output;
     merkle::Hasher h;
     std::string sum = merkle::to_hex(h.sha256(slurp(out)));
     EXPECT_EQ(slurp(out.string() + ".sha256"), sum + "  " + out.filename().string() + "\n");
@@ -209,19 +198,19 @@ TEST_F(LogCli, ReplayUnderAnotherPolicy) {
   std::ofstream(dir.path / "p.toml") << "version = 1\nmode = \"enforce\"\n[classes]\nquery = \"deny\"\n"
                                         "\"power.off\" = \"allow\"\n";
   auto r = run("log replay --json " + ledger.string() + " --policy " + (dir.path / "p.toml").string());
-  ASSERT_EQ(r.status, 0) << r.out;
-  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(r.status, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output);
   EXPECT_EQ(j["ioctl_records"], 6);
   EXPECT_EQ(j["changed"], 6);
   bool saw = false;
   for (const auto& t : j["transitions"])
     if (t["from"] == "would-deny" && t["to"] == "allowed") saw = t["count"] == 2;
-  EXPECT_TRUE(saw) << r.out;
+  EXPECT_TRUE(saw) << r.output;
   auto text = run("log replay " + ledger.string() + " --policy " + (dir.path / "p.toml").string());
-  EXPECT_NE(text.out.find("what would change"), std::string::npos) << text.out;
+  EXPECT_NE(text.output.find("what would change"), std::string::npos) << text.output;
   auto same =
       run("log replay --json " + ledger.string() + " --policy " + std::string(GG_SOURCE_DIR) + "/policy/default.toml");
-  ASSERT_EQ(same.status, 0) << same.out;
+  ASSERT_EQ(same.status, 0) << same.output;
   auto missing = run("log replay " + ledger.string() + " --policy /nonexistent.toml");
   EXPECT_EQ(missing.status, 2);
 }
