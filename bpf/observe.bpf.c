@@ -112,17 +112,25 @@ static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now,
 	return id;
 }
 
-/* A grant scoped to the caller's cgroup first, then one for any process. */
+/* A grant scoped to the caller's cgroup first, then its uid, then any process. */
 static __always_inline __u32 gg_take_grant(__u32 dev, const struct gg_decoded *dec)
 {
-	struct gg_grant_key key = {
-		.dev = dev, .cls = dec->cls, .cgroup_id = bpf_get_current_cgroup_id()};
+	struct gg_grant_key key = {.dev = dev,
+				   .cls = dec->cls,
+				   .scope = GG_SCOPE_CGROUP,
+				   .scope_id = bpf_get_current_cgroup_id()};
 	__u64 now = bpf_ktime_get_boot_ns();
 	__u32 id = gg_use_grant(&key, now, dec);
 
 	if (id)
 		return id;
-	key.cgroup_id = 0;
+	key.scope = GG_SCOPE_UID;
+	key.scope_id = (__u32)bpf_get_current_uid_gid();
+	id = gg_use_grant(&key, now, dec);
+	if (id)
+		return id;
+	key.scope = GG_SCOPE_ANY;
+	key.scope_id = 0;
 	return gg_use_grant(&key, now, dec);
 }
 

@@ -153,7 +153,9 @@ struct ControlCommands::State {
           "%-4u %-12s uses left %-4lld until %lld%s  %s\n", g["id"].get<unsigned>(),
           g["class"].get<std::string>().c_str(), static_cast<long long>(g["uses_left"].get<int64_t>()),
           static_cast<long long>(g["not_after"].get<int64_t>()),
-          g["cgroup_id"].get<uint64_t>() ? fmt::format(" cgroup {}", g["cgroup_id"].get<uint64_t>()).c_str() : "",
+          g.value("scope", std::string("any")) == "any"
+              ? ""
+              : fmt::format(" {} {}", g.value("scope", std::string()), g.value("scope_id", uint64_t{0})).c_str(),
           g["devices"].dump().c_str());
     return 0;
   }

@@ -28,7 +28,10 @@ nlohmann::ordered_json grant_json(const Grant& g, const DeviceTable& devices) {
           {"uses_left", g.uses},
           {"not_before", static_cast<int64_t>(g.not_before_ns / 1'000'000'000) + offset_s},
           {"not_after", static_cast<int64_t>(g.not_after_ns / 1'000'000'000) + offset_s},
-          {"cgroup_id", g.cgroup_id}};
+          {"scope", g.scope == GG_SCOPE_CGROUP ? "cgroup"
+                    : g.scope == GG_SCOPE_UID  ? "uid"
+                                               : "any"},
+          {"scope_id", g.scope_id}};
 }
 
 }  // namespace

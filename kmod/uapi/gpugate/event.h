@@ -129,17 +129,29 @@ struct gg_ioctl_exit {
 GG_ABI_ASSERT(sizeof(struct gg_ioctl_exit) == 56, "gg_ioctl_exit layout");
 
 /*
+ * Which processes a grant is for: part of the signed request, never chosen
+ * by whoever submits it.
+ */
+enum gg_scope {
+	GG_SCOPE_ANY = 0,    /* any process (scope_id 0) */
+	GG_SCOPE_CGROUP = 1, /* callers in this cgroup v2 (a systemd unit, gpugate exec) */
+	GG_SCOPE_UID = 2,    /* callers with this uid */
+	GG_SCOPE_COUNT
+};
+
+/*
  * A grant: permission for one class of gated command on one device node,
- * for a window of time and a number of uses, for any process (cgroup_id 0)
- * or only those in one cgroup (gpugate exec). Created by the daemon only
- * from a verified signed request; the kernel consumes uses. One grant may
- * cover several nodes (an NVIDIA GPU and its control node): they share the
- * uses, kept once per grant id in the grant_uses map.
+ * for a window of time and a number of uses, for the processes of its
+ * scope. Created by the daemon only from a verified signed request; the
+ * kernel consumes uses. One grant may cover several nodes (an NVIDIA GPU
+ * and its control node): they share the uses, kept once per grant id in
+ * the grant_uses map.
  */
 struct gg_grant_key {
-	__u32 dev;	 /* kernel dev_t of the node the command goes through */
-	__u32 cls;	 /* enum gg_class */
-	__u64 cgroup_id; /* cgroup v2 id the caller must be in; 0: any */
+	__u32 dev;	/* kernel dev_t of the node the command goes through */
+	__u16 cls;	/* enum gg_class */
+	__u16 scope;	/* enum gg_scope */
+	__u64 scope_id; /* cgroup v2 id or uid the caller must have; 0 for GG_SCOPE_ANY */
 };
 GG_ABI_ASSERT(sizeof(struct gg_grant_key) == 16, "gg_grant_key layout");
 

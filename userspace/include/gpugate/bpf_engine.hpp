@@ -16,13 +16,14 @@ namespace gpugate {
 // A grant as the daemon hands it to the kernel (gg_grant in event.h). The
 // only user-facing way to create one is a verified signed request.
 struct Grant {
-  std::vector<uint32_t> devs;  // kernel dev_t of every node it covers (they share the uses)
-  unsigned cls = 0;            // enum gg_class
-  uint64_t not_before_ns = 0;  // CLOCK_BOOTTIME
-  uint64_t not_after_ns = 0;   // CLOCK_BOOTTIME
-  int64_t uses = 1;            // at install; grants() reports what is left
-  uint64_t cgroup_id = 0;      // only callers in this cgroup v2 (gpugate exec); 0: any
-  uint32_t id = 0;             // assigned by install_grant
+  std::vector<uint32_t> devs;     // kernel dev_t of every node it covers (they share the uses)
+  unsigned cls = 0;               // enum gg_class
+  uint64_t not_before_ns = 0;     // CLOCK_BOOTTIME
+  uint64_t not_after_ns = 0;      // CLOCK_BOOTTIME
+  int64_t uses = 1;               // at install; grants() reports what is left
+  unsigned scope = GG_SCOPE_ANY;  // enum gg_scope: which callers may use it (signed in the request)
+  uint64_t scope_id = 0;          // the cgroup v2 id (GG_SCOPE_CGROUP) or uid (GG_SCOPE_UID)
+  uint32_t id = 0;                // assigned by install_grant
   // A parameter the command must carry: key parameter key_index of layout
   // pkind (pkinds.def) equal to key_value. pkind 0: none checked.
   unsigned pkind = 0;

@@ -162,7 +162,8 @@ Result<AcceptedRequest> GrantService::check(std::string_view request_text,
   out.grant.not_before_ns = to_boot(req->not_before);
   out.grant.not_after_ns = to_boot(req->not_after);
   out.grant.uses = uses;
-  out.grant.cgroup_id = cgroup_id;
+  out.grant.scope = cgroup_id ? GG_SCOPE_CGROUP : GG_SCOPE_ANY;
+  out.grant.scope_id = cgroup_id;
   for (const auto* d : *nodes) {
     out.grant.devs.push_back(d->dev);
     out.device_paths.push_back(d->path);

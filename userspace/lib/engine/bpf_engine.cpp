@@ -413,6 +413,8 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
   if (grant.uses <= 0 || grant.not_after_ns <= grant.not_before_ns)
     return make_error("grant: needs at least one use and a window that ends after it starts");
   if (grant.key_index > 3 || grant.pkind > 255) return make_error("grant: a key parameter is 0 to 3 of a pkind");
+  if (grant.scope >= GG_SCOPE_COUNT || (grant.scope == GG_SCOPE_ANY) != (grant.scope_id == 0))
+    return make_error("grant: a scope is any process (no id), a cgroup id or a uid");
   grant.id = skel_->bss->next_grant_id++;
   if (grant.id == 0) grant.id = skel_->bss->next_grant_id++;
   // Uses first: a node key without them allows nothing.
@@ -426,7 +428,7 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
                  {0, 0},
                  grant.key_value};
   for (uint32_t dev : grant.devs) {
-    gg_grant_key key{dev, grant.cls, grant.cgroup_id};
+    gg_grant_key key{dev, static_cast<uint16_t>(grant.cls), static_cast<uint16_t>(grant.scope), grant.scope_id};
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0) {
       int err = errno;
       (void)revoke_grant(grant.id);
@@ -481,7 +483,8 @@ Result<std::vector<Grant>> BpfEngine::grants() const {
                    g.not_before_ns,
                    g.not_after_ns,
                    uses,
-                   key.cgroup_id,
+                   key.scope,
+                   key.scope_id,
                    g.id,
                    g.pkind,
                    g.key_index,
