@@ -2,6 +2,8 @@
 // ids and names, every class reachable, classes valid.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <regex>
 #include <set>
 #include <string>
 
@@ -91,4 +93,150 @@ TEST(Tables, ClassNamesRoundTrip) {
   EXPECT_FALSE(class_from_name("power.of"));
   EXPECT_TRUE(class_gated_by_default(GG_CLASS_POWER_OFF));
   EXPECT_FALSE(class_gated_by_default(GG_CLASS_QUERY));
+}
+
+// What an RM control name says it does lives after NVIDIA's "<class>_CTRL_" or
+// "<class>_CTRL_CMD_" prefix; keeping the prefix would make CTRL a verb in
+// every name.
+static std::string command_words(std::string_view name) {
+  static const std::regex prefix("^.*?_CTRL_(CMD_)?");
+  return std::regex_replace(std::string(name), prefix, "", std::regex_constants::format_first_only);
+}
+
+// A verb that changes state and a power, clock, performance or thermal noun,
+// in either order, each a whole '_'-separated word: SETUP is not SET, CLOCK is
+// not LOCK, PERFMON is not PERF. Verb and noun must be two words, so BOOST
+// (both) alone does not match SYNC_GPU_BOOST_INFO, while PERF_BOOST and
+// DISABLE_DYNAMIC_MMA_BOOST do. GPS and PFM are the notebook power controllers;
+// ELPG, ELCG, BLCG, SLCG and MSCG are power and clock gating.
+static const std::regex& danger_pattern() {
+  static const std::string verb =
+      "(SET|LOCK|BOOST|GATE|GATING|RESET|STRESS|FORCE|OVERRIDE|DISABLE|ENABLE|EXECUTE|ALLOW|DISALLOW|THROTTLE|"
+      "LIMIT|CTRL|CONTROL|REQUEST|CONFIG|CONFIGURE|SWITCH|UPDATE|APPLY|WRITE|MODIFY|CHANGE|PROGRAM|TOGGLE)";
+  static const std::string noun =
+      "(POWER|POWERSTATE|PWR|PMGR|CLK|CLKS|CLOCK|CLOCKS|PERF|PSTATE|THERMAL|VOLT|VOLTAGE|FAN|GC6|GCOFF|LPWR|"
+      "BOOST|TDP|TGP|ELPG|ELCG|BLCG|SLCG|MSCG|GPS|PFM)";
+  static const std::regex pattern("(^|_)" + verb + "_(.*_)?" + noun + "(_|$)|(^|_)" + noun + "_(.*_)?" + verb +
+                                  "(_|$)");
+  return pattern;
+}
+
+// Names that only read: a GET or QUERY word and no word that changes state
+// (BOOST, CONTROL, CONFIG, LIMIT are nouns in GET names: GET_DYNAMIC_MMA_BOOST_STATUS).
+static bool reads_only_by_name(const std::string& words) {
+  static const std::regex read("(^|_)(GET|QUERY)(_|$)");
+  static const std::regex write(
+      "(^|_)(SET|LOCK|GATE|RESET|STRESS|FORCE|OVERRIDE|DISABLE|ENABLE|EXECUTE|ALLOW|DISALLOW|THROTTLE|CONFIGURE|"
+      "UPDATE|APPLY|WRITE|MODIFY|CHANGE|PROGRAM|TOGGLE|CLEAR|INJECT)(_|$)");
+  return std::regex_search(words, read) && !std::regex_search(words, write);
+}
+
+static bool reachable_from_user_space(const gg_nv_ctrl_entry& e) {
+  // KERNEL and INTERNAL controls are refused by the driver to ioctl callers.
+  return e.priv == GG_PRIV_NONE || e.priv == GG_PRIV_ROOT;
+}
+
+// Controls whose names match the danger pattern but whose class is not gated, each
+// with the reason. Keep this short: a new entry needs a reason a reviewer accepts.
+static const std::map<uint32_t, std::string_view>& ungated_despite_name() {
+  static const std::map<uint32_t, std::string_view> allow = {
+      {0x20800513, "THERMAL_SYSTEM_EXECUTE_V2: public opcodes are GET-only; NVML reads temperatures with it"},
+      {0x2080206E, "PERF_RATED_TDP_GET_CONTROL: reads the rated-TDP setting (its twin 0x2080206F is gated)"},
+      {0x20801832, "BUS_SET_C2C_LPWR_STATE_VOTE: C2C link low power, link.config like PCIe ASPM (DESIGN 2)"},
+      {0x20801836, "BUS_SET_C2C_LPWR_IDLE_THRESHOLD: C2C link low power, link.config (DESIGN 2)"},
+  };
+  return allow;
+}
+
+TEST(Tables, PowerClockPerfThermalSettersReachableFromUserSpaceAreGated) {
+  int n = 0;
+  const gg_nv_ctrl_entry* t = gg_table_nv_controls(&n);
+  std::set<uint32_t> allow_used;
+  for (int i = 0; i < n; i++) {
+    if (!reachable_from_user_space(t[i])) continue;
+    auto name = table_entry_name(GG_TAB_NV_CONTROL, static_cast<size_t>(i));
+    if (!std::regex_search(command_words(name), danger_pattern())) continue;
+    if (class_gated_by_default(t[i].cls)) continue;
+    if (ungated_despite_name().count(t[i].id)) {
+      allow_used.insert(t[i].id);
+      continue;
+    }
+    ADD_FAILURE() << name << " (" << std::hex << "0x" << t[i].id << ", " << priv_name(t[i].priv)
+                  << ") changes power, clock, perf or thermal state by its name but is " << class_name(t[i].cls)
+                  << ": give it a gated class in tools/tables/nvidia-curated.tsv, or an allowlist reason here";
+  }
+  // An allowlist entry that no longer matches, or got gated, is stale.
+  for (const auto& [id, reason] : ungated_despite_name())
+    EXPECT_TRUE(allow_used.count(id)) << std::hex << "0x" << id << " is allowlisted but needs no exception: " << reason;
+}
+
+TEST(Tables, ControlsNamedOnlyGetOrQueryStayQueries) {
+  int n = 0;
+  const gg_nv_ctrl_entry* t = gg_table_nv_controls(&n);
+  int reads = 0;
+  for (int i = 0; i < n; i++) {
+    auto name = table_entry_name(GG_TAB_NV_CONTROL, static_cast<size_t>(i));
+    if (!reads_only_by_name(command_words(name))) continue;
+    reads++;
+    // No read is gated on purpose today; nvidia-smi -q issues many of them.
+    EXPECT_EQ(t[i].cls, GG_CLASS_QUERY) << name << " reads by its name but is " << class_name(t[i].cls);
+  }
+  EXPECT_GT(reads, 500);  // the pattern still sees the GET/QUERY family
+}
+
+TEST(Tables, DangerPatternMatchesWholeWordsOnly) {
+  auto matches = [](std::string_view name) { return std::regex_search(command_words(name), danger_pattern()); };
+  EXPECT_TRUE(matches("NV2080_CTRL_CMD_GPU_SET_POWER"));
+  EXPECT_TRUE(matches("NV2080_CTRL_CMD_PERF_BOOST"));
+  EXPECT_TRUE(matches("NVB0CC_CTRL_CMD_DISABLE_DYNAMIC_MMA_BOOST"));
+  EXPECT_TRUE(matches("NV2080_CTRL_CMD_LPWR_DIFR_CTRL"));
+  EXPECT_TRUE(matches("NV0000_CTRL_CMD_SYSTEM_GPS_CTRL"));
+  EXPECT_FALSE(matches("NV0000_CTRL_CMD_SYNC_GPU_BOOST_INFO"));           // one word is not a pair
+  EXPECT_FALSE(matches("NV2080_CTRL_CMD_PERF_RESERVE_PERFMON_HW"));       // no verb
+  EXPECT_FALSE(matches("NV2080_CTRL_CMD_FLA_SETUP_INSTANCE_MEM_BLOCK"));  // SETUP is not SET
+  EXPECT_FALSE(matches("NV0000_CTRL_CMD_GPU_GET_CLOCK_INFO"));            // CLOCK is not LOCK
+  EXPECT_FALSE(matches("NV2080_CTRL_CMD_GPU_GET_INFO"));                  // CTRL in the prefix is not a verb
+}
+
+// The decisions of the RM control walk (nvidia-curated.tsv cites each header line).
+TEST(Tables, NotebookPowerRawI2cAndProfilerPowerControlsAreGated) {
+  const std::map<uint32_t, unsigned> expected = {{0x00000122, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000123, GG_CLASS_POWER_LIMIT},
+                                                 {0x0000012A, GG_CLASS_POWER_LIMIT},
+                                                 {0x0000012D, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000130, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000132, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000140, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000141, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000142, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000143, GG_CLASS_POWER_LIMIT},
+                                                 {0x00000145, GG_CLASS_POWER_LIMIT},
+                                                 {0x20800601, GG_CLASS_POWER_LIMIT},
+                                                 {0x20800602, GG_CLASS_POWER_LIMIT},
+                                                 {0x20800604, GG_CLASS_POWER_LIMIT},
+                                                 {0x402C0102, GG_CLASS_POWER_LIMIT},
+                                                 {0x402C0105, GG_CLASS_POWER_LIMIT},
+                                                 {0x208F0701, GG_CLASS_POWER_LIMIT},
+                                                 {0x208F0703, GG_CLASS_POWER_LIMIT},
+                                                 {0x00730120, GG_CLASS_POWER_OFF},
+                                                 {0x00730134, GG_CLASS_PERF_STATE},
+                                                 {0x90CC0301, GG_CLASS_PERF_STATE},
+                                                 {0xB0CC0301, GG_CLASS_PERF_STATE},
+                                                 {0xB0CC0117, GG_CLASS_CLOCK_LIMIT},
+                                                 {0x20803605, GG_CLASS_GPU_RESET},
+                                                 // Reads and tests that stay ungated (reasons in nvidia-curated.tsv).
+                                                 {0x20800513, GG_CLASS_QUERY},
+                                                 {0x20800603, GG_CLASS_OTHER},
+                                                 {0x01000102, GG_CLASS_OTHER},
+                                                 {0x90CC0302, GG_CLASS_OTHER}};
+  int n = 0;
+  const gg_nv_ctrl_entry* t = gg_table_nv_controls(&n);
+  std::map<uint32_t, unsigned> found;
+  for (int i = 0; i < n; i++)
+    if (expected.count(t[i].id)) found[t[i].id] = t[i].cls;
+  for (const auto& [id, cls] : expected) {
+    ASSERT_TRUE(found.count(id)) << std::hex << "0x" << id << " is not in the table";
+    EXPECT_EQ(found[id], cls) << std::hex << "0x" << id << ": " << class_name(found[id]) << ", expected "
+                              << class_name(cls);
+  }
 }
