@@ -21,6 +21,7 @@
 #include "gpugate/paths.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
+#include "gpugate/request.hpp"
 #include "gpugate/status.hpp"
 #include "log_cmd.hpp"
 #include "request_cmd.hpp"
@@ -230,12 +231,22 @@ int cmd_policy_check(const std::string& path) {
     std::fprintf(stderr, "%s\n", p.error().message.c_str());
     return 1;
   }
+  // The signers file is part of the policy: a line gpugated cannot use is an
+  // error here, as it is when gpugated starts.
+  if (auto signers = check_allowed_signers(p->signers); !signers) {
+    std::fprintf(stderr, "%s\n", signers.error().message.c_str());
+    return 1;
+  }
   std::string gated;
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
     if (p->table.action[c] == GG_ACT_REQUIRE_SIGNATURE || p->table.action[c] == GG_ACT_DENY)
       gated += fmt::format("{}{} ({})", gated.empty() ? "" : ", ", class_name(c), action_name(p->table.action[c]));
   std::printf("%s: ok; mode %s; gated: %s\n", path.c_str(),
               p->mode_name.empty() ? "(from --mode)" : p->mode_name.c_str(), gated.empty() ? "nothing" : gated.c_str());
+  std::printf(
+      "signers: %s; a grant at most %s and %lld uses\n",
+      p->signers.allowed_signers.empty() ? "none (signed requests are refused)" : p->signers.allowed_signers.c_str(),
+      auth::format_duration(p->signers.max_grant_window).c_str(), static_cast<long long>(p->signers.max_grant_uses));
   return 0;
 }
 

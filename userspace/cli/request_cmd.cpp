@@ -4,12 +4,14 @@
 
 #include <fcntl.h>
 #include <openssl/sha.h>
+#include <pwd.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -72,28 +74,6 @@ Result<void> write_new_file(const std::string& path, std::string_view data) {
   return {};
 }
 
-// "90s", "15m", "2h", "1d".
-Result<int64_t> parse_duration(std::string_view text) {
-  auto bad = [&] {
-    return make_error(fmt::format("duration '{}' is not a number followed by s, m, h or d (e.g. 15m)", text));
-  };
-  if (text.size() < 2 || text.size() > 8) return bad();
-  int64_t n = 0;
-  for (char c : text.substr(0, text.size() - 1)) {
-    if (c < '0' || c > '9') return bad();
-    n = n * 10 + (c - '0');
-  }
-  switch (text.back()) {
-    case 's': break;
-    case 'm': n *= 60; break;
-    case 'h': n *= 3600; break;
-    case 'd': n *= 86400; break;
-    default: return bad();
-  }
-  if (n <= 0) return make_error("the duration must be positive");
-  return n;
-}
-
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
@@ -105,9 +85,41 @@ std::string sha256_hex(std::string_view data) {
 // ---- new ----
 
 struct NewArgs {
-  std::string host, gpu, cls, not_before, not_after, valid_for, nonce, requester, reason, output;
+  std::string host, gpu, cls, scope = "any", not_before, not_after, valid_for, nonce, requester, reason, output;
   std::vector<std::string> params;
 };
+
+// --scope: the request's scope text, with the conveniences of the command
+// line: "exec" (the cgroup gpugate exec makes for this nonce), a user name
+// for uid=, and a /sys/fs/cgroup prefix left out of cgroup=.
+Result<RequestScope> scope_from_option(std::string_view value, std::string_view nonce) {
+  if (value == "exec") {
+    bool is_nonce = nonce.size() == kNonceHexDigits && std::all_of(nonce.begin(), nonce.end(), [](char c) {
+                      return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                    });
+    if (is_nonce) return parse_scope("cgroup=" + exec_cgroup_path(nonce));
+    return make_error(
+        fmt::format("--scope exec names the cgroup /gpugate-exec/NONCE, and --nonce {:?} is not a nonce; copy it "
+                    "from gpugate request nonce",
+                    nonce));
+  }
+  std::string text(value);
+  if (value.starts_with("uid=") && value.size() > 4 && !std::isdigit(static_cast<unsigned char>(value[4]))) {
+    std::string user(value.substr(4));
+    std::vector<char> buf(16384);
+    passwd pw{}, *found = nullptr;
+    if (getpwnam_r(user.c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found)
+      return make_error(
+          fmt::format("--scope uid={}: no such user on this machine (getent passwd {}); give the uid "
+                      "as a number",
+                      user, user));
+    text = fmt::format("uid={}", found->pw_uid);
+  }
+  if (value.starts_with("cgroup=/sys/fs/cgroup/")) text = "cgroup=" + std::string(value.substr(21));
+  auto scope = parse_scope(text);
+  if (!scope) return make_error("--scope: " + scope.error().message);
+  return scope;
+}
 
 // validate_request says "request:LINE: FIELD: why"; on the command line the
 // field is an option.
@@ -118,7 +130,7 @@ std::string as_option_error(const std::string& message) {
     if (sep != std::string_view::npos) m.remove_prefix(sep + 2);
   }
   for (std::string_view field :
-       {"host", "gpu", "class", "param", "not-before", "not-after", "nonce", "requester", "reason"}) {
+       {"host", "gpu", "class", "param", "scope", "not-before", "not-after", "nonce", "requester", "reason"}) {
     if (m.starts_with(std::string(field) + ": "))
       return fmt::format("--{}: {}", field == "not-after" ? "not-after/--valid-for" : field,
                          m.substr(field.size() + 2));
@@ -142,6 +154,9 @@ int cmd_new(const NewArgs& a) {
   }
   std::sort(req.params.begin(), req.params.end(),
             [](const RequestParam& x, const RequestParam& y) { return x.name < y.name; });
+  auto scope = scope_from_option(a.scope, a.nonce);
+  if (!scope) return fail(scope.error().message);
+  req.scope = std::move(*scope);
   if (auto dup = std::adjacent_find(req.params.begin(), req.params.end(),
                                     [](const RequestParam& x, const RequestParam& y) { return x.name == y.name; });
       dup != req.params.end())
@@ -186,10 +201,13 @@ struct SignArgs {
 std::string describe(const AuthRequest& r) {
   std::string params;
   for (const auto& p : r.params) params += fmt::format(" {}={}", p.name, p.value);
+  std::string scope = format_scope(r.scope);
+  if (r.scope.kind == ScopeKind::kUnit) scope += fmt::format(" (the cgroup {})", r.scope.cgroup_path());
+  if (r.scope.kind == ScopeKind::kAny) scope += " (every process on the host)";
   return fmt::format(
-      "  host       {}\n  gpu        {}\n  class      {}{}\n  window     {} to {}\n  nonce      {}\n"
-      "  requester  {}\n  reason     {}\n",
-      r.host, r.gpu, r.class_name, params.empty() ? "" : fmt::format("\n  params    {}", params),
+      "  host       {}\n  gpu        {}\n  class      {}{}\n  scope      {}\n  window     {} to {}\n"
+      "  nonce      {}\n  requester  {}\n  reason     {}\n",
+      r.host, r.gpu, r.class_name, params.empty() ? "" : fmt::format("\n  params    {}", params), scope,
       format_request_time(r.not_before), format_request_time(r.not_after), r.nonce, r.requester, r.reason);
 }
 
@@ -292,6 +310,7 @@ nlohmann::ordered_json request_json(const AuthRequest& r) {
   j["class"] = r.class_name;
   j["params"] = nlohmann::ordered_json::object();
   for (const auto& p : r.params) j["params"][p.name] = p.value;
+  j["scope"] = format_scope(r.scope);
   j["not_before"] = format_request_time(r.not_before);
   j["not_after"] = format_request_time(r.not_after);
   j["nonce"] = r.nonce;
@@ -427,6 +446,12 @@ RequestCommands::RequestCommands(CLI::App& app) : state_(std::make_unique<State>
   s.new_cmd->add_option("--gpu", n.gpu, "GPU UUID (GPU-...), PCI address (0000:3b:00.0) or index")->required();
   s.new_cmd->add_option("--class", n.cls, "Command class, e.g. power.limit, power.off, gpu.reset")->required();
   s.new_cmd->add_option("--param", n.params, "Parameter name=value, e.g. power_limit_mw=250000 (repeatable)");
+  s.new_cmd
+      ->add_option("--scope", n.scope,
+                   "Which processes may use the grant (signed, enforced by the kernel): any, uid=N or uid=NAME, "
+                   "cgroup=/PATH (a cgroup v2 from the root of the hierarchy), unit=NAME.service (the cgroup "
+                   "/system.slice/NAME.service), or exec (the cgroup gpugate exec makes: cgroup=/gpugate-exec/NONCE)")
+      ->capture_default_str();
   s.new_cmd->add_option("--not-before", n.not_before,
                         "Start of the window, UTC, e.g. 2026-11-28T09:40:00Z (default: now)");
   auto* not_after = s.new_cmd->add_option("--not-after", n.not_after, "End of the window, UTC");

@@ -1,11 +1,12 @@
 #include "control_plane.hpp"
 
-#include <poll.h>
 #include <time.h>
+
+#include <algorithm>
+#include <exception>
 
 #include <fmt/format.h>
 
-#include "gpugate/decode.hpp"
 #include "gpugate/hostinfo.hpp"
 
 namespace gpugate {
@@ -13,26 +14,30 @@ namespace {
 
 int64_t unix_now() { return static_cast<int64_t>(::time(nullptr)); }
 
-nlohmann::ordered_json peer_json(const ControlPeer& p) { return {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}}; }
+// The BPF engine's grant maps as the control service sees them.
+class EngineGrants final : public GrantStore {
+ public:
+  explicit EngineGrants(BpfEngine& engine) : engine_(engine) {}
+  Result<uint32_t> install(const Grant& grant) override { return engine_.install_grant(grant); }
+  Result<void> revoke(uint32_t id) override { return engine_.revoke_grant(id); }
+  Result<std::vector<Grant>> list() const override { return engine_.grants(); }
 
-nlohmann::ordered_json grant_json(const Grant& g, const DeviceTable& devices) {
-  nlohmann::ordered_json devs = nlohmann::ordered_json::array();
-  for (uint32_t d : g.devs) {
-    const Device* dev = devices.find(d);
-    devs.push_back(dev ? dev->path : fmt::format("{}:{}", kernel_dev_major(d), kernel_dev_minor(d)));
+ private:
+  BpfEngine& engine_;
+};
+
+class PipelineEvents final : public EventSink {
+ public:
+  explicit PipelineEvents(Pipeline& pipeline) : pipeline_(pipeline) {}
+  void record(const std::string& type, nlohmann::ordered_json body) override {
+    pipeline_.write_event(type, std::move(body));
   }
-  int64_t offset_s = realtime_offset_ns() / 1'000'000'000;
-  return {{"id", g.id},
-          {"class", class_name(g.cls)},
-          {"devices", devs},
-          {"uses_left", g.uses},
-          {"not_before", static_cast<int64_t>(g.not_before_ns / 1'000'000'000) + offset_s},
-          {"not_after", static_cast<int64_t>(g.not_after_ns / 1'000'000'000) + offset_s},
-          {"scope", g.scope == GG_SCOPE_CGROUP ? "cgroup"
-                    : g.scope == GG_SCOPE_UID  ? "uid"
-                                               : "any"},
-          {"scope_id", g.scope_id}};
-}
+
+ private:
+  Pipeline& pipeline_;
+};
+
+nlohmann::ordered_json peer_json(const ControlPeer& p) { return {{"pid", p.pid}, {"uid", p.uid}, {"gid", p.gid}}; }
 
 }  // namespace
 
@@ -40,135 +45,50 @@ Result<ControlPlane> ControlPlane::open(const std::string& socket_path, std::opt
                                         const std::string& nonce_path, SignersConfig signers, std::string host_id) {
   auto grants = GrantService::open(nonce_path, std::move(signers), std::move(host_id), unix_now());
   if (!grants) return grants.error();
-  auto server = ControlServer::listen(socket_path, group);
+  ControlServerOptions options;
+  options.group = group;
+  auto server = ControlServer::listen(socket_path, options);
   if (!server) return server.error();
-  return ControlPlane(std::move(*server), std::move(*grants));
+  return ControlPlane(std::move(*server), ControlService(std::move(*grants)));
+}
+
+int ControlPlane::poll_timeout_ms(int cap_ms) const {
+  auto next = server_.next_deadline();
+  if (!next) return cap_ms;
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - ControlServer::Clock::now()).count();
+  return static_cast<int>(std::clamp<int64_t>(left, 0, cap_ms));
 }
 
 void ControlPlane::serve(Pipeline& pipeline, BpfEngine* engine, const DeviceTable& devices) {
-  for (int i = 0; i < 16; i++) {
-    pollfd p{server_.fd(), POLLIN, 0};
-    if (::poll(&p, 1, 0) <= 0) return;
-    auto call = server_.accept_one();
-    if (!call) {
-      if (call.error().code == EAGAIN || call.error().code == EWOULDBLOCK) return;
-      pipeline.write_event("control.refused", {{"error", call.error().message}});
-      continue;
+  auto batch = server_.serve(ControlServer::Clock::now());
+  for (const auto& r : batch.refusals)
+    pipeline.write_event("control.refused", {{"error", r.reason}, {"peer", peer_json(r.peer)}});
+  if (batch.requests.empty()) return;
+  std::optional<EngineGrants> store;
+  if (engine) store.emplace(*engine);
+  PipelineEvents events(pipeline);
+  for (auto& request : batch.requests) {
+    ControlContext ctx{devices, store ? &*store : nullptr, events, unix_now(), boottime_ns()};
+    std::string answer;
+    try {
+      answer = control_answer_text(service_.answer(request.peer, request.line, ctx));
+    } catch (...) {  // out of memory while answering: the loop goes on
+      answer = control_error_answer("internal error: out of memory while answering");
     }
-    auto answer = handle(*call, pipeline, engine, devices);
     (void)pipeline.flush();  // recorded before the caller hears of it
-    ControlServer::reply(*call, answer);
+    server_.respond(request.id, std::move(answer), ControlServer::Clock::now());
   }
-}
-
-nlohmann::ordered_json ControlPlane::handle(const ControlCall& call, Pipeline& pipeline, BpfEngine* engine,
-                                            const DeviceTable& devices) {
-  const auto& req = call.request;
-  std::string op = req["op"].get<std::string>();
-  auto fail = [](const std::string& why) { return nlohmann::ordered_json{{"ok", false}, {"error", why}}; };
-  if (op == "ping") return {{"ok", true}, {"pid", ::getpid()}};
-  if (op == "nonce") {
-    auto n = grants_.issue_nonce(unix_now());
-    if (!n) return fail(n.error().message);
-    pipeline.write_event("nonce.issued",
-                         {{"nonce", n->nonce}, {"expires_at", n->expires_at}, {"peer", peer_json(call.peer)}});
-    return {{"ok", true},
-            {"nonce", n->nonce},
-            {"host", grants_.host_id()},
-            {"issued_at", n->issued_at},
-            {"expires_at", n->expires_at}};
-  }
-  if (op == "grants") {
-    if (!engine) return fail("this engine holds no grants (the simulation)");
-    auto gs = engine->grants();
-    if (!gs) return fail(gs.error().message);
-    nlohmann::ordered_json list = nlohmann::ordered_json::array();
-    for (const auto& g : *gs) list.push_back(grant_json(g, devices));
-    return {{"ok", true}, {"grants", list}};
-  }
-  if (op == "revoke") {
-    if (!engine) return fail("this engine holds no grants (the simulation)");
-    if (!req.contains("id") || !req["id"].is_number_unsigned()) return fail("revoke needs \"id\": a grant id");
-    auto id = req["id"].get<uint32_t>();
-    if (auto r = engine->revoke_grant(id); !r) return fail(r.error().message);
-    pipeline.write_event("grant.revoked", {{"grant_id", id}, {"peer", peer_json(call.peer)}});
-    return {{"ok", true}, {"grant_id", id}};
-  }
-  if (op == "submit") {
-    if (!req.contains("request") || !req["request"].is_string() || !req.contains("signatures") ||
-        !req["signatures"].is_array())
-      return fail("submit needs \"request\" (the request text) and \"signatures\" (a list)");
-    std::vector<auth::SignatureInput> sigs;
-    nlohmann::ordered_json sig_texts = nlohmann::ordered_json::array();
-    for (const auto& s : req["signatures"]) {
-      if (!s.is_object() || !s.contains("armored") || !s["armored"].is_string())
-        return fail("each signature is {\"label\": NAME, \"armored\": TEXT}");
-      sigs.push_back({s.value("label", std::string("signature")), s["armored"].get<std::string>()});
-      sig_texts.push_back(s["armored"].get<std::string>());
-    }
-    uint64_t cgroup_id = req.value("cgroup_id", uint64_t{0});
-    std::string text = req["request"].get<std::string>();
-    auto refuse = [&](const std::string& why) {
-      pipeline.write_event(
-          "grant.refused",
-          {{"error", why}, {"request", text}, {"signatures", sig_texts}, {"peer", peer_json(call.peer)}});
-      return fail(why);
-    };
-    if (!engine) return refuse("this engine cannot hold grants (the simulation)");
-    auto accepted = grants_.check(text, sigs, devices, cgroup_id, unix_now(), boottime_ns());
-    if (!accepted) return refuse(accepted.error().message);
-    auto id = engine->install_grant(accepted->grant);
-    if (!id) return refuse(id.error().message);
-    accepted->grant.id = *id;
-    const auto& r = accepted->request;
-    nlohmann::ordered_json params = nlohmann::ordered_json::object();
-    for (const auto& p : r.params) params[p.name] = p.value;
-    nlohmann::ordered_json keys = nlohmann::ordered_json::array();
-    for (const auto& k : accepted->authorization.verified_keys()) keys.push_back(k);
-    nlohmann::ordered_json rec{
-        {"grant_id", *id},
-        {"class", r.class_name},
-        {"gpu", r.gpu},
-        {"devices", accepted->device_paths},
-        {"uses", accepted->grant.uses},
-        {"not_before", r.not_before},
-        {"not_after", r.not_after},
-        {"cgroup_id", cgroup_id},
-        {"params", params},
-        {"param_checked", accepted->checked_param.empty() ? nlohmann::ordered_json(nullptr)
-                                                          : nlohmann::ordered_json(accepted->checked_param)},
-        {"requester", r.requester},
-        {"reason", r.reason},
-        {"nonce", r.nonce},
-        {"group", accepted->group},
-        {"break_glass", accepted->break_glass},
-        {"keys", keys},
-        {"request", text},
-        {"signatures", sig_texts},
-        {"peer", peer_json(call.peer)}};
-    pipeline.write_event(accepted->break_glass ? "grant.break_glass" : "grant.installed", rec);
-    return {{"ok", true},
-            {"grant_id", *id},
-            {"class", r.class_name},
-            {"devices", accepted->device_paths},
-            {"uses", accepted->grant.uses},
-            {"param_checked", accepted->checked_param},
-            {"not_after", r.not_after},
-            {"break_glass", accepted->break_glass},
-            {"authorization", accepted->authorization.summary()}};
-  }
-  return fail(fmt::format("unknown op {:?}: ping, nonce, submit, grants, revoke", op));
 }
 
 void ControlPlane::expire(Pipeline& pipeline, BpfEngine* engine) {
   if (!engine) return;
-  auto gs = engine->grants();
-  if (!gs) return;
-  uint64_t now = boottime_ns();
-  for (const auto& g : *gs) {
-    const char* why = g.uses <= 0 ? "uses spent" : now > g.not_after_ns ? "window ended" : nullptr;
-    if (!why || !engine->revoke_grant(g.id).ok()) continue;
-    pipeline.write_event("grant.ended", {{"grant_id", g.id}, {"class", class_name(g.cls)}, {"reason", why}});
+  static const DeviceTable kNoDevices;  // ending grants names no device
+  EngineGrants store(*engine);
+  PipelineEvents events(pipeline);
+  try {
+    service_.expire({kNoDevices, &store, events, unix_now(), boottime_ns()});
+  } catch (const std::exception& e) {
+    pipeline.write_event("control.error", {{"error", fmt::format("expiring grants: {}", e.what())}});
   }
 }
 

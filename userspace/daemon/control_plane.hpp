@@ -1,13 +1,14 @@
-// The daemon's control plane: nonces, signed requests, grants, over the
-// control socket. Every decision it makes goes into the ledger.
+// The daemon's control plane: the control socket (ControlServer), what it
+// answers (ControlService) and the engine that holds the grants, driven from
+// the main loop without ever blocking it. Every decision goes into the ledger.
 #pragma once
 
-#include <memory>
 #include <optional>
 #include <string>
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/control.hpp"
+#include "gpugate/control_service.hpp"
 #include "gpugate/grant_service.hpp"
 #include "gpugate/pipeline.hpp"
 
@@ -15,24 +16,30 @@ namespace gpugate {
 
 class ControlPlane {
  public:
+  // Checks the signers (a bad allowed_signers line is an error here, naming
+  // file:line), opens the nonce store and listens on socket_path.
   static Result<ControlPlane> open(const std::string& socket_path, std::optional<gid_t> group,
                                    const std::string& nonce_path, SignersConfig signers, std::string host_id);
 
+  // For the main loop's poll: readable when serve() has work.
   [[nodiscard]] int fd() const { return server_.fd(); }
   [[nodiscard]] const std::string& socket_path() const { return server_.path(); }
+  // How long the main loop may sleep before serve() must run (a deadline), in ms, at most cap_ms.
+  [[nodiscard]] int poll_timeout_ms(int cap_ms) const;
 
-  // Serves the connections waiting on the socket. engine is null where the
-  // engine cannot hold grants (the simulation).
+  // Serves what is ready on the socket (never blocks; bounded work per
+  // call). engine is null where the engine cannot hold grants (the
+  // simulation). Call it on every turn of the main loop: it also ends
+  // connections past their deadline.
   void serve(Pipeline& pipeline, BpfEngine* engine, const DeviceTable& devices);
   // Drops grants whose window ended or whose uses are spent, recording each.
   void expire(Pipeline& pipeline, BpfEngine* engine);
 
  private:
-  ControlPlane(ControlServer server, GrantService grants) : server_(std::move(server)), grants_(std::move(grants)) {}
-  nlohmann::ordered_json handle(const ControlCall& call, Pipeline& pipeline, BpfEngine* engine,
-                                const DeviceTable& devices);
+  ControlPlane(ControlServer server, ControlService service)
+      : server_(std::move(server)), service_(std::move(service)) {}
   ControlServer server_;
-  GrantService grants_;
+  ControlService service_;
 };
 
 }  // namespace gpugate

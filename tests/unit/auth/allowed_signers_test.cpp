@@ -59,6 +59,8 @@ TEST(AllowedSigners, PatternListsMatchAsOpenSsh) {
   EXPECT_FALSE(match_pattern_list("x", "!y"));  // a negation alone matches nothing
   EXPECT_TRUE(match_pattern_list("gpugate-request@gpugate.dev", "gpugate-*"));
   EXPECT_TRUE(match_pattern_list("", "*"));
+  EXPECT_TRUE(match_pattern_list("*x", "*")) << "a '*' is a wildcard also where the text has one";
+  EXPECT_TRUE(match_pattern_list("a*b", "a*"));
 }
 
 TEST(AllowedSigners, OpenSshTimes) {

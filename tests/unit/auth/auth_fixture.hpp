@@ -280,6 +280,7 @@ inline std::string sample_request(std::string_view nonce = "0123456789abcdef0123
          "gpu: GPU-5b9d6d3c-4c1a-7e0f-2b6d-93e1f0a4c2d8\n"
          "class: power.limit\n"
          "param: power_limit_mw=250000\n"
+         "scope: unit=train.service\n"
          "not-before: 2026-11-28T09:40:00Z\n"
          "not-after: 2026-11-28T09:50:00Z\n"
          "nonce: " +

@@ -49,7 +49,7 @@ TEST(RequestCli, NewWritesTheCanonicalText) {
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(slurp(out),
             "gpugate-request v1\nhost: 3d1219c7c4c5404aaa1f6d2a48adfda4\ngpu: 0000:3b:00.0\nclass: power.limit\n"
-            "param: a_first=1\nparam: power_limit_mw=250000\nnot-before: 2026-11-28T09:40:00Z\n"
+            "param: a_first=1\nparam: power_limit_mw=250000\nscope: any\nnot-before: 2026-11-28T09:40:00Z\n"
             "not-after: 2026-11-28T09:50:00Z\nnonce: 0123456789abcdef0123456789abcdef\n"
             "requester: alice@example.org\nreason: INC-1234 rack 7\n");
   auto again = gpugate_cli(std::string(kNewArgs) + " -o " + out.string());
@@ -74,6 +74,36 @@ TEST(RequestCli, NewWritesTheCanonicalText) {
   auto twice = gpugate_cli(std::string(kNewArgs) + " --param power_limit_mw=1");
   EXPECT_EQ(twice.status, 2);
   expect_has(twice.output, "--param power_limit_mw is given twice");
+}
+
+// --scope: any by default (written out, so the signers read it), the four
+// forms, and the command line's conveniences: exec, a user name, the mount
+// point left out of a cgroup path.
+TEST(RequestCli, NewWritesTheScope) {
+  auto scope_of = [](const std::string& option) {
+    auto r = gpugate_cli(std::string(kNewArgs) + (option.empty() ? "" : " --scope " + option));
+    EXPECT_EQ(r.status, 0) << option << ": " << r.output;
+    auto at = r.output.find("scope: ");
+    return at == std::string::npos ? std::string() : r.output.substr(at, r.output.find('\n', at) - at);
+  };
+  EXPECT_EQ(scope_of(""), "scope: any");
+  EXPECT_EQ(scope_of("uid=1000"), "scope: uid=1000");
+  EXPECT_EQ(scope_of("uid=nobody"), "scope: uid=65534") << "a user name is looked up when the request is written";
+  EXPECT_EQ(scope_of("unit=train.service"), "scope: unit=train.service");
+  EXPECT_EQ(scope_of("cgroup=/system.slice/train.service"), "scope: cgroup=/system.slice/train.service");
+  EXPECT_EQ(scope_of("cgroup=/sys/fs/cgroup/system.slice/train.service"), "scope: cgroup=/system.slice/train.service");
+  EXPECT_EQ(scope_of("exec"), "scope: cgroup=/gpugate-exec/0123456789abcdef0123456789abcdef");
+
+  auto no_user = gpugate_cli(std::string(kNewArgs) + " --scope uid=no-such-user-here");
+  EXPECT_EQ(no_user.status, 2);
+  expect_has(no_user.output, "--scope uid=no-such-user-here: no such user");
+  EXPECT_EQ(scope_of("uid=root"), "scope: uid=0") << "root's own processes, by uid";
+  auto bad = gpugate_cli(std::string(kNewArgs) + " --scope cgroup=train");
+  EXPECT_EQ(bad.status, 2);
+  expect_has(bad.output, "--scope: cgroup path 'train' does not start with '/'");
+  auto exec_bad_nonce = gpugate_cli(new_args_with("--nonce", "xyz") + " --scope exec");
+  EXPECT_EQ(exec_bad_nonce.status, 2);
+  expect_has(exec_bad_nonce.output, "--scope exec");
 }
 
 // The host id gpugated uses: /etc/machine-id, or the one it keeps in its

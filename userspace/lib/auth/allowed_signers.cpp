@@ -28,11 +28,11 @@ bool is_space(char c) { return c == ' ' || c == '\t'; }
 bool match_pattern(std::string_view s, std::string_view p) {
   size_t si = 0, pi = 0, star_p = std::string_view::npos, star_s = 0;
   while (si < s.size()) {
-    if (pi < p.size() && (p[pi] == '?' || p[pi] == s[si])) {
-      si++, pi++;
-    } else if (pi < p.size() && p[pi] == '*') {
+    if (pi < p.size() && p[pi] == '*') {  // a '*' is a wildcard, also against a '*'
       star_p = pi++;
       star_s = si;
+    } else if (pi < p.size() && (p[pi] == '?' || p[pi] == s[si])) {
+      si++, pi++;
     } else if (star_p != std::string_view::npos) {
       pi = star_p + 1;
       si = ++star_s;

@@ -25,16 +25,17 @@ constexpr size_t kMaxRequesterLength = 128;
 constexpr size_t kMaxReasonLength = 1024;
 constexpr unsigned kMaxGpuIndex = 255;
 
-enum class Field { kHost, kGpu, kClass, kParam, kNotBefore, kNotAfter, kNonce, kRequester, kReason };
+enum class Field { kHost, kGpu, kClass, kParam, kScope, kNotBefore, kNotAfter, kNonce, kRequester, kReason };
 struct FieldInfo {
   Field field;
   std::string_view key;
 };
-constexpr std::array<FieldInfo, 9> kFields = {{
+constexpr std::array<FieldInfo, 10> kFields = {{
     {Field::kHost, "host"},
     {Field::kGpu, "gpu"},
     {Field::kClass, "class"},
     {Field::kParam, "param"},
+    {Field::kScope, "scope"},
     {Field::kNotBefore, "not-before"},
     {Field::kNotAfter, "not-after"},
     {Field::kNonce, "nonce"},
@@ -42,7 +43,11 @@ constexpr std::array<FieldInfo, 9> kFields = {{
     {Field::kReason, "reason"},
 }};
 constexpr std::string_view kFieldOrder =
-    "host, gpu, class, param (zero or more), not-before, not-after, nonce, requester, reason";
+    "host, gpu, class, param (zero or more), scope, not-before, not-after, nonce, requester, reason";
+constexpr std::string_view kScopeForms =
+    "'any' (every process), 'uid=N' (processes of that user id), 'cgroup=/PATH' (processes in that cgroup v2, "
+    "from the hierarchy's root) or 'unit=NAME.service' (a system service: the cgroup /system.slice/NAME.service)";
+constexpr uint64_t kMaxUid = 4294967294;  // (uid_t)-1 is no user
 
 bool is_lower_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 bool is_hex(char c) { return is_lower_hex(c) || (c >= 'A' && c <= 'F'); }
@@ -193,6 +198,11 @@ Problem check_value(Field f, std::string_view v) {
     }
     case Field::kClass: return check_class(v);
     case Field::kParam: return check_param(v, nullptr);
+    case Field::kScope: {
+      auto scope = parse_scope(v);
+      if (!scope) return scope.error().message;
+      return std::nullopt;
+    }
     case Field::kNotBefore:
     case Field::kNotAfter: {
       auto t = parse_request_time(v);
@@ -214,7 +224,152 @@ const FieldInfo* find_field(std::string_view key) {
 
 size_t order_of(Field f) { return static_cast<size_t>(f); }
 
+std::string missing_hint(Field f) {
+  if (f == Field::kScope)
+    return fmt::format(
+        "every request names the processes that may use its grant, after the param lines: scope: {} "
+        "(gpugate request new --scope writes it)",
+        kScopeForms);
+  return fmt::format("the fields are, in order: {}", kFieldOrder);
+}
+
+// A cgroup path from the hierarchy's root: "/a/b", no empty, "." or ".."
+// component, printable ASCII without spaces.
+Problem check_cgroup_path(std::string_view path) {
+  auto bad = [&](std::string_view why) {
+    return fmt::format(
+        "cgroup path {} {}; write the cgroup v2 path from the root of the hierarchy, e.g. "
+        "cgroup=/system.slice/train.service (the directory /sys/fs/cgroup/system.slice/train.service)",
+        quoted(path), why);
+  };
+  if (path.empty() || path[0] != '/') return bad("does not start with '/'");
+  if (path == "/") return bad("is the root cgroup, which holds every process not placed elsewhere; use scope: any");
+  if (path.size() > kMaxCgroupPathLength) return bad(fmt::format("is longer than {} bytes", kMaxCgroupPathLength));
+  if (path.starts_with("/sys/fs/cgroup/")) return bad("names the mount point; leave out /sys/fs/cgroup");
+  std::string_view rest = path.substr(1);
+  while (true) {
+    size_t slash = rest.find('/');
+    std::string_view part = rest.substr(0, slash);
+    if (part.empty()) return bad(slash == std::string_view::npos ? "ends with '/'" : "has an empty component ('//')");
+    if (part == "." || part == "..") return bad("has a '.' or '..' component");
+    if (!std::all_of(part.begin(), part.end(), [](char c) { return c > 0x20 && c < 0x7f; }))
+      return bad("holds a space or a character that is not printable ASCII");
+    if (slash == std::string_view::npos) break;
+    rest.remove_prefix(slash + 1);
+  }
+  return std::nullopt;
+}
+
+// A systemd unit name (systemd.unit(5)): letters, digits, ":-_.\\", '@' for
+// instances; a .service or .scope, not a template.
+Problem check_unit_name(std::string_view unit) {
+  auto bad = [&](std::string_view why) {
+    return fmt::format(
+        "unit {} {}; name a system service or scope as systemctl lists it, e.g. unit=train.service or "
+        "unit=worker@3.service",
+        quoted(unit), why);
+  };
+  if (unit.size() > kMaxUnitNameLength) return bad(fmt::format("is longer than {} characters", kMaxUnitNameLength));
+  std::string_view stem;
+  if (unit.ends_with(".service"))
+    stem = unit.substr(0, unit.size() - 8);
+  else if (unit.ends_with(".scope"))
+    stem = unit.substr(0, unit.size() - 6);
+  else
+    return bad("is not a .service or .scope (a slice or other unit holds no processes of its own)");
+  if (stem.empty()) return bad("has no name before its suffix");
+  if (!std::all_of(stem.begin(), stem.end(), [](char c) {
+        return is_alnum(c) || c == ':' || c == '-' || c == '_' || c == '.' || c == '\\' || c == '@';
+      }))
+    return bad("holds a character systemd does not allow in unit names (letters, digits, : - _ . \\ @)");
+  if (stem.back() == '@') return bad("is a template; name an instance, e.g. worker@3.service");
+  if (std::count(stem.begin(), stem.end(), '@') > 1) return bad("has more than one '@'");
+  return std::nullopt;
+}
+
 }  // namespace
+
+std::string RequestScope::cgroup_path() const {
+  switch (kind) {
+    case ScopeKind::kCgroup: return name;
+    case ScopeKind::kUnit: return "/system.slice/" + name;
+    case ScopeKind::kAny:
+    case ScopeKind::kUid: break;
+  }
+  return {};
+}
+
+std::string format_scope(const RequestScope& s) {
+  switch (s.kind) {
+    case ScopeKind::kAny: return "any";
+    case ScopeKind::kUid: return fmt::format("uid={}", s.uid);
+    case ScopeKind::kCgroup: return "cgroup=" + s.name;
+    case ScopeKind::kUnit: return "unit=" + s.name;
+  }
+  return "any";
+}
+
+Result<RequestScope> parse_scope(std::string_view v) {
+  RequestScope out;
+  if (v == "any") return out;
+  if (v.starts_with("uid=")) {
+    std::string_view n = v.substr(4);
+    if (n.empty() || n.size() > 10 || !std::all_of(n.begin(), n.end(), is_digit) || (n.size() > 1 && n[0] == '0'))
+      return make_error(
+          fmt::format("{}: a uid is a decimal number without leading zeros, e.g. uid=1000 (gpugate request new "
+                      "--scope uid=NAME looks the number up)",
+                      quoted(v)));
+    uint64_t uid = std::stoull(std::string(n));
+    if (uid > kMaxUid) return make_error(fmt::format("{}: no uid is above {}", quoted(v), kMaxUid));
+    out.kind = ScopeKind::kUid;
+    out.uid = static_cast<uint32_t>(uid);
+    return out;
+  }
+  if (v.starts_with("cgroup=")) {
+    if (auto bad = check_cgroup_path(v.substr(7))) return make_error(*bad);
+    out.kind = ScopeKind::kCgroup;
+    out.name = std::string(v.substr(7));
+    return out;
+  }
+  if (v.starts_with("unit=")) {
+    if (auto bad = check_unit_name(v.substr(5))) return make_error(*bad);
+    out.kind = ScopeKind::kUnit;
+    out.name = std::string(v.substr(5));
+    return out;
+  }
+  return make_error(fmt::format("{} is none of the four forms of a scope; write {}", quoted(v), kScopeForms));
+}
+
+std::string exec_cgroup_path(std::string_view nonce) { return fmt::format("/gpugate-exec/{}", nonce); }
+
+Result<int64_t> parse_duration(std::string_view text) {
+  auto bad = [&] {
+    return make_error(
+        fmt::format("duration {} is not a number followed by s, m, h or d (e.g. 90s, 15m, 1h, 2d)", quoted(text)));
+  };
+  if (text.size() < 2 || text.size() > 8) return bad();
+  int64_t n = 0;
+  for (char c : text.substr(0, text.size() - 1)) {
+    if (!is_digit(c)) return bad();
+    n = n * 10 + (c - '0');
+  }
+  switch (text.back()) {
+    case 's': break;
+    case 'm': n *= 60; break;
+    case 'h': n *= 3600; break;
+    case 'd': n *= 86400; break;
+    default: return bad();
+  }
+  if (n <= 0) return make_error(fmt::format("duration {} must be positive", quoted(text)));
+  return n;
+}
+
+std::string format_duration(int64_t s) {
+  if (s > 0 && s % 86400 == 0) return fmt::format("{}d", s / 86400);
+  if (s > 0 && s % 3600 == 0) return fmt::format("{}h", s / 3600);
+  if (s > 0 && s % 60 == 0) return fmt::format("{}m", s / 60);
+  return fmt::format("{}s", s);
+}
 
 Result<GpuRefKind> classify_gpu_ref(std::string_view v) {
   if (v.starts_with("GPU-")) {
@@ -354,8 +509,8 @@ Result<AuthRequest> parse_request(std::string_view text, std::string_view name) 
     if (idx < next) return at(line_no, fmt::format("field '{}' is out of order; the order is: {}", key, kFieldOrder));
     for (size_t k = next; k < idx; k++)
       if (kFields[k].field != Field::kParam)
-        return at(line_no,
-                  fmt::format("field '{}' is missing before '{}'; the order is: {}", kFields[k].key, key, kFieldOrder));
+        return at(line_no, fmt::format("field '{}' is missing before '{}'; {}", kFields[k].key, key,
+                                       missing_hint(kFields[k].field)));
     if (auto problem = check_value(field->field, value)) return at(line_no, fmt::format("{}: {}", key, *problem));
     seen_on[idx] = line_no;
     next = field->field == Field::kParam ? idx : idx + 1;  // params repeat
@@ -374,6 +529,7 @@ Result<AuthRequest> parse_request(std::string_view text, std::string_view name) 
         req.params.push_back(std::move(p));
         break;
       }
+      case Field::kScope: req.scope = *parse_scope(value); break;
       case Field::kNotBefore: req.not_before = *parse_request_time(value); break;
       case Field::kNotAfter:
         req.not_after = *parse_request_time(value);
@@ -392,10 +548,8 @@ Result<AuthRequest> parse_request(std::string_view text, std::string_view name) 
   }
   for (size_t k = next; k < kFields.size(); k++)
     if (kFields[k].field != Field::kParam && !seen_on[k])
-      return make_error(
-          fmt::format("{}: field '{}' is missing (the request ends at line {}); the fields are, in "
-                      "order: {}",
-                      name, kFields[k].key, line_no, kFieldOrder));
+      return make_error(fmt::format("{}: field '{}' is missing (the request ends at line {}); {}", name, kFields[k].key,
+                                    line_no, missing_hint(kFields[k].field)));
   return req;
 }
 
@@ -403,6 +557,7 @@ std::string render_request(const AuthRequest& r) {
   std::string out = std::string(kRequestHeader) + "\n";
   out += fmt::format("host: {}\ngpu: {}\nclass: {}\n", r.host, r.gpu, r.class_name);
   for (const auto& p : r.params) out += fmt::format("param: {}={}\n", p.name, p.value);
+  out += fmt::format("scope: {}\n", format_scope(r.scope));
   out +=
       fmt::format("not-before: {}\nnot-after: {}\nnonce: {}\nrequester: {}\nreason: {}\n",
                   format_request_time(r.not_before), format_request_time(r.not_after), r.nonce, r.requester, r.reason);

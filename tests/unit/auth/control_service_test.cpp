@@ -1,0 +1,208 @@
+// What gpugated answers on its control socket, without a socket or a kernel:
+// every member type-checked (the answer names the member and the type), no
+// scope from the submitter, nothing that throws out, every decision recorded
+// with whether the nonce was burned.
+#include <gtest/gtest.h>
+
+#include "control_fixture.hpp"
+
+using namespace gpugate;
+using namespace gpugate::test::control;
+using gpugate::test::TempDir;
+
+namespace {
+
+void expect_has(const std::string& text, std::string_view want) {
+  EXPECT_NE(text.find(want), std::string::npos) << "text: " << text << "\nwanted: " << want;
+}
+
+class Control : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    GrantServiceOptions options;
+    options.cgroups = fake_cgroups({{"/gpugate-exec/x", 4242}});
+    auto g = GrantService::open((state.path / "nonces").string(), signers.config(), kHost, kNow, options);
+    ASSERT_TRUE(g) << g.error().message;
+    service.emplace(std::move(*g));
+  }
+  ControlContext ctx() { return {devices, &store, sink, kNow, kBootNs}; }
+  nlohmann::ordered_json ask(const std::string& line) { return service->answer(peer, line, ctx()); }
+  nlohmann::ordered_json ask_json(const nlohmann::json& j) { return ask(j.dump()); }
+  std::string nonce() {
+    auto a = ask(R"({"op":"nonce"})");
+    EXPECT_EQ(a["ok"], true) << a.dump();
+    return a["nonce"];
+  }
+  nlohmann::json submit_of(const std::string& text, std::initializer_list<const gpugate::test::auth::SshKey*> who) {
+    nlohmann::json sigs = nlohmann::json::array();
+    for (const auto& s : signers.sign(text, who)) sigs.push_back({{"label", s.label}, {"armored", s.armored}});
+    return {{"op", "submit"}, {"request", text}, {"signatures", sigs}};
+  }
+
+  Signers signers;
+  TempDir state;
+  DeviceTable devices = fake_devices();
+  FakeStore store;
+  RecordingSink sink;
+  ControlPeer peer{4711, 0, 0};
+  std::optional<ControlService> service;
+};
+
+}  // namespace
+
+TEST_F(Control, WrongTypedMembersAreAnsweredNotThrown) {
+  struct Case {
+    std::string line;
+    std::string expect;
+  } cases[] = {
+      {"", "not valid JSON"},
+      {"{", "not valid JSON"},
+      {"\xff\xfe", "not valid JSON"},
+      {"[1,2]", "it is an array, not an object"},
+      {"\"ping\"", "it is a string, not an object"},
+      {"{}", "member \"op\" is missing"},
+      {R"({"op":5})", "member \"op\" must be a string (one of ping, nonce, submit, grants, revoke), not a number"},
+      {R"({"op":null})", "not null"},
+      {R"({"op":"dance"})", "unknown op \"dance\""},
+      {R"({"op":"ping","x":1})", "ping: unknown member \"x\"; ping takes \"op\""},
+      {R"({"op":"revoke","id":"7"})",
+       "member \"id\" must be a grant id, a whole number from 1 to 4294967295, not a string"},
+      {R"({"op":"revoke","id":-1})", "not a negative number"},
+      {R"({"op":"revoke","id":1.5})", "not a number with a fraction or exponent"},
+      {R"({"op":"revoke","id":0})", "not 0"},
+      {R"({"op":"revoke","id":4294967296})", "not 4294967296"},
+      {R"({"op":"revoke"})", "member \"id\" (a grant id, see gpugate grants) is missing"},
+      {R"({"op":"submit"})", "member \"request\" (the request text) is missing"},
+      {R"({"op":"submit","request":5,"signatures":[]})",
+       "member \"request\" must be a string (the request text), not a number"},
+      {R"({"op":"submit","request":"x"})", "member \"signatures\""},
+      {R"({"op":"submit","request":"x","signatures":{}})", "must be an array"},
+      {R"({"op":"submit","request":"..","signatures":[{"label":5,"armored":"x"}]})",
+       "signatures[0]: member \"label\" must be a string (a name for messages, such as the file name), not a number"},
+      {R"({"op":"submit","request":"..","signatures":[{"armored":7}]})", "member \"armored\" must be a string"},
+      {R"({"op":"submit","request":"..","signatures":[{"label":"a"}]})",
+       "member \"armored\" (the .sig file's text) is missing"},
+      {R"({"op":"submit","request":"..","signatures":[5]})", "signatures[0] must be an object"},
+      {R"({"op":"submit","request":"..","signatures":[{"armored":"x","key":"y"}]})", "unknown member \"key\""},
+      {R"({"op":"submit","request":"..","signatures":[],"cgroup_id":7})",
+       "member \"cgroup_id\" is not accepted: which processes may use a grant is part of the signed request"},
+      {R"({"op":"submit","request":"..","signatures":[],"scope":"any"})", "member \"scope\" is not accepted"},
+      {R"({"op":"ping","\u0001\u00e9":1})", "unknown member \"\\x01\\xc3\\xa9\""},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.line);
+    size_t before = sink.records.size();
+    auto a = ask(c.line);
+    EXPECT_EQ(a["ok"], false);
+    ASSERT_TRUE(a["error"].is_string());
+    expect_has(a["error"].get<std::string>(), c.expect);
+    ASSERT_EQ(sink.records.size(), before + 1) << "every refusal is recorded";
+    EXPECT_EQ(sink.records.back().first, "control.refused");
+    EXPECT_FALSE(control_answer_text(a).empty());
+  }
+  auto many = nlohmann::json{{"op", "submit"}, {"request", "x"}, {"signatures", nlohmann::json::array()}};
+  for (int i = 0; i < 33; i++) many["signatures"].push_back({{"armored", "x"}});
+  expect_has(ask_json(many)["error"].get<std::string>(), "33 signatures; a request carries at most 32");
+  EXPECT_EQ(ask(R"({"op":"ping"})")["ok"], true) << "and it keeps answering";
+}
+
+TEST_F(Control, ALastResortCatchAnswersAndRecordsAnInternalError) {
+  store.throw_on_list = true;
+  auto a = ask(R"({"op":"grants"})");
+  EXPECT_EQ(a["ok"], false);
+  expect_has(a["error"].get<std::string>(), "internal error while answering: the fake store throws");
+  auto errors = sink.of_type("control.error");
+  ASSERT_EQ(errors.size(), 1u);
+  expect_has(errors[0]["error"].get<std::string>(), "the fake store throws");
+  EXPECT_EQ(errors[0]["peer"]["pid"], 4711);
+  store.throw_on_list = false;
+  EXPECT_EQ(ask(R"({"op":"grants"})")["ok"], true);
+}
+
+TEST_F(Control, ASubmitGetsTheSignedScopeAndIsRecorded) {
+  RequestSpec spec;
+  spec.scope = "cgroup=/gpugate-exec/x";
+  std::string n = nonce();
+  auto text = make_request(n, spec);
+  auto a = ask_json(submit_of(text, {&signers.alice}));
+  ASSERT_EQ(a["ok"], true) << a.dump();
+  EXPECT_EQ(a["scope"], "cgroup=/gpugate-exec/x");
+  EXPECT_EQ(a["scope_id"], 4242);
+  ASSERT_EQ(store.grants.size(), 1u);
+  EXPECT_EQ(store.grants[0].scope, GG_SCOPE_CGROUP);
+  EXPECT_EQ(store.grants[0].scope_id, 4242u);
+  EXPECT_EQ(store.grants[0].devs, (std::vector<uint32_t>{kernel_dev(195, 0), kernel_dev(195, 255)}));
+  auto installed = sink.of_type("grant.installed");
+  ASSERT_EQ(installed.size(), 1u);
+  EXPECT_EQ(installed[0]["scope"], "cgroup=/gpugate-exec/x");
+  EXPECT_EQ(installed[0]["scope_cgroup"], "/gpugate-exec/x");
+  EXPECT_EQ(installed[0]["scope_id"], 4242);
+  EXPECT_EQ(installed[0]["request"], text);
+  EXPECT_EQ(installed[0]["nonce"], n);
+
+  auto list = ask(R"({"op":"grants"})");
+  ASSERT_EQ(list["grants"].size(), 1u);
+  EXPECT_EQ(list["grants"][0]["scope"], "cgroup");
+  EXPECT_EQ(list["grants"][0]["signed_scope"], "cgroup=/gpugate-exec/x");
+  EXPECT_EQ(list["grants"][0]["not_after"], kNow + 600);
+  EXPECT_EQ(list["grants"][0]["not_before"], kNow - 5) << "clamped to the boot";
+  uint32_t id = a["grant_id"];
+  auto revoked = ask_json(nlohmann::json{{"op", "revoke"}, {"id", id}});
+  EXPECT_EQ(revoked["ok"], true) << revoked.dump();
+  EXPECT_TRUE(store.grants.empty());
+  EXPECT_EQ(sink.of_type("grant.revoked").size(), 1u);
+}
+
+TEST_F(Control, RefusalRecordsSayWhetherTheNonceWasBurned) {
+  // Not verified: kept.
+  auto text = make_request(nonce());
+  auto a = ask_json(submit_of(text, {&signers.carol}));
+  EXPECT_EQ(a["ok"], false);
+  auto refused = sink.of_type("grant.refused");
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_EQ(refused[0]["signatures_verified"], false);
+  EXPECT_EQ(refused[0]["nonce_burned"], false);
+  EXPECT_EQ(refused[0]["request"], text);
+  // The kernel refuses the grant: verified, burned.
+  store.fail_install = true;
+  a = ask_json(submit_of(text, {&signers.alice}));
+  EXPECT_EQ(a["ok"], false);
+  expect_has(a["error"].get<std::string>(), "the kernel did not take the grant: grant map full");
+  expect_has(a["error"].get<std::string>(), "nonce is spent");
+  refused = sink.of_type("grant.refused");
+  ASSERT_EQ(refused.size(), 2u);
+  EXPECT_EQ(refused[1]["signatures_verified"], true);
+  EXPECT_EQ(refused[1]["nonce_burned"], true);
+  store.fail_install = false;
+  a = ask_json(submit_of(text, {&signers.alice}));
+  EXPECT_EQ(a["ok"], false);
+  expect_has(a["error"].get<std::string>(), "already used");
+  // A cap: verified, burned.
+  RequestSpec many;
+  many.params = {{"uses", "101"}};
+  a = ask_json(submit_of(make_request(nonce(), many), {&signers.alice}));
+  expect_has(a["error"].get<std::string>(), "max_grant_uses");
+  EXPECT_EQ(sink.of_type("grant.refused").back()["nonce_burned"], true);
+}
+
+TEST_F(Control, WithoutAGrantStoreNothingIsGrantedAndTheNonceIsKept) {
+  auto text = make_request(nonce());
+  ControlContext no_store{devices, nullptr, sink, kNow, kBootNs};
+  auto a = service->answer(peer, submit_of(text, {&signers.alice}).dump(), no_store);
+  EXPECT_EQ(a["ok"], false);
+  EXPECT_EQ(sink.of_type("grant.refused").back()["nonce_burned"], false);
+  EXPECT_EQ(ask_json(submit_of(text, {&signers.alice}))["ok"], true);
+}
+
+TEST_F(Control, ExpiredAndSpentGrantsEnd) {
+  auto a = ask_json(submit_of(make_request(nonce()), {&signers.alice}));
+  ASSERT_EQ(a["ok"], true) << a.dump();
+  service->expire(ctx());
+  EXPECT_EQ(store.grants.size(), 1u) << "still live";
+  ControlContext later{devices, &store, sink, kNow + 601, kBootNs + 601'000'000'000ull};
+  service->expire(later);
+  EXPECT_TRUE(store.grants.empty());
+  auto ended = sink.of_type("grant.ended");
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0]["reason"], "window ended");
+}
