@@ -1,12 +1,14 @@
 # gpugate front door. `make test` and `make run` work on a fresh Debian 12
 # machine as root: they install what they need (make deps) and build.
 BUILD ?= build
+SAN_BUILD ?= build-san
+FUZZ_SECONDS ?= 20
 JOBS ?= $(shell nproc)
 DEPS = clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-config \
        libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsystemd-dev libgtest-dev libbenchmark-dev \
-       clang-format clang-tidy python3 libssl-dev openssh-client
+       clang-format clang-tidy python3 libssl-dev openssh-client libclang-rt-14-dev
 
-.PHONY: all deps build test test-unit test-host vmtest run bench bench-grant format lint clean
+.PHONY: all deps build test test-unit test-host vmtest fuzz sanitize run bench bench-grant format lint clean
 
 all: build
 
@@ -25,9 +27,12 @@ build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Every venue: unit (no privilege), host (root, this kernel) and vm (Debian's
-# 6.1 and 6.12 kernels in QEMU; tools/vmtest installs QEMU and the kernels).
+# 6.1 and 6.12 kernels in QEMU; tools/vmtest installs QEMU and the kernels),
+# then the fuzz targets and the unit and host suites under ASan and UBSan.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -L 'unit|host|vm'
+	$(MAKE) fuzz
+	$(MAKE) sanitize
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit
@@ -37,6 +42,23 @@ test-host: build
 
 vmtest: build
 	tools/vmtest --build $(BUILD)
+
+# One sanitized build serves both (clang, GPUGATE_FUZZ: everything built
+# with ASan and UBSan, findings abort): the libFuzzer targets
+# (tests/fuzz/*_fuzz.cpp), each run FUZZ_SECONDS on a scratch copy of its
+# seeds (tests/fuzz/corpus/NAME), and the unit and host suites under the
+# sanitizers. (-DGPUGATE_SANITIZE=ON does the latter with g++, on its own.)
+$(SAN_BUILD)/CMakeCache.txt:
+	cmake -S . -B $(SAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
+	      -DCMAKE_CXX_COMPILER=clang++ -DGPUGATE_FUZZ=ON
+
+fuzz: deps $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j $(JOBS) --target fuzz
+	tests/fuzz/run-all $(SAN_BUILD) $(FUZZ_SECONDS)
+
+sanitize: deps $(SAN_BUILD)/CMakeCache.txt
+	cmake --build $(SAN_BUILD) -j $(JOBS) --target gpugate_unit_tests gpugate_host_tests
+	cd $(SAN_BUILD) && ctest --output-on-failure -L 'unit|host'
 
 # The main job: gpugated with the default configuration on this kernel, a
 # stand-in NVIDIA control node (/dev/full) and a bundled client issuing real
@@ -58,4 +80,4 @@ lint: build
 	tools/lint $(BUILD)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SAN_BUILD)

@@ -3,13 +3,9 @@
 // classification (torn and recovered lines), checkpoint and note parsing,
 // signature checks and proof parsing. Nothing may crash, hang or leak.
 //
-// Not part of the default build. Build and run (clang, from the repo root):
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
-//     -Iuserspace/include -Ikmod/uapi -Ikmod/common -Iuserspace/lib/decode \
-//     tests/fuzz/ledger_fuzz.cpp userspace/lib/ledger/{merkle,checkpoint,reader,verify}.cpp \
-//     -lssl -lcrypto -lfmt -o /tmp/ledger_fuzz
-//   mkdir -p /tmp/ledger-corpus && cp /var/lib/gpugate/ledger/000001.jsonl /tmp/ledger-corpus/ 2>/dev/null
-//   /tmp/ledger_fuzz -max_len=65536 /tmp/ledger-corpus
+// Built by CMake with -DGPUGATE_FUZZ=ON (clang; tests/fuzz/CMakeLists.txt)
+// and run by `make fuzz` on the seeds in tests/fuzz/corpus/ledger/; by hand:
+//   build-san/fuzz/ledger_fuzz -max_len=65536 CORPUS_DIR
 // The deterministic mutation loop in tests/unit/ledger/ledger_test.cpp
 // (LedgerFuzz.*) runs the same code in every unit-test run.
 #include <cstddef>

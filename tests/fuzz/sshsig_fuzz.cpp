@@ -1,18 +1,15 @@
 // libFuzzer entry point for the signed-authorization parsers: SSHSIG armor
-// and blobs, SSH public keys, request text and allowed_signers. Not part of
-// the default build (it needs clang's -fsanitize=fuzzer); the deterministic
-// twin that always runs is tests/unit/auth/fuzz_test.cpp.
+// and blobs, SSH public keys, request text and allowed_signers. The
+// deterministic twin that runs in every unit-test run is
+// tests/unit/auth/fuzz_test.cpp.
 //
-// Build and run from the repository root:
-//
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
-//     -Iuserspace/include -Ikmod/uapi -Iuserspace/lib/auth \
-//     tests/fuzz/sshsig_fuzz.cpp userspace/lib/auth/{wire,request,sshsig,allowed_signers,authorize}.cpp \
-//     -lfmt -lcrypto -o /tmp/sshsig_fuzz
-//   mkdir -p /tmp/sshsig_corpus && /tmp/sshsig_fuzz -max_total_time=300 /tmp/sshsig_corpus
+// Built by CMake with -DGPUGATE_FUZZ=ON (clang; tests/fuzz/CMakeLists.txt)
+// and run by `make fuzz` on the seeds in tests/fuzz/corpus/sshsig/; by hand:
+//   build-san/fuzz/sshsig_fuzz -max_total_time=300 CORPUS_DIR
 //
 // Seed the corpus with real signatures for deeper coverage, e.g. files made
-// by `ssh-keygen -Y sign -n gpugate-request@gpugate.dev -f KEY < request`.
+// by `ssh-keygen -Y sign -n gpugate-request@gpugate.dev -f KEY < request`,
+// with a leading byte 0x01 (armored text, target 1).
 //
 // The first input byte picks the target, so one corpus covers all of them.
 #include <cstddef>

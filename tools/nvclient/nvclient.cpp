@@ -52,7 +52,7 @@ constexpr unsigned long iowr(unsigned nr, unsigned size, unsigned type = 'F') {
   return (3ul << 30) | (static_cast<unsigned long>(size) << 16) | (type << 8) | nr;
 }
 
-constexpr uint32_t kClient = 0xc1d00001, kDevice = 0xcaf00000, kSubdevice = 0xcaf00001;
+constexpr uint32_t kClient = 0xc1d00001, kSubdevice = 0xcaf00001;
 
 int g_fd = -1;
 

@@ -309,10 +309,11 @@ TEST_F(Tamper, RechainedChangeIsCaughtByTheCheckpointRoot) {
   for (size_t i = 0; i < lines.size(); i++) {
     ledger::Prefix p;
     ASSERT_TRUE(ledger::parse_prefix(lines[i], p));
+    bool checkpoint = p.type == "checkpoint";  // p views the line about to be replaced
     size_t rest = lines[i].find(",\"type\"");
     lines[i] = fmt::format("{{\"seq\":{},\"prev\":\"{}\"{}", i, ledger::prev_text(prev), lines[i].substr(rest));
     prev = h.leaf(lines[i]);
-    if (p.type == "checkpoint") {
+    if (checkpoint) {
       lines.resize(i + 1);
       break;
     }

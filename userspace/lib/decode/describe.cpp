@@ -2,6 +2,9 @@
 #include <fmt/format.h>
 
 #include "gpugate/decode.hpp"
+
+#include <algorithm>
+#include <optional>
 #include "gpugate/hex.hpp"
 #include "gpugate/json_out.hpp"
 
@@ -40,14 +43,20 @@ void write_raw(JsonOut& o, const gg_raw& raw) {
   o.key("ioctl").hex32(raw.request);
   o.field("dev_kind", dev_kind_name(raw.dev_kind));
   if (raw.dev_kind == GG_DEV_DRM) o.field("drm_driver", drm_driver_name(raw.drm_driver));
-  o.key("arg").hex_bytes(raw.arg, raw.arg_len);
-  if (raw.inner_len) o.key("inner").hex_bytes(raw.inner, raw.inner_len);
-  if (raw.params_len) o.key("params").hex_bytes(raw.params, raw.params_len);
+  // lengths from elsewhere (a ledger, a fuzzer) may lie: never past the buffers
+  o.key("arg").hex_bytes(raw.arg, std::min<uint32_t>(raw.arg_len, GG_ARG_MAX));
+  if (raw.inner_len) o.key("inner").hex_bytes(raw.inner, std::min<uint32_t>(raw.inner_len, GG_ARG_MAX));
+  if (raw.params_len) o.key("params").hex_bytes(raw.params, std::min<uint32_t>(raw.params_len, GG_PARAMS_MAX));
   if (raw.capture_flags & (GG_CAP_ARG_FAULT | GG_CAP_INNER_FAULT | GG_CAP_PARAMS_FAULT)) {
     o.key("unreadable").begin_array();
     if (raw.capture_flags & GG_CAP_ARG_FAULT) o.str("arg");
     if (raw.capture_flags & GG_CAP_INNER_FAULT) o.str("inner");
     if (raw.capture_flags & GG_CAP_PARAMS_FAULT) o.str("params");
+    o.end_array();
+  }
+  if (auto why = capture_reason_names(raw.capture_flags); !why.empty()) {
+    o.key("capture").begin_array();
+    for (auto w : why) o.str(w);
     o.end_array();
   }
   if (raw.target_class) o.field("target_class", raw.target_class);
@@ -90,10 +99,18 @@ Result<gg_raw> raw_from_json(const nlohmann::json& j) {
   auto req = parse_number(j["ioctl"].get<std::string>(), UINT32_MAX);
   if (!req) return make_error("request.ioctl: " + req.error().message);
   raw.request = static_cast<uint32_t>(*req);
-  auto kind = dev_kind_from_name(j.value("dev_kind", std::string("none")));
-  if (!kind) return make_error("request.dev_kind: not a device kind gpugate knows");
+  auto text_of = [&](const char* key, const char* dflt) -> std::optional<std::string> {
+    if (!j.contains(key)) return dflt;
+    if (!j[key].is_string()) return std::nullopt;
+    return j[key].get<std::string>();
+  };
+  auto kind_name = text_of("dev_kind", "none");
+  auto kind = kind_name ? dev_kind_from_name(*kind_name) : std::nullopt;
+  if (!kind) return make_error("request.dev_kind: not a device kind gpugate knows (a string such as \"nvidia-ctl\")");
   raw.dev_kind = static_cast<uint8_t>(*kind);
-  std::string drv = j.value("drm_driver", std::string("generic"));
+  auto drv_name = text_of("drm_driver", "generic");
+  if (!drv_name) return make_error("request.drm_driver: expected a string such as \"amdgpu\"");
+  std::string drv = *drv_name;
   for (unsigned i = 0; i < GG_DRM_DRIVER_COUNT; i++)
     if (drv == drm_driver_name(i)) raw.drm_driver = static_cast<uint8_t>(i);
   if (auto r = fill(j, "arg", raw.arg, GG_ARG_MAX, raw.arg_len); !r) return r.error();
@@ -105,6 +122,11 @@ Result<gg_raw> raw_from_json(const nlohmann::json& j) {
       if (f == "inner") raw.capture_flags |= GG_CAP_INNER_FAULT;
       if (f == "params") raw.capture_flags |= GG_CAP_PARAMS_FAULT;
     }
+  }
+  if (j.contains("capture") && j["capture"].is_array()) {
+    for (const auto& f : j["capture"])
+      if (f.is_string())
+        if (auto bit = capture_reason_from_name(f.get<std::string>())) raw.capture_flags |= static_cast<uint16_t>(*bit);
   }
   if (j.contains("target_class") && j["target_class"].is_number_unsigned())
     raw.target_class = j["target_class"].get<uint32_t>();
@@ -118,7 +140,8 @@ std::string describe(const gg_raw& raw, const gg_decoded& d) {
   if (d.cls_source == GG_SRC_INFERRED) out += ", inferred";
   out += "]";
   for (const auto& [name, value] : key_params(d)) out += fmt::format(" {}={:#x}", name, value);
-  auto flags = flag_names(d.flags & ~GG_DF_XFER);
+  // what was odd about the request; xfer, read keys and known objects are not
+  auto flags = flag_names(d.flags & ~(GG_DF_XFER | GG_DF_KEYS_VALID | GG_DF_OBJECT_KNOWN));
   if (!flags.empty()) out += fmt::format(" !{}", fmt::join(flags, ","));
   return out;
 }

@@ -2,7 +2,10 @@
 
 #include <time.h>
 
+#include <cstdint>
 #include <cstring>
+#include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -24,6 +27,54 @@ uint64_t EngineStats::dropped() const {
   return n;
 }
 
+namespace {
+
+// What a member held, for the error: the value if short, else its JSON type.
+std::string what_was_there(const nlohmann::json& v) {
+  if (v.is_number() || v.is_boolean()) return fmt::format("got {}", v.dump());
+  if (v.is_string()) {
+    auto text = v.dump();
+    return text.size() <= 40 ? fmt::format("got string {}", text) : "got a string";
+  }
+  return fmt::format("got {}", v.type_name());
+}
+
+Error wrong_type(const std::string& where, std::string_view key, std::string_view expected, const nlohmann::json& v) {
+  return make_error(fmt::format("{}: \"{}\" must be {}, {}", where, key, expected, what_was_there(v)));
+}
+
+// Members are checked before they are read: nlohmann's get<> throws on a
+// mismatch, and wraps or truncates numbers of the wrong sign or kind.
+Result<std::optional<uint64_t>> unsigned_member(const nlohmann::json& j, std::string_view key, uint64_t max,
+                                                std::string_view expected, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end()) return std::optional<uint64_t>{};
+  if (!it->is_number_unsigned() || it->get<uint64_t>() > max) return wrong_type(where, key, expected, *it);
+  return std::optional<uint64_t>{it->get<uint64_t>()};
+}
+
+Result<std::optional<int64_t>> signed_member(const nlohmann::json& j, std::string_view key, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end()) return std::optional<int64_t>{};
+  bool fits =
+      it->is_number_integer() && (!it->is_number_unsigned() || it->get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX));
+  if (!fits) return wrong_type(where, key, "a signed 64-bit integer", *it);
+  return std::optional<int64_t>{it->get<int64_t>()};
+}
+
+Result<std::optional<std::string>> string_member(const nlohmann::json& j, std::string_view key,
+                                                 std::string_view expected, const std::string& where) {
+  auto it = j.find(key);
+  if (it == j.end()) return std::optional<std::string>{};
+  if (!it->is_string()) return wrong_type(where, key, expected, *it);
+  return std::optional<std::string>{it->get<std::string>()};
+}
+
+constexpr std::string_view kU32 = "an unsigned 32-bit integer";
+constexpr std::string_view kU64 = "an unsigned 64-bit integer";
+
+}  // namespace
+
 Result<std::vector<SimCall>> parse_sim_script(std::istream& in, const std::string& name) {
   std::vector<SimCall> calls;
   std::string line;
@@ -36,28 +87,45 @@ Result<std::vector<SimCall>> parse_sim_script(std::istream& in, const std::strin
     if (j.is_discarded() || !j.is_object())
       return make_error(fmt::format("{}: not a JSON object; each line describes one ioctl", where));
     SimCall c;
-    if (!j.contains("device") || !j["device"].is_string())
-      return make_error(fmt::format("{}: missing \"device\" (the node's path)", where));
-    c.device = j["device"].get<std::string>();
-    if (!j.contains("ioctl") || !j["ioctl"].is_string())
-      return make_error(fmt::format("{}: missing \"ioctl\" (the request word, e.g. \"0xc020462a\")", where));
-    auto req = parse_number(j["ioctl"].get<std::string>(), UINT32_MAX);
+    auto device = string_member(j, "device", "a string (the node's path)", where);
+    if (!device) return device.error();
+    if (!*device) return make_error(fmt::format("{}: missing \"device\" (the node's path)", where));
+    c.device = std::move(**device);
+    auto ioctl = string_member(j, "ioctl", "a string (the request word, e.g. \"0xc020462a\")", where);
+    if (!ioctl) return ioctl.error();
+    if (!*ioctl) return make_error(fmt::format("{}: missing \"ioctl\" (the request word, e.g. \"0xc020462a\")", where));
+    auto req = parse_number(**ioctl, UINT32_MAX);
     if (!req) return make_error(fmt::format("{}: ioctl: {}", where, req.error().message));
     c.request = static_cast<uint32_t>(*req);
     for (auto [key, dst] : {std::pair{"arg", &c.arg}, {"inner", &c.inner}, {"params", &c.params}}) {
-      if (!j.contains(key)) continue;
-      if (!j[key].is_string()) return make_error(fmt::format("{}: {} must be a hex string", where, key));
-      auto bytes = parse_hex(j[key].get<std::string>());
+      auto text = string_member(j, key, "a hex string", where);
+      if (!text) return text.error();
+      if (!*text) continue;
+      auto bytes = parse_hex(**text);
       if (!bytes) return make_error(fmt::format("{}: {}: {}", where, key, bytes.error().message));
       *dst = std::move(*bytes);
     }
-    c.ret = j.value("ret", int64_t{0});
-    if (j.contains("nv_status")) c.nv_status = j["nv_status"].get<uint32_t>();
-    c.pid = j.value("pid", c.pid);
-    c.tid = j.value("tid", c.pid);
-    c.uid = j.value("uid", c.uid);
-    c.cgroup_id = j.value("cgroup_id", c.cgroup_id);
-    c.comm = j.value("comm", c.comm);
+    auto ret = signed_member(j, "ret", where);
+    if (!ret) return ret.error();
+    c.ret = ret->value_or(0);
+    auto nv_status = unsigned_member(j, "nv_status", UINT32_MAX, kU32, where);
+    if (!nv_status) return nv_status.error();
+    if (*nv_status) c.nv_status = static_cast<uint32_t>(**nv_status);
+    // uid, pid, tid and cgroup_id as the kernel gives them.
+    for (auto [key, dst] : {std::pair{"pid", &c.pid}, {"uid", &c.uid}}) {
+      auto v = unsigned_member(j, key, UINT32_MAX, kU32, where);
+      if (!v) return v.error();
+      if (*v) *dst = static_cast<uint32_t>(**v);
+    }
+    auto tid = unsigned_member(j, "tid", UINT32_MAX, kU32, where);
+    if (!tid) return tid.error();
+    c.tid = tid->has_value() ? static_cast<uint32_t>(**tid) : c.pid;
+    auto cgroup = unsigned_member(j, "cgroup_id", UINT64_MAX, kU64, where);
+    if (!cgroup) return cgroup.error();
+    if (*cgroup) c.cgroup_id = **cgroup;
+    auto comm = string_member(j, "comm", "a string (the task name)", where);
+    if (!comm) return comm.error();
+    if (*comm) c.comm = std::move(**comm);
     calls.push_back(std::move(c));
   }
   return calls;
