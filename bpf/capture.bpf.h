@@ -1,76 +1,70 @@
 /* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
 /*
- * Capturing a GPU ioctl's bytes from user memory, in the staged order the
- * shared decoder asks for (kmod/common/gg_decode.h). Used by the observer
- * and by the decode test program, so the test runs the production path.
+ * How the BPF programs read a GPU ioctl's bytes from user memory, for the
+ * shared staged capture (kmod/common/gg_gate.h). Two readers:
+ *
+ *   nofault   bpf_probe_read_user only: tracepoints and the (non-sleepable)
+ *             compat LSM hook cannot fault pages in; a page that is not
+ *             resident is unreadable, and the gate then fails closed;
+ *   lsm       the sleepable ioctl LSM hook: a resident page is read without
+ *             faulting; one that is not is first looked up (bpf_find_vma) and
+ *             refused if it is registered with userfaultfd or backed by FUSE,
+ *             whose faults wait for a user-space process that could change
+ *             the request meanwhile; otherwise it is faulted in with
+ *             bpf_copy_from_user, timed against the policy's bound, and the
+ *             capture reads every earlier stage again to see it unchanged.
  */
 #ifndef GPUGATE_CAPTURE_BPF_H
 #define GPUGATE_CAPTURE_BPF_H
 
-#include "gg_decode.h"
+#include "common.bpf.h"
+#include "gg_gate.h"
+
+struct gg_reader {
+	__u64 max_wait_ns; /* a faulting read slower than this is SLOW */
+};
 
 /*
- * Read len (<= max) bytes of user memory; 0 on success. Tracepoints use
- * bpf_probe_read_user (cannot fault pages in); sleepable LSM programs use
- * bpf_copy_from_user (can). Both capture paths are generated from one text.
+ * The readers are global functions, defined once in capture.bpf.c: the
+ * verifier checks each on its own instead of once per stage and path.
  */
-#define GG_DEFINE_CAPTURE(suffix, READ)                                                            \
-	static __always_inline int gg_read_user##suffix(void *dst, __u64 len, __u64 max,           \
-							__u64 src)                                 \
-	{                                                                                          \
-		if (!len)                                                                          \
-			return 0;                                                                  \
-		if (!src)                                                                          \
-			return -1;                                                                 \
-		/* keep the bound on the register the helper gets */                               \
-		barrier_var(len);                                                                  \
-		if (len > max)                                                                     \
-			len = max;                                                                 \
-		barrier_var(len);                                                                  \
-		if (len > GG_PARAMS_MAX)                                                           \
-			return -1;                                                                 \
-		return READ(dst, len, (const void *)src);                                          \
-	}                                                                                          \
-                                                                                                   \
-	/* Fill raw for (request, arg) on a device of this kind, then decode it. */                \
-	static __always_inline void gg_capture##suffix(struct gg_raw *raw, struct gg_decoded *dec, \
-						       __u32 dev_kind, __u32 drm_driver,           \
-						       __u32 request, __u64 arg)                   \
-	{                                                                                          \
-		__u64 ptr = 0;                                                                     \
-		__u32 want, len = 0;                                                               \
-                                                                                                   \
-		raw->request = request;                                                            \
-		raw->dev_kind = dev_kind;                                                          \
-		raw->drm_driver = drm_driver;                                                      \
-		raw->capture_flags = 0;                                                            \
-		raw->arg_len = 0;                                                                  \
-		raw->inner_len = 0;                                                                \
-		raw->params_len = 0;                                                               \
-		raw->target_class = 0;                                                             \
-		want = gg_arg_want(dev_kind, request);                                             \
-		if (want) {                                                                        \
-			if (gg_read_user##suffix(raw->arg, want, GG_ARG_MAX, arg))                 \
-				raw->capture_flags |= GG_CAP_ARG_FAULT;                            \
-			else                                                                       \
-				raw->arg_len = want;                                               \
-		}                                                                                  \
-		if (gg_xfer_ref(raw, &ptr, &len) && len) {                                         \
-			if (gg_read_user##suffix(raw->inner, len, GG_ARG_MAX, ptr))                \
-				raw->capture_flags |= GG_CAP_INNER_FAULT;                          \
-			else                                                                       \
-				raw->inner_len = len;                                              \
-		}                                                                                  \
-		if (gg_params_ref(raw, &ptr, &len) && len) {                                       \
-			if (gg_read_user##suffix(raw->params, len, GG_PARAMS_MAX, ptr))            \
-				raw->capture_flags |= GG_CAP_PARAMS_FAULT;                         \
-			else                                                                       \
-				raw->params_len = len;                                             \
-		}                                                                                  \
-		gg_decode(raw, dec);                                                               \
-	}
+__u32 gg_bpf_read_nofault(struct gg_raw *raw, __u32 stage, __u32 len, __u64 src);
+__u32 gg_bpf_read_lsm(struct gg_raw *raw, __u32 stage, __u32 len, __u64 src, __u64 max_wait_ns);
+int gg_bpf_verify(struct gg_raw *raw, __u32 stage, __u64 src);
 
-GG_DEFINE_CAPTURE(, bpf_probe_read_user)
-GG_DEFINE_CAPTURE(_sleepable, bpf_copy_from_user)
+#define GG_READ_NOFAULT_FN(r, raw, stage, len, src) gg_bpf_read_nofault(raw, stage, len, src)
+#define GG_READ_LSM_FN(r, raw, stage, len, src)                                                    \
+	gg_bpf_read_lsm(raw, stage, len, src, (r)->max_wait_ns)
+#define GG_VERIFY_FN(r, raw, stage, src) gg_bpf_verify(raw, stage, src)
+
+static __always_inline __u32 gg_object_class(struct gg_reader *r, __u32 client, __u32 object)
+{
+	struct gg_rm_object key = {client, object};
+	__u32 *cls = bpf_map_lookup_elem(&rm_objects, &key);
+
+	return cls ? *cls : 0;
+}
+
+/*
+ * The capture of one request into e->raw and its decode into e->dec, for a
+ * node of kind e->device, as global functions too (capture.bpf.c): one per
+ * reader.
+ */
+int gg_bpf_capture_nofault(struct gg_ioctl_enter *e, __u32 request, __u64 arg);
+int gg_bpf_capture_lsm(struct gg_ioctl_enter *e, __u32 request, __u64 arg, __u64 max_wait_ns);
+
+/*
+ * Once more, after the decision's inputs were read: the bytes the driver is
+ * about to copy are still those decided on. Narrows the race with a second
+ * thread to the moment between here and the driver's own copy; closes it
+ * only in the module, which decides on that copy.
+ */
+static __always_inline int gg_still_same(struct gg_raw *raw, __u64 arg,
+					 const struct gg_decoded *dec)
+{
+	return !gg_bpf_verify(raw, GG_STAGE_ARG, arg) &&
+	       !gg_bpf_verify(raw, GG_STAGE_INNER, dec->inner_ptr) &&
+	       !gg_bpf_verify(raw, GG_STAGE_PARAMS, dec->params_ptr);
+}
 
 #endif /* GPUGATE_CAPTURE_BPF_H */

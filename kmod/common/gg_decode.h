@@ -13,6 +13,11 @@
  *   2. if gg_xfer_ref() says so, capture the XFER inner struct;
  *   3. if gg_params_ref() says so, capture the RM params block;
  *   4. gg_decode().
+ *
+ * The staging helpers are inline everywhere. In BPF the decoder proper and
+ * its table searches are global functions compiled once, in
+ * bpf/decode.bpf.c (GG_DECODE_IMPL), beside the one copy of the tables;
+ * other BPF objects see their prototypes and are linked against it.
  */
 #ifndef GPUGATE_DECODE_H
 #define GPUGATE_DECODE_H
@@ -35,6 +40,10 @@
 #define GG_FN static inline
 #endif
 
+#if defined(__bpf__) && !defined(GG_DECODE_IMPL)
+#define GG_DECODE_PROTOTYPES_ONLY
+#endif
+
 /*
  * Pins a value to one register, so that the bounds check that follows is
  * made on the register later used as an index (else clang may check a
@@ -46,21 +55,25 @@
 #define GG_PIN(v) ((void)0)
 #endif
 
-#define GG_NO_INDEX		0xffff
-#define GG_NV_IOCTL_MAGIC	0x46 /* 'F', kernel-open/common/inc/nv-ioctl-numbers.h:33 */
-#define GG_NV_ESC_XFER		0xD3
-#define GG_NV_NVOS54_SIZE	32
-#define GG_NV_NVOS21_SIZE	32
-#define GG_NV_NVOS64_SIZE	48
-#define GG_NV_GSS_LEGACY	0x8000u /* rmapi_deprecated.h:41-43 */
-#define GG_NV_GSS_LEGACY_PRIV	0xC000u
-#define GG_NV_CLASS_BINAPI	0x2081u
-#define GG_NV_CLASS_BINAPI_PRIV 0x2082u
-#define GG_DRM_IOCTL_TYPE	0x64 /* 'd' */
-#define GG_DRM_COMMAND_BASE	0x40
-#define GG_DRM_COMMAND_END	0xA0
-#define GG_KFD_IOCTL_TYPE	0x4B /* 'K' */
-#define GG_NVKMS_IOCTL_TYPE	0x6D /* 'm' */
+#define GG_NO_INDEX			   0xffff
+#define GG_NV_IOCTL_MAGIC		   0x46 /* 'F', kernel-open/common/inc/nv-ioctl-numbers.h:33 */
+#define GG_NV_ESC_XFER			   0xD3
+#define GG_NV_NVOS54_SIZE		   32
+#define GG_NV_NVOS21_SIZE		   32
+#define GG_NV_NVOS64_SIZE		   48
+#define GG_NV_GSS_LEGACY		   0x8000u /* rmapi_deprecated.h:41-43 */
+#define GG_NV_GSS_LEGACY_PRIV		   0xC000u
+#define GG_NV_CLASS_BINAPI		   0x2081u
+#define GG_NV_CLASS_BINAPI_PRIV		   0x2082u
+#define GG_DRM_IOCTL_TYPE		   0x64 /* 'd' */
+#define GG_DRM_COMMAND_BASE		   0x40
+#define GG_DRM_COMMAND_END		   0xA0
+#define GG_KFD_IOCTL_TYPE		   0x4B /* 'K' */
+#define GG_NVKMS_IOCTL_TYPE		   0x6D /* 'm' */
+/* torvalds/linux include/uapi/drm/amdgpu_drm.h: DRM_AMDGPU_CTX 0x02,
+ * AMDGPU_CTX_OP_SET_STABLE_PSTATE 6 */
+#define GG_AMDGPU_CTX_NR		   0x42
+#define GG_AMDGPU_CTX_OP_SET_STABLE_PSTATE 6
 
 static __always_inline __u32 gg_ioc_nr(__u32 req)
 {
@@ -129,6 +142,7 @@ static __always_inline __u64 gg_rd64(const __u8 *buf, __u32 len, __u32 off)
 		found_;                                                                            \
 	})
 
+#ifndef GG_DECODE_PROTOTYPES_ONLY
 GG_FN int gg_find_nv_escape(__u32 nr)
 {
 	return GG_BSEARCH(gg_nv_escapes, GG_NV_ESCAPES_LEN, nr, nr);
@@ -182,7 +196,9 @@ static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab, int
 }
 
 #define GG_IOCTL_LOOKUP(tab, nr, cls, size) gg_ioctl_lookup(tab, GG_ARRAY_LEN(tab), nr, cls, size)
+#endif /* !GG_DECODE_PROTOTYPES_ONLY */
 
+#ifndef GG_DECODE_PROTOTYPES_ONLY
 /* Index of nr in one of the DRM/KFD tables, -1 if absent. */
 static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u32 *size)
 {
@@ -201,6 +217,8 @@ static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u3
 		return -1;
 	}
 }
+
+#endif /* !GG_DECODE_PROTOTYPES_ONLY */
 
 static __always_inline int gg_is_nvidia_rm(__u32 dev_kind)
 {
@@ -298,6 +316,30 @@ static __always_inline int gg_params_ref(const struct gg_raw *raw, __u64 *ptr, _
 	return 1;
 }
 
+/*
+ * Between steps 1-2 and 3: the RM handles a control is addressed to, so
+ * that the capturer can look up the object's class (learned from the
+ * driver's own alloc results) into raw->target_class. 1 for an RM control.
+ */
+static __always_inline int gg_control_ref(const struct gg_raw *raw, __u32 *client, __u32 *object)
+{
+	const __u8 *body;
+	__u32 body_len, nr, size;
+
+	if (!gg_is_nvidia_rm(raw->dev_kind))
+		return 0;
+	gg_nv_body(raw, &body, &body_len, &nr, &size);
+	if (nr != 0x2A || body_len < 8)
+		return 0;
+	*client = gg_rd32(body, body_len, 0);
+	*object = gg_rd32(body, body_len, 4);
+	return 1;
+}
+
+#ifdef GG_DECODE_PROTOTYPES_ONLY
+int gg_decode(const struct gg_raw *raw, struct gg_decoded *d);
+#else
+
 static __always_inline void gg_set_class(struct gg_decoded *d, __u32 cls, __u32 src)
 {
 	d->cls = cls;
@@ -356,8 +398,17 @@ static __always_inline void gg_nv_control(const struct gg_raw *raw, struct gg_de
 	d->params_ptr = gg_rd64(body, body_len, 16);
 	d->params_size = gg_rd32(body, body_len, 24);
 	d->status_offset = 28;
-	if (d->params_ptr && d->params_size)
+	if (raw->target_class)
+		d->flags |= GG_DF_OBJECT_KNOWN;
+	/* NVOS54 flags: FINN-serialized params, or kernel-only modes; either
+	 * way the bytes at params are not the struct the tables describe */
+	if (gg_rd32(body, body_len, 12))
+		d->flags |= GG_DF_OPAQUE_PARAMS;
+	if (d->params_ptr && d->params_size) {
 		gg_nv_params_flags(raw, d);
+		if (d->flags & (GG_DF_PARAMS_FAULT | GG_DF_PARAMS_SHORT))
+			d->flags |= GG_DF_UNDECIDED;
+	}
 
 	if (binapi) {
 		d->flags |= GG_DF_BINAPI;
@@ -374,10 +425,14 @@ static __always_inline void gg_nv_control(const struct gg_raw *raw, struct gg_de
 		d->index = idx;
 		if (!binapi)
 			d->priv = e->priv;
+		if (e->priv == GG_PRIV_KERNEL || e->priv == GG_PRIV_INTERNAL)
+			d->flags |= GG_DF_DRIVER_REFUSES;
 		gg_set_class(d, e->cls, e->src);
 		if (e->param_size >= 0 && d->params_size != (__u32)e->param_size)
 			d->flags |= GG_DF_PARAMS_MISMATCH;
-		complete = gg_nv_key_params(raw, d, e->pkind);
+		complete = gg_nv_key_params(raw, d, e->pkind) && !(d->flags & GG_DF_OPAQUE_PARAMS);
+		if (complete && e->pkind != GG_PK_NONE)
+			d->flags |= GG_DF_KEYS_VALID;
 		if (e->pkind == GG_PK_DRAIN) {
 			/* REMOVE_DEVICE (flags bit 0) on an enable takes the GPU off the bus */
 			if (!complete) {
@@ -491,7 +546,8 @@ static __always_inline void gg_decode_nvidia(const struct gg_raw *raw, struct gg
 	if (e->kind == GG_NVK_XFER) {
 		d->flags |= GG_DF_XFER;
 		if (raw->arg_len < 16) {
-			/* the tunnel's own header is missing: nothing to decode */
+			/* the tunnel's own header is missing: it could carry anything */
+			d->flags |= GG_DF_UNDECIDED;
 			d->table = GG_TAB_NV_ESCAPE;
 			d->index = idx;
 			gg_set_class(d, GG_CLASS_UNKNOWN, GG_SRC_NONE);
@@ -548,8 +604,13 @@ static __always_inline void gg_decode_nvidia(const struct gg_raw *raw, struct gg
 	d->status_offset = e->status_offset;
 
 	if (e->kind == GG_NVK_CONTROL) {
+		/* a control whose struct was not read could be any control */
+		if (d->flags &
+		    (GG_DF_ARG_FAULT | GG_DF_ARG_SHORT | GG_DF_INNER_FAULT | GG_DF_INNER_SHORT))
+			d->flags |= GG_DF_UNDECIDED;
+		if (body_len < GG_NV_NVOS54_SIZE)
+			d->flags |= GG_DF_HEADER_SHORT | GG_DF_UNDECIDED;
 		if (body_len < 12) {
-			/* without its cmd word a control could be any control */
 			gg_set_class(d, GG_CLASS_UNKNOWN, GG_SRC_NONE);
 			d->status_offset = 28;
 			return;
@@ -668,6 +729,19 @@ static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw, struct g
 	gg_set_class(d, cls, GG_SRC_TABLE);
 	if (gg_ioc_type(req) != type || size != esize)
 		d->flags |= GG_DF_NONCANONICAL;
+	if (table == GG_TAB_DRM_AMDGPU && nr == GG_AMDGPU_CTX_NR) {
+		/* drm_amdgpu_ctx_in {op, flags, ...}: SET_STABLE_PSTATE pins the clocks */
+		if (raw->arg_len < 8) {
+			gg_set_class(d, GG_CLASS_CLOCK_LIMIT, GG_SRC_TABLE);
+			d->flags |= GG_DF_WORST_CASE | GG_DF_UNDECIDED;
+			return;
+		}
+		d->key[0] = gg_rd32(raw->arg, raw->arg_len, 0);
+		d->key[1] = gg_rd32(raw->arg, raw->arg_len, 4);
+		d->flags |= GG_DF_KEYS_VALID;
+		if (d->key[0] == GG_AMDGPU_CTX_OP_SET_STABLE_PSTATE)
+			d->cls = GG_CLASS_CLOCK_LIMIT;
+	}
 }
 
 /* Step 4: decode. Never reads outside raw; never fails. */
@@ -702,7 +776,13 @@ GG_FN int gg_decode(const struct gg_raw *raw, struct gg_decoded *d)
 	default:
 		gg_set_class(d, GG_CLASS_UNKNOWN, GG_SRC_NONE);
 	}
+	/* a read refused, stalled or raced says nothing trustworthy about any byte */
+	if (raw->capture_flags & (GG_CAP_REFUSED_UFFD | GG_CAP_REFUSED_FUSE | GG_CAP_VMA_BUSY |
+				  GG_CAP_SLOW | GG_CAP_CHANGED))
+		d->flags |= GG_DF_UNDECIDED;
 	return 0;
 }
+
+#endif /* !GG_DECODE_PROTOTYPES_ONLY */
 
 #endif /* GPUGATE_DECODE_H */

@@ -1,83 +1,75 @@
 /* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
 /*
- * The command tables as compact arrays, expanded from the .def files.
- * Included once per program: by each BPF object, by the module and by
- * user space's gg_decode_c.c. Every array is sorted by its key (checked by
- * tests/unit/tables_test.cpp) so BPF and C can binary-search it.
+ * The command tables as compact arrays, expanded from the .def files and
+ * defined once, in gg_tables.c: compiled into BPF's decode object, the
+ * module and user space's library. Every array is sorted by its key
+ * (checked by tests/unit/tables_test.cpp) so BPF and C can binary-search it.
+ * The lengths are constants, counted from the same .def rows, so that a
+ * search of any table has a bound the verifier can see.
  */
 #ifndef GPUGATE_TABLES_H
 #define GPUGATE_TABLES_H
 
 #include "gg_table_types.h"
 
-/*
- * BPF: global, so that the symbol carries its .rodata offset into BTF
- * (libbpf 1.1 cannot place static arrays and rejects the object's BTF).
- * Elsewhere: static, one copy per program.
- */
-#if defined(__bpf__)
-#define GG_TABLE const
-#else
-#define GG_TABLE static const
-#endif
+#define GG_COUNT_ROW(...) +1
+#define GG_ARRAY_LEN(a)	  ((int)(sizeof(a) / sizeof((a)[0])))
 
-GG_TABLE struct gg_nv_esc_entry gg_nv_escapes[] = {
-#define GG_NV_ESC(nr, name, size, alt, dev, kind, cls, st)                                         \
-	{nr, GG_NVDEV_##dev, GG_NVK_##kind, GG_CLASS_##cls, size, alt, st},
+enum {
+	GG_NV_ESCAPES_LEN = 0
+#define GG_NV_ESC GG_COUNT_ROW
 #include "../uapi/gpugate/nvidia_escapes.def"
 #undef GG_NV_ESC
-};
-
-GG_TABLE struct gg_nv_ctrl_entry gg_nv_controls[] = {
-#define GG_NV_CTRL(id, name, priv, cls, src, psize, pkind)                                         \
-	{id, GG_PRIV_##priv, GG_CLASS_##cls, GG_SRC_##src, GG_PK_##pkind, psize},
+	,
+	GG_NV_CONTROLS_LEN = 0
+#define GG_NV_CTRL GG_COUNT_ROW
 #include "../uapi/gpugate/nvidia_controls.def"
 #undef GG_NV_CTRL
-};
-
-GG_TABLE struct gg_nv_legacy_entry gg_nv_legacy[] = {
-#define GG_NV_LEGACY(cc, cat, catname, cls) {cc, cat, GG_CLASS_##cls},
+	,
+	GG_NV_LEGACY_LEN = 0
+#define GG_NV_LEGACY GG_COUNT_ROW
 #include "../uapi/gpugate/nvidia_legacy.def"
 #undef GG_NV_LEGACY
-};
-
-GG_TABLE struct gg_nv_uvm_entry gg_nv_uvm[] = {
-#define GG_NV_UVM(req, name, cls) {req, GG_CLASS_##cls},
+	,
+	GG_NV_UVM_LEN = 0
+#define GG_NV_UVM GG_COUNT_ROW
 #include "../uapi/gpugate/nvidia_uvm.def"
 #undef GG_NV_UVM
-};
-
-#define GG_DRM_IOCTL(nr, name, size, cls) {nr, GG_CLASS_##cls, size},
-#define GG_KFD_IOCTL(nr, name, size, cls) {nr, GG_CLASS_##cls, size},
-GG_TABLE struct gg_ioctl_entry gg_drm_core[] = {
-#include "../uapi/gpugate/drm.def"
-};
-GG_TABLE struct gg_ioctl_entry gg_drm_amdgpu[] = {
-#include "../uapi/gpugate/amdgpu.def"
-};
-GG_TABLE struct gg_ioctl_entry gg_drm_i915[] = {
-#include "../uapi/gpugate/i915.def"
-};
-GG_TABLE struct gg_ioctl_entry gg_drm_xe[] = {
-#include "../uapi/gpugate/xe.def"
-};
-GG_TABLE struct gg_ioctl_entry gg_kfd[] = {
-#include "../uapi/gpugate/kfd.def"
-};
-#undef GG_DRM_IOCTL
-#undef GG_KFD_IOCTL
-
-GG_TABLE struct gg_pkind_entry gg_pkinds[] = {
-#define GG_PKIND(ident, names, o0, w0, o1, w1, o2, w2, o3, w3) {{o0, o1, o2, o3}, {w0, w1, w2, w3}},
+	,
+	GG_PKINDS_LEN = 0
+#define GG_PKIND GG_COUNT_ROW
 #include "../uapi/gpugate/pkinds.def"
 #undef GG_PKIND
+	,
+#define GG_DRM_IOCTL GG_COUNT_ROW
+#define GG_KFD_IOCTL GG_COUNT_ROW
+	GG_DRM_CORE_LEN = 0
+#include "../uapi/gpugate/drm.def"
+	,
+	GG_DRM_AMDGPU_LEN = 0
+#include "../uapi/gpugate/amdgpu.def"
+	,
+	GG_DRM_I915_LEN = 0
+#include "../uapi/gpugate/i915.def"
+	,
+	GG_DRM_XE_LEN = 0
+#include "../uapi/gpugate/xe.def"
+	,
+	GG_KFD_LEN = 0
+#include "../uapi/gpugate/kfd.def"
+#undef GG_DRM_IOCTL
+#undef GG_KFD_IOCTL
 };
 
-#define GG_ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
-
-#define GG_NV_ESCAPES_LEN  GG_ARRAY_LEN(gg_nv_escapes)
-#define GG_NV_CONTROLS_LEN GG_ARRAY_LEN(gg_nv_controls)
-#define GG_NV_LEGACY_LEN   GG_ARRAY_LEN(gg_nv_legacy)
-#define GG_NV_UVM_LEN	   GG_ARRAY_LEN(gg_nv_uvm)
+extern const struct gg_nv_esc_entry gg_nv_escapes[GG_NV_ESCAPES_LEN];
+extern const struct gg_nv_ctrl_entry gg_nv_controls[GG_NV_CONTROLS_LEN];
+extern const struct gg_nv_legacy_entry gg_nv_legacy[GG_NV_LEGACY_LEN];
+extern const struct gg_nv_uvm_entry gg_nv_uvm[GG_NV_UVM_LEN];
+extern const struct gg_pkind_entry gg_pkinds[GG_PKINDS_LEN];
+extern const struct gg_ioctl_entry gg_drm_core[GG_DRM_CORE_LEN];
+extern const struct gg_ioctl_entry gg_drm_amdgpu[GG_DRM_AMDGPU_LEN];
+extern const struct gg_ioctl_entry gg_drm_i915[GG_DRM_I915_LEN];
+extern const struct gg_ioctl_entry gg_drm_xe[GG_DRM_XE_LEN];
+extern const struct gg_ioctl_entry gg_kfd[GG_KFD_LEN];
 
 #endif /* GPUGATE_TABLES_H */

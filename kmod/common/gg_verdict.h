@@ -37,15 +37,23 @@ struct gg_rule {
 };
 GG_ABI_ASSERT(sizeof(struct gg_rule) == 48, "gg_rule layout");
 
+/* Policy flags (gg_policy.flags). */
+#define GG_POLF_STRICT (1u << 0) /* gate every privileged opaque control (DESIGN section 2) */
+
+/* The default bound on a read that had to fault a page in (docs/gate.md). */
+#define GG_READ_WAIT_MAX_NS_DEFAULT 1000000u
+
 /* The policy as the kernel holds it: mode, rules, one action per class. */
 struct gg_policy {
 	__u8 mode; /* enum gg_mode */
 	__u8 nrules;
-	__u8 pad[2];
+	__u8 flags;		     /* GG_POLF_* */
+	__u8 fail_closed_vendors;    /* bit per enum gg_vendor whose nodes the policy gates */
 	__u8 action[GG_CLASS_COUNT]; /* enum gg_action */
-	__u8 pad2[4];
+	__u32 read_wait_max_ns;	     /* a faulting read slower than this is denied; 0: default */
 	struct gg_rule rules[GG_MAX_RULES];
 };
+GG_ABI_ASSERT(sizeof(struct gg_policy) == 24 + 48 * GG_MAX_RULES, "gg_policy layout");
 
 /* Who asks for what, as far as the rules care. */
 struct gg_subject {
@@ -125,6 +133,122 @@ static inline __u32 gg_verdict_of(__u32 mode, __u32 action, int granted, int rec
 		return GG_VERDICT_ALLOW;
 	return mode == GG_MODE_ENFORCE ? (__u32)GG_VERDICT_DENY : (__u32)GG_VERDICT_WOULD_DENY;
 }
+
+/* What the gate decided, and why. */
+struct gg_gate_result {
+	__u8 verdict; /* enum gg_verdict */
+	__u8 action;  /* enum gg_action that applied */
+	__u8 reason;  /* enum gg_reason */
+	__u8 pad;
+	__u32 rule;	/* matching rule + 1, or 0 */
+	__u32 grant_id; /* the grant spent, or 0 */
+};
+
+/*
+ * Opaque and privileged, the RM controls the strict profile gates (DESIGN
+ * section 2): any control on a BINAPI pass-through object, and GSS-legacy
+ * controls with the root-only bits.
+ */
+static inline int gg_is_opaque_privileged(const struct gg_decoded *d)
+{
+	if (d->vendor != GG_VENDOR_NVIDIA || d->nr != 0x2A /* NV_ESC_RM_CONTROL */)
+		return 0;
+	return (d->flags & GG_DF_BINAPI) || ((d->flags & GG_DF_LEGACY) && d->priv == GG_PRIV_ROOT);
+}
+
+static inline int gg_action_gates(__u32 action)
+{
+	return action == GG_ACT_DENY || action == GG_ACT_REQUIRE_SIGNATURE;
+}
+
+/*
+ * Does the policy fail closed on this vendor's nodes: deny what it cannot
+ * read? Only where it gates something, and only where it can deny.
+ */
+static inline int gg_fails_closed(const struct gg_policy *p, __u32 vendor)
+{
+	return p->mode != GG_MODE_OBSERVE && vendor < 8 && (p->fail_closed_vendors >> vendor) & 1;
+}
+
+/*
+ * The vendors whose nodes fail closed under a policy: those it gates
+ * anything on, by a class's action (every vendor), by a rule (the rule's
+ * vendor, or every vendor), or by the strict profile (NVIDIA). Derived, so
+ * that the daemon and replay compute it alike.
+ */
+static inline __u8 gg_policy_fail_closed_vendors(const struct gg_policy *p)
+{
+	__u32 v, c, i, mask = 0;
+
+	for (c = 0; c < GG_CLASS_COUNT; c++)
+		if (gg_action_gates(p->action[c]))
+			mask = 0xff;
+	if (p->flags & GG_POLF_STRICT)
+		mask |= 1u << GG_VENDOR_NVIDIA;
+	for (i = 0; i < GG_MAX_RULES && i < p->nrules; i++) {
+		const struct gg_rule *r = &p->rules[i];
+
+		if (!gg_action_gates(r->action))
+			continue;
+		for (v = 0; v < GG_VENDOR_COUNT; v++)
+			if (!(r->match & GG_RM_VENDOR) || r->vendor == v)
+				mask |= 1u << v;
+	}
+	return (__u8)mask;
+}
+
+static inline __u32 gg_refusal(__u32 mode)
+{
+	return mode == GG_MODE_ENFORCE ? (__u32)GG_VERDICT_DENY : (__u32)GG_VERDICT_WOULD_DENY;
+}
+
+/*
+ * The gate's whole decision on a decoded request, in every home (BPF LSM,
+ * the module, user-space replay). take_grant is the home's grant lookup:
+ * it is called only when a signature is required and the record exists,
+ * and it must spend one use atomically and return the grant's id (0: none).
+ *   recorded:     the record of this decision could be reserved
+ *   thread_state: per-thread state was available (BPF task storage)
+ * Order matters: what could not be read is refused before any rule or
+ * grant is consulted, so neither can be matched on bytes never read.
+ */
+#define GG_GATE_DECIDE(res, pol, subj, dec, recorded, thread_state, take_grant)                    \
+	do {                                                                                       \
+		__u32 rule_ = 0, action_ = gg_action_for((pol), (subj), &rule_);                   \
+		int closed_ = gg_fails_closed((pol), (subj)->vendor);                              \
+                                                                                                   \
+		(res)->rule = rule_;                                                               \
+		(res)->grant_id = 0;                                                               \
+		(res)->pad = 0;                                                                    \
+		(res)->reason = rule_ ? GG_WHY_RULE : GG_WHY_CLASS;                                \
+		if (((pol)->flags & GG_POLF_STRICT) && !gg_action_gates(action_) &&                \
+		    gg_is_opaque_privileged(dec)) {                                                \
+			action_ = GG_ACT_REQUIRE_SIGNATURE;                                        \
+			(res)->reason = GG_WHY_STRICT;                                             \
+		}                                                                                  \
+		(res)->action = action_;                                                           \
+		if (closed_ && ((dec)->flags & GG_DF_UNDECIDED)) {                                 \
+			(res)->verdict = gg_refusal((pol)->mode);                                  \
+			(res)->reason = GG_WHY_CAPTURE;                                            \
+		} else if (closed_ && !(thread_state)) {                                           \
+			(res)->verdict = gg_refusal((pol)->mode);                                  \
+			(res)->reason = GG_WHY_NO_THREAD_STATE;                                    \
+		} else if (!gg_action_gates(action_)) {                                            \
+			(res)->verdict = GG_VERDICT_ALLOW;                                         \
+		} else if (!(recorded)) {                                                          \
+			(res)->verdict = gg_refusal((pol)->mode);                                  \
+			(res)->reason = GG_WHY_UNRECORDED;                                         \
+		} else {                                                                           \
+			(res)->verdict = gg_refusal((pol)->mode);                                  \
+			if (action_ == GG_ACT_REQUIRE_SIGNATURE) {                                 \
+				(res)->grant_id = (take_grant);                                    \
+				if ((res)->grant_id) {                                             \
+					(res)->verdict = GG_VERDICT_ALLOW;                         \
+					(res)->reason = GG_WHY_GRANT;                              \
+				}                                                                  \
+			}                                                                          \
+		}                                                                                  \
+	} while (0)
 
 /* The class's own action only (no rules): the what-if of a bare class. */
 static inline __u32 gg_decide(const struct gg_policy *p, __u32 cls, int granted, int recorded)

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/decode.hpp"
+#include "ia32.hpp"
 #include "ledger_read.hpp"
 #include "process.hpp"
 #include "tempdir.hpp"
@@ -201,4 +203,68 @@ TEST_F(Observer, DaemonRefusesBadArgumentsClearly) {
       dir.path / "out");
   EXPECT_EQ(wait_exit(d), 2);
   EXPECT_NE(slurp(dir.path / "out").find("/dev/nope"), std::string::npos);
+}
+
+// 32-bit callers (int 0x80) take the kernel's compat path, which the
+// syscalls/sys_enter_ioctl event skips on x86-64: the raw sys_enter
+// tracepoint records them, touched page or not, with their results.
+TEST_F(Observer, ThirtyTwoBitCallersAreRecorded) {
+  TempDir dir;
+  auto ledger = dir.path / "ledger", status = dir.path / "status.json";
+  pid_t daemon =
+      spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger", ledger.string(),
+             "--status-file", status.string(), "--state-dir", dir.path.string(), "--mode", "observe"},
+            dir.path / "daemon.out");
+  ASSERT_TRUE(wait_for_running(status, 20s)) << slurp(dir.path / "daemon.out");
+  auto st = nlohmann::json::parse(slurp(status));
+  bool raw_tp = false;
+  for (const auto& h : st["hooks"]) raw_tp |= h["hook"] == "raw_tp/sys_enter" && h["attached"] == true;
+  EXPECT_TRUE(raw_tp) << st.dump();
+
+  int fd = open(kAlias.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  uint8_t* page = test::low_page();
+  ASSERT_NE(page, nullptr);
+  struct Control {
+    uint32_t client, object, cmd, flags;
+    uint64_t params;
+    uint32_t size, status;
+  };
+  auto* params = reinterpret_cast<uint32_t*>(page + 256);
+  params[0] = 0, params[1] = 4, params[2] = 0;
+  *reinterpret_cast<Control*>(page) = {0xc1d00001, 0xcaf00001, 0x20800112, 0, reinterpret_cast<uint64_t>(params),
+                                       12,         0};
+  EXPECT_EQ(test::ioctl_ia32(fd, 0xC020462A, test::low32(page)), -ENOTTY);
+  // A page the process never touched: the tracepoint cannot fault it in,
+  // and the record says so rather than guessing.
+  void* untouched =
+      mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(untouched, MAP_FAILED);
+  EXPECT_EQ(test::ioctl_ia32(fd, 0xC020462A, test::low32(untouched)), -ENOTTY);
+  close(fd);
+  std::this_thread::sleep_for(1500ms);
+  kill(daemon, SIGTERM);
+  ASSERT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+
+  std::vector<nlohmann::json> mine;
+  for (const auto& r : ledger_records(ledger, "ioctl"))
+    if (r["process"]["pid"] == getpid()) mine.push_back(r);
+  ASSERT_EQ(mine.size(), 2u) << gpugate::test::ledger_text(ledger);
+  for (const auto& r : mine) {
+    SCOPED_TRACE(r.dump());
+    EXPECT_EQ(r["hook"], "raw_tp/sys_enter");
+    EXPECT_EQ(r["device"]["rdev"], kAliasRdev);
+    EXPECT_EQ(r["result"]["ret"], -ENOTTY) << "the exit of a 32-bit call is joined too";
+  }
+  EXPECT_EQ(mine[0]["decoded"]["command"], "NV2080_CTRL_CMD_GPU_SET_POWER");
+  EXPECT_EQ(mine[0]["decoded"]["class"], "power.off");
+  EXPECT_EQ(mine[0]["verdict"], "would-deny");
+  EXPECT_EQ(mine[1]["decoded"]["class"], "unknown");
+  EXPECT_EQ(mine[1]["request"]["unreadable"], nlohmann::json::array({"arg"}));
+  auto why = mine[1]["request"]["capture"];
+  EXPECT_NE(std::find(why.begin(), why.end(), "not-resident"), why.end()) << why.dump();
+  auto flags = mine[1]["decoded"]["flags"];
+  EXPECT_NE(std::find(flags.begin(), flags.end(), "undecided"), flags.end());
+  munmap(page, 4096);
+  munmap(untouched, 4096);
 }

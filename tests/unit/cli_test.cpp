@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include "ledger_read.hpp"
 #include "process.hpp"
+#include "tempdir.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <filesystem>
@@ -75,4 +78,43 @@ TEST(Cli, StatusOfAMissingOrForeignFile) {
   EXPECT_EQ(bad.status, 2) << bad.output;
   EXPECT_NE(bad.output.find(path.string()), std::string::npos) << bad.output;
   std::filesystem::remove(path);
+}
+
+// A fatal error in the daemon's loop is recorded (daemon.crash, signed), and
+// the next start's gap record names it. The fault is injected
+// (GPUGATE_FAULT_INJECT=loop:N), the simulation engine runs the loop.
+TEST(Daemon, ACrashIsRecordedAndTheNextStartNamesIt) {
+  gpugate::test::TempDir dir;
+  auto p = [&](const std::string& n) { return (dir.path / n).string(); };
+  {
+    std::ofstream script(p("sim.jsonl"));
+    for (int i = 0; i < 5; i++)
+      script << R"({"device":"/dev/full","ioctl":"0xc020462a","arg":")" << std::string(64, '0') << "\"}\n";
+  }
+  std::string daemon = std::string(GG_BIN_DIR) +
+                       "/gpugated --engine sim --no-discover --device /dev/full=nvidia -q "
+                       "--control-socket '' --ledger " +
+                       p("ledger") + " --state-dir " + p("state") + " --status-file " + p("status.json") +
+                       " --sim-script " + p("sim.jsonl");
+  std::filesystem::create_directories(p("state"));
+  auto crashed = gpugate::test::run_shell("GPUGATE_FAULT_INJECT=loop:3 " + daemon);
+  EXPECT_EQ(crashed.status, 1) << crashed.output;
+  EXPECT_NE(crashed.output.find("recorded as daemon.crash"), std::string::npos) << crashed.output;
+  auto records = gpugate::test::ledger_records(p("ledger"));
+  ASSERT_GE(records.size(), 2u);
+  auto crash = std::find_if(records.begin(), records.end(), [](const auto& r) { return r["type"] == "daemon.crash"; });
+  ASSERT_NE(crash, records.end()) << gpugate::test::ledger_text(p("ledger"));
+  EXPECT_NE((*crash)["error"].get<std::string>().find("injected fault"), std::string::npos);
+  EXPECT_EQ(records.back()["type"], "checkpoint") << "the crash record is signed at once";
+  EXPECT_TRUE(std::filesystem::exists(p("state/last-crash")));
+
+  auto again = gpugate::test::run_shell(daemon);
+  EXPECT_EQ(again.status, 0) << again.output;
+  EXPECT_FALSE(std::filesystem::exists(p("state/last-crash"))) << "read once";
+  auto gaps = gpugate::test::ledger_records(p("ledger"), "gap");
+  ASSERT_EQ(gaps.size(), 1u);
+  EXPECT_NE(gaps[0]["previous_crash"]["error"].get<std::string>().find("injected fault"), std::string::npos)
+      << gaps[0].dump();
+  auto verify = run("log verify " + p("ledger"));
+  EXPECT_EQ(verify.status, 0) << verify.output;
 }

@@ -106,12 +106,109 @@ TEST(Decode, LengthsBeyondTheBuffersAreRefused) {
   EXPECT_EQ(d.cls, GG_CLASS_UNKNOWN);
 }
 
-TEST(Decode, XferWithoutItsInnerStructSaysSo) {
+// Unreadable is not "unknown, allowed": the class is left unknown, but the
+// decode says the bytes that decide it were not read, and the gate denies
+// on that (fail closed).
+TEST(Decode, XferWithoutItsInnerStructIsUndecided) {
   auto v = test::xfer(test::control("c", 0x20800112, std::vector<uint8_t>(12, 0), -1));
   v.inner.clear();  // the tunnelled pointer cannot be read
   auto d = run(v);
   EXPECT_TRUE(d.flags & GG_DF_INNER_FAULT);
+  EXPECT_TRUE(d.flags & GG_DF_UNDECIDED);
   EXPECT_EQ(d.cls, GG_CLASS_UNKNOWN);
+}
+
+TEST(Decode, WhatDecidesTheClassMustHaveBeenRead) {
+  // the argument of an RM control, its params, an XFER's own header
+  auto c = test::control("c", 0x2080205A, std::vector<uint8_t>(4, 0), -1);
+  auto unread_arg = c;
+  unread_arg.arg.clear();
+  EXPECT_TRUE(run(unread_arg).flags & GG_DF_UNDECIDED);
+  auto unread_params = c;
+  unread_params.params.clear();
+  EXPECT_TRUE(run(unread_params).flags & GG_DF_UNDECIDED) << "a params block that was not read";
+  auto x = test::xfer(c);
+  x.arg.resize(8);
+  EXPECT_TRUE(run(x).flags & GG_DF_UNDECIDED);
+  EXPECT_FALSE(run(c).flags & GG_DF_UNDECIDED) << "all read: decided";
+  // a control shorter than its header
+  auto short_inner = test::xfer(c);
+  test::put32(short_inner.arg, 4, 20);
+  short_inner.inner.resize(20);
+  auto d = run(short_inner);
+  EXPECT_TRUE(d.flags & GG_DF_HEADER_SHORT);
+  EXPECT_TRUE(d.flags & GG_DF_UNDECIDED);
+  // a refused or stalled read, of any stage, on any node
+  gg_raw raw = capture({c.dev_kind, 0, c.request, c.arg, c.inner, c.params, 0});
+  for (uint16_t why : {GG_CAP_REFUSED_UFFD, GG_CAP_REFUSED_FUSE, GG_CAP_VMA_BUSY, GG_CAP_SLOW, GG_CAP_CHANGED}) {
+    gg_raw r = raw;
+    r.capture_flags |= why;
+    EXPECT_TRUE(decode(r).flags & GG_DF_UNDECIDED) << why;
+  }
+  gg_raw paged = raw;
+  paged.capture_flags |= GG_CAP_PAGED;
+  EXPECT_FALSE(decode(paged).flags & GG_DF_UNDECIDED) << "a page faulted in quickly is no reason";
+  // DRM: the class is the nr's, unread bytes do not change it
+  gg_raw drm{};
+  drm.dev_kind = GG_DEV_DRM;
+  drm.request = test::iowr(0x64, 0xb2, 32);  // MODE_CREATE_DUMB
+  drm.capture_flags = GG_CAP_ARG_FAULT;
+  EXPECT_FALSE(decode(drm).flags & GG_DF_UNDECIDED);
+}
+
+// Params serialized (NVOS54 flags FINN_SERIALIZED) or flagged for kernel
+// callers are not the struct the tables describe: a control refined by its
+// params takes the strictest class, and no key parameter counts as read.
+TEST(Decode, FlaggedParamsAreNotTrusted) {
+  auto drain = test::control("drain", 0x278, {0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0}, -1);  // enable, no REMOVE_DEVICE
+  auto d = run(drain);
+  EXPECT_EQ(d.cls, GG_CLASS_GPU_RESET);
+  EXPECT_TRUE(d.flags & GG_DF_KEYS_VALID);
+  test::put32(drain.arg, 12, 4);  // NVOS54_FLAGS_FINN_SERIALIZED
+  d = run(drain);
+  EXPECT_TRUE(d.flags & GG_DF_OPAQUE_PARAMS);
+  EXPECT_EQ(d.cls, GG_CLASS_POWER_OFF) << "the worst case of a drain";
+  EXPECT_TRUE(d.flags & GG_DF_WORST_CASE);
+  EXPECT_FALSE(d.flags & GG_DF_KEYS_VALID) << "a grant's signed value cannot match serialized bytes";
+  auto power = test::control("set power", 0x20800112, {0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0}, -1);
+  test::put32(power.arg, 12, 4);
+  d = run(power);
+  EXPECT_EQ(d.cls, GG_CLASS_POWER_OFF);
+  EXPECT_FALSE(d.flags & GG_DF_KEYS_VALID);
+}
+
+// amdgpu's context ioctl multiplexes an op: SET_STABLE_PSTATE pins the
+// clocks (torvalds/linux include/uapi/drm/amdgpu_drm.h AMDGPU_CTX_OP_*).
+TEST(Decode, AmdgpuStablePstateIsAClockLimit) {
+  auto ctx = [](std::vector<uint8_t> arg) {
+    return capture({GG_DEV_DRM, GG_DRM_AMDGPU, test::iowr(0x64, 0x42, 16), arg, {}, {}, 0});
+  };
+  auto set = decode(ctx({6, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));  // SET_STABLE_PSTATE MIN_SCLK
+  EXPECT_EQ(set.cls, GG_CLASS_CLOCK_LIMIT);
+  EXPECT_EQ(set.key[0], 6u);
+  EXPECT_EQ(set.key[1], 2u);
+  auto alloc = decode(ctx({1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}));  // ALLOC_CTX
+  EXPECT_EQ(alloc.cls, GG_CLASS_RESOURCE);
+  gg_raw unread = ctx({});
+  unread.capture_flags = GG_CAP_ARG_FAULT;
+  auto u = decode(unread);
+  EXPECT_EQ(u.cls, GG_CLASS_CLOCK_LIMIT) << "unread: the worst case";
+  EXPECT_TRUE(u.flags & GG_DF_UNDECIDED);
+}
+
+// Commands the driver refuses from user space are recorded as attempts.
+TEST(Decode, KernelOnlyAndInternalControlsAreMarked) {
+  int n = 0;
+  const gg_nv_ctrl_entry* t = gg_table_nv_controls(&n);
+  int marked = 0;
+  for (int i = 0; i < n; i++) {
+    if (t[i].id & 0x8000) continue;
+    auto d = run(test::control("c", t[i].id, std::vector<uint8_t>(16, 0), -1));
+    bool refused = t[i].priv == GG_PRIV_KERNEL || t[i].priv == GG_PRIV_INTERNAL;
+    ASSERT_EQ(static_cast<bool>(d.flags & GG_DF_DRIVER_REFUSES), refused) << std::hex << t[i].id;
+    marked += refused;
+  }
+  EXPECT_GT(marked, 100);
 }
 
 TEST(Decode, BinapiTargetNeedsRootAndIsFlagged) {
@@ -173,6 +270,20 @@ TEST(Decode, RawFromJsonNamesWhatIsWrong) {
       nlohmann::json{{"ioctl", "0xc020462a"}, {"dev_kind", "nvidia-ctl"}, {"arg", std::string(600, 'a')}});
   ASSERT_FALSE(big.ok());
   EXPECT_NE(big.error().message.find("more than"), std::string::npos);
+  // members of the wrong type are refused by name, never thrown
+  auto kind = raw_from_json(nlohmann::json{{"ioctl", "0xc020462a"}, {"dev_kind", 3}});
+  ASSERT_FALSE(kind.ok());
+  EXPECT_NE(kind.error().message.find("request.dev_kind"), std::string::npos);
+  auto drv = raw_from_json(nlohmann::json{{"ioctl", "0xc020462a"}, {"dev_kind", "drm"}, {"drm_driver", {1, 2}}});
+  ASSERT_FALSE(drv.ok());
+  EXPECT_NE(drv.error().message.find("request.drm_driver"), std::string::npos);
+  // and lengths that lie are never read past
+  gg_raw lying{};
+  lying.dev_kind = GG_DEV_NVIDIA_CTL;
+  lying.arg_len = 100000;
+  lying.params_len = 100000;
+  auto shown = raw_json(lying);
+  EXPECT_EQ(shown["arg"].get<std::string>().size(), 2u * GG_ARG_MAX);
 }
 
 TEST(Hex, ParsesCommonSpellingsAndNamesBadCharacters) {

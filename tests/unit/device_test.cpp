@@ -1,10 +1,16 @@
 // Device aliases and discovery.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "gpugate/decode.hpp"
 #include "gpugate/device.hpp"
+#include "gpugate/uevent.hpp"
+#include "tempdir.hpp"
 
 using namespace gpugate;
+namespace fs = std::filesystem;
 
 TEST(Devices, AliasTakesEveryVendorForm) {
   struct Case {
@@ -64,4 +70,37 @@ TEST(Devices, AliasOverridesTheSameNode) {
 TEST(Devices, DiscoveryFindsNoGpuInAnEmptyTree) {
   DiscoveryRoots roots{"/nonexistent/dev", "/nonexistent/proc", "/nonexistent/sys"};
   EXPECT_TRUE(DeviceTable::discover(roots).empty());
+}
+
+TEST(Uevent, OnlyGpuNodeEventsConcernTheTable) {
+  using namespace std::string_literals;
+  auto msg = [](const std::string& s) { return std::string_view(s.data(), s.size()); };
+  std::string drm =
+      "add@/devices/pci0000:00/0000:00:02.0/drm/card0\0ACTION=add\0SUBSYSTEM=drm\0MAJOR=226\0MINOR=0\0"
+      "DEVNAME=dri/card0\0SEQNUM=1"s;
+  EXPECT_TRUE(gpugate::uevent_concerns_gpu(msg(drm)));
+  std::string nv = "add@/devices/virtual/gpusim/nvidia1\0ACTION=add\0MAJOR=195\0MINOR=1\0DEVNAME=nvidia1"s;
+  EXPECT_TRUE(gpugate::uevent_concerns_gpu(msg(nv)));
+  std::string gone = "remove@/devices/virtual/misc/kfd\0ACTION=remove\0SUBSYSTEM=kfd\0DEVNAME=kfd"s;
+  EXPECT_TRUE(gpugate::uevent_concerns_gpu(msg(gone)));
+  std::string tty = "add@/devices/virtual/tty/tty9\0ACTION=add\0SUBSYSTEM=tty\0MAJOR=4\0MINOR=9\0DEVNAME=tty9"s;
+  EXPECT_FALSE(gpugate::uevent_concerns_gpu(msg(tty)));
+  std::string online = "online@/devices/system/cpu/cpu1\0ACTION=online\0SUBSYSTEM=cpu"s;
+  EXPECT_FALSE(gpugate::uevent_concerns_gpu(msg(online)));
+  EXPECT_FALSE(gpugate::uevent_concerns_gpu(""));
+  EXPECT_FALSE(gpugate::uevent_concerns_gpu(msg("add@/x\0ACTION=add\0MAJOR="s)));
+}
+
+TEST(Discovery, AnNvidiaDriverWithoutAWatchedControlNodeRaisesAnAlarm) {
+  gpugate::test::TempDir root;
+  fs::create_directories(root.path / "proc");
+  fs::create_directories(root.path / "dev");
+  std::ofstream(root.path / "proc/devices") << "Character devices:\n  1 mem\n195 nvidia\n\nBlock devices:\n195 fake\n";
+  gpugate::DiscoveryRoots roots{(root.path / "dev").string(), (root.path / "proc").string(), root.path.string()};
+  auto table = gpugate::DeviceTable::discover(roots);
+  auto alarm = gpugate::unwatched_driver(table, roots);
+  ASSERT_TRUE(alarm.has_value());
+  EXPECT_NE(alarm->find("no NVIDIA control node is watched"), std::string::npos) << *alarm;
+  std::ofstream(root.path / "proc/devices") << "Character devices:\n  1 mem\n\nBlock devices:\n195 fake\n";
+  EXPECT_FALSE(gpugate::unwatched_driver(table, roots).has_value()) << "no NVIDIA driver: nothing to say";
 }

@@ -28,6 +28,27 @@ TEST(Policy, TheShippedDefaultFileIsTheBuiltInPolicy) {
   auto builtin = default_policy(GG_MODE_ENFORCE);
   EXPECT_EQ(p->table.mode, builtin.mode);
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++) EXPECT_EQ(p->table.action[c], builtin.action[c]) << class_name(c);
+  EXPECT_EQ(p->table.flags, builtin.flags);
+  EXPECT_EQ(p->table.read_wait_max_ns, builtin.read_wait_max_ns);
+}
+
+// The profile and the read bound of docs/gate.md: what the kernel holds, and
+// what policy show writes back.
+TEST(Policy, ProfileAndReadBound) {
+  auto p = parse_policy("version = 1\nprofile = \"strict\"\nread_wait_max_us = 250\n", "p.toml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_TRUE(p->table.flags & GG_POLF_STRICT);
+  EXPECT_EQ(p->table.read_wait_max_ns, 250000u);
+  auto again = parse_policy(policy_to_toml(*p), "round-trip");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(0, std::memcmp(&again->table, &p->table, sizeof(gg_policy)));
+  EXPECT_FALSE(builtin_policy(GG_MODE_ENFORCE).table.flags & GG_POLF_STRICT) << "strict is asked for, not assumed";
+  for (const char* bad : {"profile = \"paranoid\"\n", "profile = 1\n", "read_wait_max_us = 0\n",
+                          "read_wait_max_us = 4000001\n", "read_wait_max_us = \"1ms\"\n"}) {
+    auto r = parse_policy(std::string("version = 1\n") + bad, "p.toml");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message.find("p.toml:2:"), std::string::npos) << r.error().message;
+  }
 }
 
 TEST(Policy, SetsModeAndActions) {
@@ -81,6 +102,64 @@ TEST(Policy, ErrorsNameTheFileLineAndFix) {
   auto missing = load_policy("/nonexistent/policy.toml");
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("/nonexistent/policy.toml"), std::string::npos);
+}
+
+// [signers] caps what one signed request may grant: a window and a number of
+// uses, with sane defaults, never above the request format's own maximum.
+TEST(Policy, SignersCapAGrantsWindowAndUses) {
+  auto builtin = builtin_policy(GG_MODE_ENFORCE);
+  EXPECT_EQ(builtin.signers.max_grant_window, 3600);
+  EXPECT_EQ(builtin.signers.max_grant_uses, 100);
+  auto p = parse_policy(
+      "version = 1\n[signers]\nallowed_signers = \"/etc/gpugate/allowed_signers\"\nmax_grant_window = \"15m\"\n"
+      "max_grant_uses = 10\n",
+      "p.toml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->signers.max_grant_window, 900);
+  EXPECT_EQ(p->signers.max_grant_uses, 10);
+  EXPECT_EQ(p->signers.source, "p.toml");
+  auto shown = policy_to_toml(*p);
+  EXPECT_NE(shown.find("max_grant_window = \"15m\"\nmax_grant_uses = 10\n"), std::string::npos) << shown;
+  auto again = parse_policy(shown, "round-trip");
+  ASSERT_TRUE(again.ok()) << again.error().message << "\n" << shown;
+  EXPECT_EQ(again->signers.max_grant_window, 900);
+  EXPECT_EQ(again->signers.max_grant_uses, 10);
+  // The built-in policy shows its caps too, and reads back as itself.
+  auto builtin_text = policy_to_toml(builtin);
+  EXPECT_NE(builtin_text.find("max_grant_window = \"1h\"\nmax_grant_uses = 100\n"), std::string::npos) << builtin_text;
+  auto builtin_again = parse_policy(builtin_text, "built-in shown");
+  ASSERT_TRUE(builtin_again.ok()) << builtin_again.error().message;
+  EXPECT_TRUE(builtin_again->signers.allowed_signers.empty());
+  auto shipped = load_policy(std::string(GG_SOURCE_DIR) + "/policy/default.toml");
+  ASSERT_TRUE(shipped.ok()) << shipped.error().message;
+  EXPECT_EQ(shipped->signers.max_grant_window, 3600);
+  EXPECT_EQ(shipped->signers.max_grant_uses, 100);
+  auto example = load_policy(std::string(GG_SOURCE_DIR) + "/policy/examples/datacenter.toml");
+  ASSERT_TRUE(example.ok()) << example.error().message;
+  EXPECT_EQ(example->signers.max_grant_window, 1800);
+
+  struct Case {
+    const char* text;
+    const char* expect;
+  } cases[] = {
+      {"[signers]\nmax_grant_window = \"1w\"\n", "p.toml:2: max_grant_window must be a duration string from 1s to 30d"},
+      {"[signers]\nmax_grant_window = 3600\n", "p.toml:2: max_grant_window must be a duration string"},
+      {"[signers]\nmax_grant_window = \"31d\"\n", "p.toml:2: max_grant_window"},
+      {"[signers]\nmax_grant_window = \"0s\"\n", "p.toml:2: max_grant_window"},
+      {"[signers]\n\nmax_grant_uses = 0\n", "p.toml:3: max_grant_uses must be a number from 1 to 1000"},
+      {"[signers]\nmax_grant_uses = 1001\n",
+       "p.toml:2: max_grant_uses must be a number from 1 to 1000 (the request format's"},
+      {"[signers]\nmax_grant_uses = \"5\"\n", "p.toml:2: max_grant_uses"},
+      {"[signers]\nmax_grant_uses = 2.5\n", "p.toml:2: max_grant_uses"},
+      {"[signers]\nmax_uses = 2\n",
+       "p.toml:2: unknown key \"max_uses\" in [signers]; it has allowed_signers, "
+       "break_glass_per_hour, max_grant_window, max_grant_uses"},
+  };
+  for (const auto& c : cases) {
+    auto bad = parse_policy(c.text, "p.toml");
+    ASSERT_FALSE(bad.ok()) << c.text;
+    EXPECT_NE(bad.error().message.find(c.expect), std::string::npos) << bad.error().message;
+  }
 }
 
 // Rules: first match wins, every field a rule sets must match, and the
@@ -158,4 +237,20 @@ TEST(Verdict, KeyParameterNamesResolveToOneLayoutOrNone) {
   EXPECT_EQ(key_param_refs("newlevel")[0].pkind, level[0].pkind);
   EXPECT_GT(key_param_refs("value").size(), 1u) << "ambiguous: recorded, not checked";
   EXPECT_TRUE(key_param_refs("power_limit_mw").empty()) << "opaque controls name no such key";
+}
+
+// policy show prints what policy check reads back, whatever the strings hold.
+TEST(Policy, ShowEscapesStrings) {
+  auto p = parse_policy(
+      "version = 1\n[[rules]]\nname = \"a\\\"b\\\\c\\td\"\nclass = \"power.limit\"\ncomm = \"x\\\"y\"\n"
+      "action = \"log\"\n",
+      "p.toml");
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  ASSERT_EQ(p->rules.size(), 1u);
+  EXPECT_EQ(p->rules[0].name, "a\"b\\c\td");
+  auto again = parse_policy(policy_to_toml(*p), "shown");
+  ASSERT_TRUE(again.ok()) << again.error().message << "\n" << policy_to_toml(*p);
+  EXPECT_EQ(again->rules[0].name, p->rules[0].name);
+  EXPECT_EQ(again->rules[0].comm, "x\"y");
+  EXPECT_EQ(0, std::memcmp(&again->table, &p->table, sizeof(gg_policy)));
 }

@@ -29,6 +29,8 @@
 
 #include "gpugate/bpf_engine.hpp"
 
+#include "gpusim_client.hpp"
+#include "ia32.hpp"
 #include "ledger_read.hpp"
 #include "process.hpp"
 #include "tempdir.hpp"
@@ -40,19 +42,16 @@ namespace {
 
 const std::string kBin = GG_BIN_DIR;
 
+using gpugate::test::boot_ns;
+using gpugate::test::Collector;
+using gpugate::test::gpu_state;
+using gpugate::test::rm_control;
 using gpugate::test::run_shell;
+using gpugate::test::set_power;
+using gpugate::test::set_power_limit;
 using gpugate::test::slurp;
 using gpugate::test::spawn;
 using gpugate::test::wait_exit;
-
-std::map<std::string, uint64_t> gpu_state() {
-  std::map<std::string, uint64_t> m;
-  std::ifstream in("/sys/class/gpusim/nvidiactl/state");
-  std::string k;
-  uint64_t v;
-  while (in >> k >> v) m[k] = v;
-  return m;
-}
 
 }  // namespace
 
@@ -224,44 +223,6 @@ TEST(Gate, PolicyFileDecidesPerClass) {
   EXPECT_EQ(after["powered"], before["powered"]) << "power-off stayed gated";
 }
 
-namespace {
-
-struct Collector : gpugate::EventHandler {
-  std::vector<gg_ioctl_enter> enters;
-  void on_enter(const gg_ioctl_enter& e) override {
-    if (e.hdr.pid == static_cast<uint32_t>(getpid())) enters.push_back(e);
-  }
-  void on_exit(const gg_ioctl_exit&) override {}
-};
-
-// Any RM control through /dev/nvidiactl: ioctl's result or the NV status.
-int rm_control(int fd, uint32_t cmd, void* params, uint32_t size) {
-  struct {
-    uint32_t client, object, cmd, flags;
-    uint64_t params;
-    uint32_t size, status;
-  } c{0xc1d00001, 0xcaf00001, cmd, 0, reinterpret_cast<uint64_t>(params), size, 0};
-  int r = ioctl(fd, 0xC020462A, &c);
-  return r < 0 ? -errno : static_cast<int>(c.status);
-}
-
-// GPU_SET_POWER {target, newLevel, oldLevel}.
-int set_power(int fd, uint32_t level) {
-  uint32_t params[3] = {0, level, 0};
-  return rm_control(fd, 0x20800112, params, sizeof(params));
-}
-
-// The legacy PMGR power-limit control (root only, class power.limit).
-int set_power_limit(int fd, uint32_t mw) { return rm_control(fd, 0x2080E601, &mw, sizeof(mw)); }
-
-uint64_t boot_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_BOOTTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
-}
-
-}  // namespace
-
 // A grant allows exactly its device, class, uses and window.
 TEST(Gate, GrantAllowsExactlyItsScope) {
   auto devices = gpugate::DeviceTable::discover();
@@ -284,7 +245,9 @@ TEST(Gate, GrantAllowsExactlyItsScope) {
   ASSERT_TRUE(wrong_node.ok());
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "a grant on nvidia0 does not allow a command through nvidiactl";
 
-  auto expired = engine.install_grant({{ctl}, GG_CLASS_POWER_OFF, now - 2 * minute, now - minute, 5, 0});
+  // A window that ended long ago, whatever the uptime: the first two
+  // nanoseconds after boot.
+  auto expired = engine.install_grant({{ctl}, GG_CLASS_POWER_OFF, 1, 2, 5, 0});
   ASSERT_TRUE(expired.ok());
   EXPECT_EQ(set_power(fd, 0), -EPERM) << "an expired grant";
 
@@ -422,20 +385,7 @@ TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
   close(fd);
 }
 
-namespace {
-
-// ioctl through the 32-bit system call entry (int 0x80), as a 32-bit
-// program makes it: the kernel takes its compat path.
-long ioctl_ia32(int fd, uint32_t cmd, uint32_t arg) {
-  long ret;
-  asm volatile("int $0x80"
-               : "=a"(ret)
-               : "a"(54 /* __NR_ioctl, i386 */), "b"(fd), "c"(cmd), "d"(arg)
-               : "memory", "r8", "r9", "r10", "r11");
-  return ret;
-}
-
-}  // namespace
+using gpugate::test::ioctl_ia32;
 
 // 32-bit callers meet the same gate (lsm/file_ioctl_compat, or file_ioctl on
 // kernels whose compat path calls it).

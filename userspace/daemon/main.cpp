@@ -17,6 +17,7 @@
 
 #include "control_plane.hpp"
 #include "gpugate/bpf_engine.hpp"
+#include "gpugate/gate_upkeep.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
@@ -65,7 +66,8 @@ nlohmann::ordered_json counters_json(const EngineStats& s) {
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
     const auto& pc = s.per_class[c];
     if (!pc.seen && !pc.dropped && !pc.exit_dropped) continue;
-    j[std::string(class_name(c))] = {{"seen", pc.seen}, {"dropped", pc.dropped}, {"exit_dropped", pc.exit_dropped}};
+    j[std::string(class_name(c))] = {
+        {"seen", pc.seen}, {"dropped", pc.dropped}, {"exit_dropped", pc.exit_dropped}, {"no_state", pc.no_state}};
   }
   return j.is_null() ? nlohmann::ordered_json::object() : j;
 }
@@ -175,7 +177,33 @@ int unload(const Options& o) {
   return 0;
 }
 
+// GPUGATE_FAULT_INJECT=WHERE:N: the N at which to fail at WHERE, 0 if not asked.
+uint64_t fault_injection(std::string_view where) {
+  const char* spec = std::getenv("GPUGATE_FAULT_INJECT");
+  if (!spec) return 0;
+  std::string_view s(spec);
+  if (!s.starts_with(where) || s.size() <= where.size() + 1 || s[where.size()] != ':') return 0;
+  return std::strtoull(std::string(s.substr(where.size() + 1)).c_str(), nullptr, 10);
+}
+
+// The crash of an earlier daemon, as it left it (STATE_DIR/last-crash), and
+// gone once read: the next start's gap record names it.
+std::optional<nlohmann::ordered_json> take_last_crash(const std::string& state_dir) {
+  std::string path = state_dir + "/last-crash";
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  auto j = nlohmann::ordered_json::parse(in, nullptr, false);
+  std::filesystem::remove(path);
+  if (j.is_discarded() || !j.is_object()) return nlohmann::ordered_json{{"note", "an unreadable crash note was left"}};
+  return j;
+}
+
 int run(const Options& o) {
+  auto find_devices = [&o]() {
+    DeviceTable t = o.no_discover ? DeviceTable{} : DeviceTable::discover();
+    for (const auto& spec : o.aliases) (void)t.add_alias(spec);  // checked at start
+    return t;
+  };
   DeviceTable devices = o.no_discover ? DeviceTable{} : DeviceTable::discover();
   for (const auto& spec : o.aliases) {
     if (auto r = devices.add_alias(spec); !r) {
@@ -241,6 +269,7 @@ int run(const Options& o) {
   }
   print_selftest(o, *engine, *hooks, devices, *ledger);
   EngineStats recorded_losses = engine->acknowledged_losses();
+  auto last_crash = take_last_crash(o.state_dir);
   if (auto* bpf = dynamic_cast<BpfEngine*>(engine.get()); bpf && bpf->takeover().happened) {
     const Takeover& t = bpf->takeover();
     uint64_t now = boottime_ns(), lost = engine->stats().dropped() - recorded_losses.dropped();
@@ -254,7 +283,11 @@ int run(const Options& o) {
     gap["hooks_replaced"] = t.replaced_links;
     gap["note"] = lost ? "records lost while down are listed per class in the gap records that follow"
                        : "nothing was lost: the decisions made meanwhile were queued in the ring and follow";
+    if (last_crash) gap["previous_crash"] = *last_crash;
     pipeline.write_event("gap", gap);
+  } else if (last_crash) {
+    pipeline.write_event("gap", {{"reason", "the previous daemon crashed; nothing decided GPU commands after it ended"},
+                                 {"previous_crash", *last_crash}});
   }
   pipeline.set_loss_baseline(recorded_losses);
 
@@ -276,6 +309,8 @@ int run(const Options& o) {
     if (!o.allowed_signers.empty()) signers.allowed_signers = o.allowed_signers;
     if (signers.allowed_signers.empty() && std::filesystem::exists(paths::kAllowedSigners))
       signers.allowed_signers = paths::kAllowedSigners;
+    // A bad allowed_signers line (a weak RSA key, cert-authority, a malformed
+    // key or option) stops the start here, naming file:line (exit 2).
     auto cp = ControlPlane::open(o.control_socket, group, o.state_dir + "/nonces", signers, host.host_id);
     if (!cp) {
       std::fprintf(stderr, "gpugated: %s\n", cp.error().message.c_str());
@@ -332,34 +367,60 @@ int run(const Options& o) {
     st["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return st;
   };
+  GateUpkeep upkeep(bpf_engine, devices, find_devices, pipeline);
+  upkeep.start();
   int rc = 0;
-  while (!g_stop && !engine->finished()) {
-    if (control) {
-      // Wait on the ring and the control socket together: a signed request
-      // is answered at once, not at the next 20 ms tick.
-      pollfd fds[2] = {{control->fd(), POLLIN, 0}, {engine->wait_fd(), POLLIN, 0}};
-      ::poll(fds, fds[1].fd >= 0 ? 2 : 1, 20);
-      if (fds[0].revents & POLLIN) control->serve(pipeline, bpf_engine, devices);
+  // A fatal error escaping the loop is recorded (daemon.crash, signed at
+  // once) and noted for the next start, whose gap record names it; the
+  // pinned gate keeps deciding meanwhile. GPUGATE_FAULT_INJECT=loop:N throws
+  // one after N records, for the test that proves it.
+  uint64_t fault_after = fault_injection("loop");
+  try {
+    while (!g_stop && !engine->finished()) {
+      if (control) {
+        // Wait on the ring and the control socket together: a signed request
+        // is answered at once, not at the next 20 ms tick.
+        // Serving never blocks: a silent, slow or oversized client waits for
+        // its own deadline, never the loop that drains the ring.
+        pollfd fds[2] = {{control->fd(), POLLIN, 0}, {engine->wait_fd(), POLLIN, 0}};
+        ::poll(fds, fds[1].fd >= 0 ? 2 : 1, control->poll_timeout_ms(20));
+        control->serve(pipeline, bpf_engine, devices);
+      }
+      auto n = engine->poll(std::chrono::milliseconds(control ? 0 : 20), pipeline);
+      if (!n) {
+        std::fprintf(stderr, "gpugated: %s\n", n.error().message.c_str());
+        rc = 1;
+        break;
+      }
+      if (auto f = pipeline.flush(); !f) std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
+      auto now = std::chrono::steady_clock::now();
+      upkeep.on_uevent();
+      upkeep.tick(now);
+      if (now - last_tick >= std::chrono::seconds(1)) {
+        last_tick = now;
+        pipeline.flush_stale(5'000'000'000ull);
+        auto stats = engine->stats();
+        pipeline.note_losses(stats);
+        engine->acknowledge(stats);
+        if (control) control->expire(pipeline, bpf_engine);
+        if (auto w = write_status(o.status_file, status_of("running")); !w)
+          std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
+      }
+      if (o.duration > 0 && now - started >= std::chrono::duration<double>(o.duration)) break;
+      if (fault_after && pipeline.counters().records >= fault_after)
+        throw std::runtime_error(fmt::format("injected fault after {} records (GPUGATE_FAULT_INJECT)", fault_after));
     }
-    auto n = engine->poll(std::chrono::milliseconds(control ? 0 : 20), pipeline);
-    if (!n) {
-      std::fprintf(stderr, "gpugated: %s\n", n.error().message.c_str());
-      rc = 1;
-      break;
-    }
-    if (auto f = pipeline.flush(); !f) std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
-    auto now = std::chrono::steady_clock::now();
-    if (now - last_tick >= std::chrono::seconds(1)) {
-      last_tick = now;
-      pipeline.flush_stale(5'000'000'000ull);
-      auto stats = engine->stats();
-      pipeline.note_losses(stats);
-      engine->acknowledge(stats);
-      if (control) control->expire(pipeline, bpf_engine);
-      if (auto w = write_status(o.status_file, status_of("running")); !w)
-        std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
-    }
-    if (o.duration > 0 && now - started >= std::chrono::duration<double>(o.duration)) break;
+  } catch (const std::exception& e) {
+    nlohmann::ordered_json crash{{"error", e.what()},
+                                 {"pid", getpid()},
+                                 {"boottime_ns", boottime_ns()},
+                                 {"records", pipeline.counters().records}};
+    pipeline.write_event("daemon.crash", crash);
+    (void)pipeline.flush();
+    (void)ledger->checkpoint("crash");
+    std::ofstream(o.state_dir + "/last-crash") << crash.dump() << "\n";
+    std::fprintf(stderr, "gpugated: fatal: %s (recorded as daemon.crash)\n", e.what());
+    return 1;
   }
   // Drain what the kernel already produced, then close the books.
   for (int i = 0; i < 50; i++) {

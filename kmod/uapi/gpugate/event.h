@@ -14,10 +14,22 @@
 #define GG_EXE_NAME_LEN 32    /* basename of the executable, from the kernel */
 #define GG_NV_XFER_MAX	16384 /* NV_ABSOLUTE_MAX_IOCTL_SIZE, kernel-open/common/inc/nv.h:76 */
 
-/* Capture flags: what the capturer could not read. */
-#define GG_CAP_ARG_FAULT    (1u << 0)
-#define GG_CAP_INNER_FAULT  (1u << 1)
-#define GG_CAP_PARAMS_FAULT (1u << 2)
+/*
+ * Capture flags: which stage could not be read (FAULT bits), and why where
+ * it was not a plain fault. A read that had to fault a page in is PAGED:
+ * not a failure, but the earlier stages were read again and compared.
+ */
+#define GG_CAP_ARG_FAULT     (1u << 0)
+#define GG_CAP_INNER_FAULT   (1u << 1)
+#define GG_CAP_PARAMS_FAULT  (1u << 2)
+#define GG_CAP_REFUSED_UFFD  (1u << 3) /* in a userfaultfd-registered mapping: not read */
+#define GG_CAP_REFUSED_FUSE  (1u << 4) /* in a FUSE-backed mapping: not read */
+#define GG_CAP_VMA_BUSY	     (1u << 5) /* the mapping could not be checked (mmap lock busy) */
+#define GG_CAP_SLOW	     (1u << 6) /* the read waited longer than the policy's bound */
+#define GG_CAP_CHANGED	     (1u << 7) /* bytes read earlier changed while the gate read */
+#define GG_CAP_PAGED	     (1u << 8) /* a page was faulted in (not a failure) */
+#define GG_CAP_NO_FAULT_HOOK (1u << 9) /* this hook cannot fault pages in (observer, compat) */
+#define GG_CAP_STAGE_MASK    (GG_CAP_ARG_FAULT | GG_CAP_INNER_FAULT | GG_CAP_PARAMS_FAULT)
 
 /* Device-table flags (struct gg_device.flags). */
 #define GG_DEVF_ALIAS (1u << 0) /* a stand-in node named by --device */
@@ -79,6 +91,7 @@ GG_ABI_ASSERT(sizeof(struct gg_decoded) == 88, "gg_decoded layout");
 enum gg_event_type {
 	GG_EV_IOCTL_ENTER = 1,
 	GG_EV_IOCTL_EXIT = 2,
+	GG_EV_GUARD = 3, /* the gate refused an operation on its own objects */
 };
 
 struct gg_event_hdr {
@@ -110,7 +123,8 @@ struct gg_ioctl_enter {
 	__u8 verdict;	/* enum gg_verdict */
 	__u32 grant_id; /* the grant that allowed it, 0 if none */
 	__u32 rule;	/* the policy rule that decided, + 1; 0: the class's action */
-	__u32 pad;
+	__u8 reason;	/* enum gg_reason */
+	__u8 pad[3];
 	struct gg_decoded dec;
 	struct gg_raw raw;
 };
@@ -166,11 +180,37 @@ struct gg_grant {
 };
 GG_ABI_ASSERT(sizeof(struct gg_grant) == 32, "gg_grant layout");
 
+/* What the self-protection refused (gg_guard_event.op). Values are ABI. */
+enum gg_guard_op {
+	GG_GUARD_MAP_WRITE = 1,	 /* update, delete or freeze of one of the gate's maps */
+	GG_GUARD_MAP_FD = 2,	 /* an fd of one of its maps, by id or pin */
+	GG_GUARD_PROG_FD = 3,	 /* an fd of one of its programs, by id or pin */
+	GG_GUARD_LINK = 4,	 /* detach, update or an fd by id of one of its links */
+	GG_GUARD_PIN_UNLINK = 5, /* removing one of its pins */
+	GG_GUARD_PIN_RENAME = 6, /* renaming one of its pins or the pin directory */
+	GG_GUARD_UMOUNT = 7,	 /* unmounting the bpffs that holds its pins */
+	GG_GUARD_PROG_LOAD = 8,	 /* loading an fmod_ret program (it could skip LSM hooks) */
+	GG_GUARD_OP_COUNT
+};
+
+/* One refusal of the self-protection, as it reaches the daemon. */
+struct gg_guard_event {
+	struct gg_event_hdr hdr;
+	__u32 uid;
+	__u32 op;	 /* enum gg_guard_op */
+	__u32 object_id; /* map, program or link id, or the inode number of a pin */
+	__u32 bpf_cmd;	 /* the bpf() command, or 0 */
+	char comm[GG_COMM_LEN];
+	char exe_name[GG_EXE_NAME_LEN];
+};
+GG_ABI_ASSERT(sizeof(struct gg_guard_event) == 96, "gg_guard_event layout");
+
 /* Per-class counters kept by the observer (per CPU, summed by user space). */
 struct gg_class_counters {
 	__u64 seen;	    /* enter records produced */
 	__u64 dropped;	    /* enter records lost: ring buffer full */
 	__u64 exit_dropped; /* exit records lost */
+	__u64 no_state;	    /* decided without per-thread state (denied where gated) */
 };
 
 #endif /* GPUGATE_EVENT_H */

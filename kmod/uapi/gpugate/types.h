@@ -86,6 +86,7 @@ enum gg_hook {
 	GG_HOOK_LSM_IOCTL = 2,	      /* BPF LSM file_ioctl: can deny */
 	GG_HOOK_LSM_IOCTL_COMPAT = 3, /* BPF LSM file_ioctl_compat (32-bit callers) */
 	GG_HOOK_SIM = 4,	      /* the simulation engine */
+	GG_HOOK_RAW_TP_COMPAT = 5,    /* raw tracepoint sys_enter: 32-bit callers, observe only */
 };
 
 /* What the engine may do with a gated command. */
@@ -130,5 +131,27 @@ enum gg_verdict {
 #define GG_DF_ARG_CUT	      (1u << 17) /* struct larger than what is captured */
 #define GG_DF_PARAMS_CUT      (1u << 18) /* params block larger than what is captured */
 #define GG_DF_NO_ARG	      (1u << 19) /* nothing captured for a struct that needs bytes */
+#define GG_DF_UNDECIDED	      (1u << 20) /* bytes the decision needs were not read: fail closed */
+#define GG_DF_OPAQUE_PARAMS                                                                        \
+	(1u << 21)		      /* params serialized or flagged (NVOS54 flags): not trusted */
+#define GG_DF_KEYS_VALID   (1u << 22) /* every key parameter was read from the params */
+#define GG_DF_HEADER_SHORT (1u << 23) /* the control's body is shorter than its header */
+#define GG_DF_OBJECT_KNOWN (1u << 24) /* the target object's class came from the driver's alloc */
+#define GG_DF_DRIVER_REFUSES                                                                       \
+	(1u << 25) /* kernel-only or internal: the driver refuses user space                       \
+		    */
 
+/*
+ * Why a verdict is what it is (gg_ioctl_enter.reason). Values are ABI.
+ */
+enum gg_reason {
+	GG_WHY_CLASS = 0,	    /* the class's action in the policy */
+	GG_WHY_RULE = 1,	    /* a policy rule */
+	GG_WHY_GRANT = 2,	    /* a signed grant covered it */
+	GG_WHY_CAPTURE = 3,	    /* bytes it needs could not be read, waited, or changed */
+	GG_WHY_UNRECORDED = 4,	    /* no record could be reserved: a gated command is denied */
+	GG_WHY_NO_THREAD_STATE = 5, /* per-thread state unavailable on a gated vendor's node */
+	GG_WHY_STRICT = 6,	    /* the strict profile gates this opaque privileged control */
+	GG_WHY_COUNT
+};
 #endif /* GPUGATE_TYPES_H */

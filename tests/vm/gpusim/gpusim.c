@@ -88,6 +88,8 @@ static struct {
   u32 reset_pending; /* marked for reset (GPU_MARK_DEVICE_FOR_RESET) */
   u64 controls;      /* RM controls dispatched */
   u64 allocs;
+  u64 power_sets;      /* GPU_SET_POWER calls that took effect */
+  u64 perf_state_sets; /* PERF_SET_POWERSTATE calls that took effect */
 } gpu = {
     .powered = 1,
     .power_limit_mw = 700000,
@@ -96,9 +98,11 @@ static struct {
 
 static dev_t gpusim_ctl_dev = MKDEV(GPUSIM_MAJOR, GPUSIM_CTL_MINOR);
 static dev_t gpusim_gpu_dev = MKDEV(GPUSIM_MAJOR, GPUSIM_GPU_MINOR);
-static struct cdev gpusim_ctl_cdev, gpusim_gpu_cdev;
+#define GPUSIM_EXTRA_GPUS 4
+static struct cdev gpusim_ctl_cdev, gpusim_gpu_cdev, gpusim_extra_cdev[GPUSIM_EXTRA_GPUS];
 static struct class* gpusim_class;
-static struct device *gpusim_ctl_device, *gpusim_gpu_device;
+static struct device *gpusim_ctl_device, *gpusim_gpu_device, *gpusim_extra_device[GPUSIM_EXTRA_GPUS];
+static int gpusim_extra_gpus;
 
 static u32 u32_at(const u8* p, size_t size, size_t off) {
   u32 v = 0;
@@ -123,6 +127,7 @@ static u32 gpusim_control(u32 cmd, u8* p, u32 size) {
       memcpy(p + 8, &gpu.power_level, 4);
       gpu.power_level = u32_at(p, size, 4);
       gpu.powered = gpu.power_level < 4;
+      gpu.power_sets++;
       return NV_OK;
     case 0x2080206F: /* PERF_RATED_TDP_SET_CONTROL {client, input, vPstateType} */
       if (size != 12) return NV_ERR_INVALID_PARAM_STRUCT;
@@ -140,6 +145,7 @@ static u32 gpusim_control(u32 cmd, u8* p, u32 size) {
     case 0x2080205B: /* PERF_SET_POWERSTATE {powerState} */
       if (size != 4) return NV_ERR_INVALID_PARAM_STRUCT;
       gpu.perf_state = u32_at(p, size, 0);
+      gpu.perf_state_sets++;
       return NV_OK;
     case 0x00000278: /* GPU_MODIFY_DRAIN_STATE {gpuId, newState, flags}: PRIVILEGED */
       if (size != 12) return NV_ERR_INVALID_PARAM_STRUCT;
@@ -229,9 +235,11 @@ noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void* arg, u32 size) {
       switch (a->h_class) {
         case 0x0:
         case 0x1:
-        case 0x41: /* root client */
-        case 0x80: /* NV01_DEVICE_0 */
-        case 0x2080: /* NV20_SUBDEVICE_0 */ a->status = NV_OK; break;
+        case 0x41:   /* root client */
+        case 0x80:   /* NV01_DEVICE_0 */
+        case 0x2080: /* NV20_SUBDEVICE_0 */
+        case 0x2081: /* NV2081_BINAPI */
+        case 0x2082: /* NV2082_BINAPI_PRIVILEGED */ a->status = NV_OK; break;
         default: a->status = NV_ERR_NOT_SUPPORTED;
       }
       return 0;
@@ -303,14 +311,42 @@ static ssize_t state_show(struct device* dev, struct device_attribute* attr, cha
   n = sysfs_emit(buf,
                  "powered %u\npower_level %u\npower_limit_mw %u\nrated_tdp_action %u\n"
                  "boost_flags %u\nperf_state %u\ndrained %u\nremoved %u\necc_pending %u\n"
-                 "mig_pending %u\nreset_pending %u\ncontrols %llu\nallocs %llu\n",
+                 "mig_pending %u\nreset_pending %u\ncontrols %llu\nallocs %llu\npower_sets %llu\n"
+                 "perf_state_sets %llu\n",
                  gpu.powered, gpu.power_level, gpu.power_limit_mw, gpu.rated_tdp_action, gpu.boost_flags,
                  gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.reset_pending,
-                 gpu.controls, gpu.allocs);
+                 gpu.controls, gpu.allocs, gpu.power_sets, gpu.perf_state_sets);
   mutex_unlock(&gpu.lock);
   return n;
 }
 static DEVICE_ATTR_RO(state);
+
+static int gpusim_add(struct cdev* cdev, dev_t devt, const char* name, struct device** out);
+
+/* Test knob: one more GPU node (195:1, then 195:2, ... /dev/nvidiaN) appears, as on a hot-plug. */
+static ssize_t add_gpu_store(struct device* dev, struct device_attribute* attr, const char* buf, size_t len) {
+  int n, err = -ENOSPC;
+  char name[16];
+  dev_t devt;
+
+  mutex_lock(&gpu.lock);
+  n = gpusim_extra_gpus;
+  if (n < GPUSIM_EXTRA_GPUS) {
+    devt = MKDEV(GPUSIM_MAJOR, n + 1);
+    snprintf(name, sizeof(name), "nvidia%d", n + 1);
+    err = register_chrdev_region(devt, 1, "nvidia");
+    if (!err) {
+      err = gpusim_add(&gpusim_extra_cdev[n], devt, name, &gpusim_extra_device[n]);
+      if (err)
+        unregister_chrdev_region(devt, 1);
+      else
+        gpusim_extra_gpus++;
+    }
+  }
+  mutex_unlock(&gpu.lock);
+  return err ? err : (ssize_t)len;
+}
+static DEVICE_ATTR_WO(add_gpu);
 
 static int gpusim_add(struct cdev* cdev, dev_t devt, const char* name, struct device** out) {
   int err;
@@ -350,9 +386,13 @@ static int __init gpusim_init(void) {
   if (err) goto out_ctl;
   err = device_create_file(gpusim_ctl_device, &dev_attr_state);
   if (err) goto out_gpu;
+  err = device_create_file(gpusim_ctl_device, &dev_attr_add_gpu);
+  if (err) goto out_state;
   pr_info("gpusim: simulated NVIDIA driver on 195:255 and 195:0\n");
   return 0;
 
+out_state:
+  device_remove_file(gpusim_ctl_device, &dev_attr_state);
 out_gpu:
   device_destroy(gpusim_class, gpusim_gpu_dev);
   cdev_del(&gpusim_gpu_cdev);
@@ -369,6 +409,14 @@ out_ctl_region:
 }
 
 static void __exit gpusim_exit(void) {
+  int i;
+
+  for (i = 0; i < gpusim_extra_gpus; i++) {
+    device_destroy(gpusim_class, MKDEV(GPUSIM_MAJOR, i + 1));
+    cdev_del(&gpusim_extra_cdev[i]);
+    unregister_chrdev_region(MKDEV(GPUSIM_MAJOR, i + 1), 1);
+  }
+  device_remove_file(gpusim_ctl_device, &dev_attr_add_gpu);
   device_remove_file(gpusim_ctl_device, &dev_attr_state);
   device_destroy(gpusim_class, gpusim_gpu_dev);
   cdev_del(&gpusim_gpu_cdev);

@@ -8,7 +8,11 @@
 #include "gpugate/decode.hpp"
 #include "gpugate/engine.hpp"
 
-struct observe_bpf;
+extern "C" {
+#include "gpugate/state.h"
+}
+
+struct gpugate_bpf;
 struct ring_buffer;
 
 namespace gpugate {
@@ -50,6 +54,18 @@ struct BpfEngineOptions {
   // enforcement outlives the daemon and the next daemon takes it over
   // without a window. Empty: nothing is pinned (tests, one-shot tools).
   std::string pin_dir{};
+  // The gate's protection of its own maps, programs, links and pins
+  // (bpf/protect.bpf.c), armed where the gate loads.
+  bool guard = true;
+};
+
+// One refusal of the self-protection (bpf/protect.bpf.c), as decoded.
+struct GuardRefusal {
+  std::string op;          // "map-write", "map-fd", ...
+  uint32_t object_id = 0;  // map, program or link id, or a pin's inode number
+  uint32_t bpf_cmd = 0;
+  uint32_t pid = 0, tid = 0, uid = 0;
+  std::string comm, exe;
 };
 
 // What start() found pinned from a daemon before this one.
@@ -98,6 +114,13 @@ class BpfEngine final : public Engine {
   // Live grants with their remaining uses (expired ones included until revoked).
   Result<std::vector<Grant>> grants() const;
 
+  // Compares the kernel's state of the gate with what this daemon put there
+  // (links attached with its programs, policy, devices, majors, grants, the
+  // guard): one line per difference, empty if none.
+  [[nodiscard]] std::vector<std::string> audit() const;
+  // Whether the self-protection is armed.
+  [[nodiscard]] bool guarded() const { return guard_armed_; }
+
   [[nodiscard]] EngineStats acknowledged_losses() const override;
   void acknowledge(const EngineStats& recorded) override;
   [[nodiscard]] int wait_fd() const override;
@@ -110,7 +133,7 @@ class BpfEngine final : public Engine {
 
  private:
   struct SkelDeleter {
-    void operator()(observe_bpf* s) const;
+    void operator()(gpugate_bpf* s) const;
   };
   struct RingDeleter {
     void operator()(ring_buffer* r) const;
@@ -118,7 +141,11 @@ class BpfEngine final : public Engine {
   static int on_record(void* ctx, void* data, size_t size);
 
   BpfEngineOptions opts_;
-  std::unique_ptr<observe_bpf, SkelDeleter> skel_;
+  Result<void> arm_guard();
+  Result<gg_state> read_state() const;
+  Result<void> write_state(const gg_state& st) const;
+
+  std::unique_ptr<gpugate_bpf, SkelDeleter> skel_;
   std::unique_ptr<ring_buffer, RingDeleter> ring_;
   EventHandler* handler_ = nullptr;
   unsigned mode_ = GG_MODE_OBSERVE;
@@ -127,6 +154,11 @@ class BpfEngine final : public Engine {
   bool pinned_ = false;
   size_t delivered_ = 0;
   uint64_t malformed_ = 0;
+  bool guard_armed_ = false;
+  gg_policy policy_{};                  // as last installed
+  std::vector<uint32_t> link_ids_;      // the links this daemon holds
+  std::vector<std::string> prog_tags_;  // of its attached programs
+  std::vector<Grant> installed_;        // grants installed by this daemon, for the audit
 };
 
 }  // namespace gpugate

@@ -88,6 +88,11 @@ std::string_view mode_name(unsigned mode);        // observe, monitor, enforce
 std::string_view action_name(unsigned action);    // allow, log, deny, require-signature
 std::string_view verdict_name(unsigned verdict);  // allowed, denied, would-deny
 std::string_view hook_name(unsigned hook);
+std::string_view reason_name(unsigned reason);  // class, rule, grant, capture, unrecorded, ...
+std::string_view guard_op_name(unsigned op);    // map-write, map-fd, ...
+// Why a capture stage was refused or flagged (userfaultfd, fuse, slow-read, ...).
+std::vector<std::string_view> capture_reason_names(uint32_t capture_flags);
+std::optional<uint32_t> capture_reason_from_name(std::string_view name);
 // The built-in policy: the classes DESIGN section 2 gates require a
 // signature, every other class is logged.
 gg_policy default_policy(unsigned mode);

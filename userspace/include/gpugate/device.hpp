@@ -65,6 +65,12 @@ class DeviceTable {
 
 std::string_view alias_vendors_help();
 
+// A GPU driver that is loaded but none of whose control nodes is watched
+// (NVIDIA's major registered in /proc/devices, no nvidiactl in the table):
+// the alarm's text, or nothing. The kernel side still covers the major;
+// the alarm says the daemon cannot name the nodes.
+std::optional<std::string> unwatched_driver(const DeviceTable& devices, const DiscoveryRoots& roots = {});
+
 // The table as JSON (status file, daemon.start record, gpugate devices --json).
 nlohmann::ordered_json devices_json(const DeviceTable& devices);
 

@@ -25,6 +25,8 @@ class EventHandler {
   virtual ~EventHandler() = default;
   virtual void on_enter(const gg_ioctl_enter& e) = 0;
   virtual void on_exit(const gg_ioctl_exit& e) = 0;
+  // The gate refused an operation on its own objects (self-protection).
+  virtual void on_guard(const gg_guard_event& e) { (void)e; }
 };
 
 // One hook the engine tried to attach, for the startup self-test.
@@ -37,6 +39,7 @@ struct HookStatus {
 struct EngineStats {
   std::array<gg_class_counters, GG_CLASS_COUNT> per_class{};
   uint64_t fd_lookup_faults = 0;
+  uint64_t guard_dropped = 0;  // self-protection refusals whose record found the ring full
 
   [[nodiscard]] uint64_t seen() const;
   [[nodiscard]] uint64_t dropped() const;

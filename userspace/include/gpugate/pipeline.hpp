@@ -28,6 +28,7 @@ struct PipelineCounters {
   uint64_t gaps = 0;           // gap records written
   uint64_t write_errors = 0;
   uint64_t kernel_seq_gaps = 0;
+  uint64_t guard_refusals = 0;  // guard.refused records written
 };
 
 class Pipeline final : public EventHandler {
@@ -36,13 +37,17 @@ class Pipeline final : public EventHandler {
 
   void on_enter(const gg_ioctl_enter& e) override;
   void on_exit(const gg_ioctl_exit& e) override;
+  void on_guard(const gg_guard_event& g) override;
 
   // Write entries whose exit has not come within max_age (the call is still
   // blocked, or the process died in it): their result is recorded as unknown.
   void flush_stale(uint64_t max_age_ns);
   // Losses already in the ledger (a previous daemon's, when the kernel state
   // was taken over); note_losses reports only what is beyond them.
-  void set_loss_baseline(const EngineStats& recorded) { lost_seen_ = recorded.per_class; }
+  void set_loss_baseline(const EngineStats& recorded) {
+    lost_seen_ = recorded.per_class;
+    guard_lost_seen_ = recorded.guard_dropped;
+  }
   // Compare the engine's loss counters with what was recorded; write a gap
   // record per class for anything newly lost.
   void note_losses(const EngineStats& stats);
@@ -93,6 +98,7 @@ class Pipeline final : public EventHandler {
   std::unordered_map<uint32_t, ProcInfo> procs_;                  // by pid
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> rm_objects_;  // (pid<<32|client, handle) -> class
   std::array<gg_class_counters, GG_CLASS_COUNT> lost_seen_{};
+  uint64_t guard_lost_seen_ = 0;
   uint64_t last_kernel_seq_ = 0;
   bool have_kernel_seq_ = false;
   PipelineCounters counters_;

@@ -22,12 +22,27 @@ struct PolicyRule {
   int line = 0;
 };
 
-// The policy's [signers] section: who may sign requests (issue 4).
+inline constexpr int64_t kDefaultMaxGrantWindow = 3600;  // seconds
+inline constexpr int64_t kMaxReadWaitUs = 4'000'000;     // read_wait_max_us at most (the kernel holds ns in 32 bits)
+inline constexpr int64_t kDefaultMaxGrantUses = 100;
+inline constexpr int64_t kMaxGrantWindowCap = 30 * 86400;  // what max_grant_window may be set to at most
+
+// The policy's [signers] section: who may sign requests, and how much one
+// request may grant.
 struct SignersConfig {
-  std::string allowed_signers;            // OpenSSH allowed_signers file; "" = signed requests are refused
-  std::vector<auth::SignerGroup> groups;  // none: one trusted signature suffices
-  unsigned break_glass_per_hour = 1;      // grants a break-glass group may authorize per hour
+  std::string allowed_signers;                        // OpenSSH allowed_signers file; "" = signed requests are refused
+  std::vector<auth::SignerGroup> groups;              // none: one trusted signature suffices
+  unsigned break_glass_per_hour = 1;                  // grants a break-glass group may authorize per hour
+  int64_t max_grant_window = kDefaultMaxGrantWindow;  // seconds from not-before to not-after, at most
+  int64_t max_grant_uses = kDefaultMaxGrantUses;      // param uses=N, at most (<= auth::kMaxGrantUses)
+  std::string source = "built-in";                    // the policy file, for messages
 };
+
+// Reads the allowed_signers file the policy names (if any) and checks every
+// line: a weak RSA key, a cert-authority line or a malformed key or option
+// is an error naming file:line and the fix. gpugated calls it at start,
+// gpugate policy check too.
+Result<void> check_allowed_signers(const SignersConfig& signers);
 
 struct Policy {
   gg_policy table{};      // what the kernel holds (mode, rules, action per class)

@@ -116,7 +116,27 @@ constexpr FlagName kFlags[] = {
     {GG_DF_ARG_CUT, "arg-cut"},
     {GG_DF_PARAMS_CUT, "params-cut"},
     {GG_DF_NO_ARG, "no-arg"},
+    {GG_DF_UNDECIDED, "undecided"},
+    {GG_DF_OPAQUE_PARAMS, "opaque-params"},
+    {GG_DF_KEYS_VALID, "keys-valid"},
+    {GG_DF_HEADER_SHORT, "header-short"},
+    {GG_DF_OBJECT_KNOWN, "object-known"},
+    {GG_DF_DRIVER_REFUSES, "driver-refuses-user-space"},
 };
+
+constexpr FlagName kCaptureReasons[] = {
+    {GG_CAP_REFUSED_UFFD, "userfaultfd"},   {GG_CAP_REFUSED_FUSE, "fuse"},
+    {GG_CAP_VMA_BUSY, "mapping-busy"},      {GG_CAP_SLOW, "slow-read"},
+    {GG_CAP_CHANGED, "changed-while-read"}, {GG_CAP_PAGED, "paged-in"},
+    {GG_CAP_NO_FAULT_HOOK, "not-resident"},
+};
+
+constexpr const char* kReasons[] = {"class", "rule", "grant", "capture", "unrecorded", "no-thread-state", "strict"};
+static_assert(std::size(kReasons) == GG_WHY_COUNT);
+
+constexpr const char* kGuardOps[] = {"?",          "map-write",  "map-fd",       "prog-fd",  "link",
+                                     "pin-unlink", "pin-rename", "bpffs-umount", "prog-load"};
+static_assert(std::size(kGuardOps) == GG_GUARD_OP_COUNT);
 
 constexpr const char* kDevKinds[] = {"none",       "nvidia-ctl",       "nvidia-gpu", "nvidia-modeset",
                                      "nvidia-uvm", "nvidia-uvm-tools", "drm",        "kfd"};
@@ -212,13 +232,32 @@ std::string_view hook_name(unsigned hook) {
     case GG_HOOK_LSM_IOCTL: return "lsm.s/file_ioctl";
     case GG_HOOK_LSM_IOCTL_COMPAT: return "lsm/file_ioctl_compat";
     case GG_HOOK_SIM: return "sim";
+    case GG_HOOK_RAW_TP_COMPAT: return "raw_tp/sys_enter";
     default: return "none";
   }
+}
+
+std::string_view reason_name(unsigned reason) { return pick(kReasons, reason); }
+
+std::string_view guard_op_name(unsigned op) { return pick(kGuardOps, op); }
+
+std::vector<std::string_view> capture_reason_names(uint32_t capture_flags) {
+  std::vector<std::string_view> out;
+  for (const auto& f : kCaptureReasons)
+    if (capture_flags & f.bit) out.push_back(f.name);
+  return out;
+}
+
+std::optional<uint32_t> capture_reason_from_name(std::string_view name) {
+  for (const auto& f : kCaptureReasons)
+    if (name == f.name) return f.bit;
+  return std::nullopt;
 }
 
 gg_policy default_policy(unsigned mode) {
   gg_policy p{};
   p.mode = static_cast<uint8_t>(mode);
+  p.read_wait_max_ns = GG_READ_WAIT_MAX_NS_DEFAULT;
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
     p.action[c] = static_cast<uint8_t>(kClasses[c].gated ? GG_ACT_REQUIRE_SIGNATURE : GG_ACT_LOG);
   return p;

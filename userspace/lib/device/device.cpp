@@ -141,6 +141,27 @@ DeviceTable DeviceTable::discover(const DiscoveryRoots& roots) {
   return table;
 }
 
+std::optional<std::string> unwatched_driver(const DeviceTable& devices, const DiscoveryRoots& roots) {
+  std::ifstream in(roots.proc + "/devices");
+  std::string line;
+  bool nvidia = false;
+  while (std::getline(in, line)) {
+    if (line.starts_with("Block devices")) break;
+    std::istringstream ls(line);
+    uint32_t major = 0;
+    std::string name;
+    if (ls >> major >> name && major == kNvidiaMajor) nvidia = true;
+  }
+  if (!nvidia) return std::nullopt;
+  for (const auto& d : devices.devices())
+    if (d.info.kind == GG_DEV_NVIDIA_CTL) return std::nullopt;
+  return fmt::format(
+      "the NVIDIA driver holds character major {} ({}/devices) but no NVIDIA control node is watched: no "
+      "{}/nvidiactl was found. The gate still decides on every node of major {}; make the node (nvidia-modprobe, "
+      "or mknod {}/nvidiactl c 195 255) so that records name it",
+      kNvidiaMajor, roots.proc, roots.dev, kNvidiaMajor, roots.dev);
+}
+
 nlohmann::ordered_json devices_json(const DeviceTable& devices) {
   auto arr = nlohmann::ordered_json::array();
   for (const auto& d : devices.devices()) {

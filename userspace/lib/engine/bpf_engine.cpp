@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,7 +23,7 @@
 extern "C" {
 #include "gg_table_types.h"
 }
-#include "observe.skel.h"
+#include "gpugate.skel.h"
 
 namespace gpugate {
 namespace {
@@ -67,7 +68,7 @@ uint64_t boottime_now_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// Pin file of a map: "map_events", "map_bss". The read-only data is not
+// Pin file of a map: "map_events", "map_state". The read-only data is not
 // pinned: each load brings its own, and the programs that use it keep it.
 std::string map_pin_path(const std::string& dir, const bpf_map* map) {
   std::string name = bpf_map__name(map);
@@ -186,7 +187,7 @@ Result<void> ensure_kernel_mounts() {
   return {};
 }
 
-void BpfEngine::SkelDeleter::operator()(observe_bpf* s) const { observe_bpf__destroy(s); }
+void BpfEngine::SkelDeleter::operator()(gpugate_bpf* s) const { gpugate_bpf__destroy(s); }
 void BpfEngine::RingDeleter::operator()(ring_buffer* r) const { ring_buffer__free(r); }
 
 BpfEngine::BpfEngine(BpfEngineOptions opts) : opts_(std::move(opts)) {}
@@ -244,7 +245,7 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   for (int attempt = want_gate ? 0 : 2; attempt < 3; attempt++) {
     bool gate = attempt < 2;
     fexit_results = attempt == 0;
-    skel_.reset(observe_bpf__open());
+    skel_.reset(gpugate_bpf__open());
     if (!skel_)
       return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
     skel_->rodata->wakeup_bytes = opts_.wakeup_bytes;
@@ -252,11 +253,18 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
       return make_error(fmt::format("cannot size the ring buffer: {}", std::strerror(-err)), -err);
     bpf_program__set_autoload(skel_->progs.gg_ioctl_enter, !gate && use_btf);
     bpf_program__set_autoload(skel_->progs.gg_ioctl_enter_core, !gate && !use_btf);
+    // 32-bit callers: the syscall events skip them, the raw tracepoints do not
+    bpf_program__set_autoload(skel_->progs.gg_compat_ioctl_enter, !gate && has_compat_sys);
+    bpf_program__set_autoload(skel_->progs.gg_compat_ioctl_exit, !gate && has_compat_sys);
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl, gate);
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl_compat, gate && has_compat);
     bpf_program__set_autoload(skel_->progs.gg_ioctl_exit, !fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_sys_ioctl_exit, fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_compat_sys_ioctl_exit, fexit_results && has_compat_sys);
+    for (bpf_program* guard_prog :
+         {skel_->progs.gg_guard_bpf, skel_->progs.gg_guard_bpf_map, skel_->progs.gg_guard_bpf_prog,
+          skel_->progs.gg_guard_unlink, skel_->progs.gg_guard_rename, skel_->progs.gg_guard_umount})
+      bpf_program__set_autoload(guard_prog, gate && opts_.guard);
     if (gate && !opts_.pin_dir.empty()) {
       bpf_map* map = nullptr;
       bpf_object__for_each_map(map, skel_->obj) {
@@ -266,8 +274,12 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
           return make_error(fmt::format("cannot pin map {}: {}", path, std::strerror(-perr)), -perr);
       }
     }
+    if (opts_.verbose) {  // the verifier's statistics per program
+      bpf_program* vp = nullptr;
+      bpf_object__for_each_program(vp, skel_->obj) bpf_program__set_log_level(vp, 4);
+    }
     g_libbpf_probing = gate && !have_pins;
-    int err = observe_bpf__load(skel_.get());
+    int err = gpugate_bpf__load(skel_.get());
     g_libbpf_probing = false;
     if (err && gate && have_pins && !fexit_results)
       return make_error(fmt::format("the pinned gate at {} does not fit this gpugated's maps ({}): it was left by "
@@ -294,17 +306,24 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     break;
   }
   if (!pinned_ && !opts_.pin_dir.empty()) rmdir(opts_.pin_dir.c_str());  // only if empty: nothing was pinned
-  if (pinned_) {
-    auto* bss = skel_->bss;
-    if (have_pins && bss->daemon_pid != 0) {
-      takeover_.happened = true;
-      takeover_.previous_pid = bss->daemon_pid;
-      takeover_.previous_heartbeat_ns = bss->daemon_heartbeat_ns;
-    }
-    bss->daemon_pid = static_cast<uint32_t>(getpid());
-    bss->daemon_heartbeat_ns = boottime_now_ns();
-    if (bss->next_grant_id == 0) bss->next_grant_id = 1;
+  auto state = read_state();
+  if (!state) return state.error();
+  if (pinned_ && have_pins && state->version != 0 && state->version != GG_STATE_VERSION)
+    return make_error(
+        fmt::format("the pinned gate at {} keeps its state in version {}, this gpugated in version {}: "
+                    "remove it with gpugated --unload (enforcement stops until this daemon starts) "
+                    "and start again",
+                    opts_.pin_dir, state->version, GG_STATE_VERSION));
+  if (pinned_ && have_pins && state->daemon_pid != 0) {
+    takeover_.happened = true;
+    takeover_.previous_pid = state->daemon_pid;
+    takeover_.previous_heartbeat_ns = state->daemon_heartbeat_ns;
   }
+  state->version = GG_STATE_VERSION;
+  state->daemon_pid = static_cast<uint32_t>(getpid());
+  state->daemon_heartbeat_ns = boottime_now_ns();
+  if (state->next_grant_id == 0) state->next_grant_id = 1;
+  if (auto w = write_state(*state); !w) return w.error();
   if (!fexit_refusal.empty() && mode_ != GG_MODE_OBSERVE)
     hooks.push_back({"fexit/__x64_sys_ioctl", false,
                      fmt::format("refused by this kernel ({}): results come from the sys_exit_ioctl tracepoint, "
@@ -338,6 +357,22 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
        "results: the return value and the RM status word (costs ioctls only)"},
       {"fexit/__ia32_compat_sys_ioctl", skel_->progs.gg_compat_sys_ioctl_exit, &skel_->links.gg_compat_sys_ioctl_exit,
        "results of 32-bit callers"},
+      {"raw_tp/sys_enter", skel_->progs.gg_compat_ioctl_enter, &skel_->links.gg_compat_ioctl_enter,
+       "observe: 32-bit callers' ioctls (the syscall events skip them)"},
+      {"raw_tp/sys_exit", skel_->progs.gg_compat_ioctl_exit, &skel_->links.gg_compat_ioctl_exit,
+       "results of 32-bit callers"},
+      {"lsm/bpf", skel_->progs.gg_guard_bpf, &skel_->links.gg_guard_bpf,
+       "guard: only gpugated writes the gate's maps or detaches its links"},
+      {"lsm/bpf_map", skel_->progs.gg_guard_bpf_map, &skel_->links.gg_guard_bpf_map,
+       "guard: only gpugated gets fds of the gate's maps"},
+      {"lsm/bpf_prog", skel_->progs.gg_guard_bpf_prog, &skel_->links.gg_guard_bpf_prog,
+       "guard: only gpugated gets fds of the gate's programs"},
+      {"lsm/inode_unlink", skel_->progs.gg_guard_unlink, &skel_->links.gg_guard_unlink,
+       "guard: the gate's pins cannot be removed"},
+      {"lsm/inode_rename", skel_->progs.gg_guard_rename, &skel_->links.gg_guard_rename,
+       "guard: the gate's pins cannot be moved"},
+      {"lsm/sb_umount", skel_->progs.gg_guard_umount, &skel_->links.gg_guard_umount,
+       "guard: the bpffs holding the pins cannot be unmounted"},
   };
   bool any = false;
   std::set<std::string> pins_in_use;
@@ -375,6 +410,12 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     if (!link_pin.empty()) pins_in_use.insert("link_" + std::string(bpf_program__name(p.prog)));
     *p.link = link;  // the skeleton closes it; a pinned link stays attached
     any = true;
+    if (bpf_link_info info{}; [&] {
+          uint32_t len = sizeof(info);
+          return bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0;
+        }())
+      link_ids_.push_back(info.id);
+    prog_tags_.push_back(prog_tag_of_fd(bpf_program__fd(p.prog)));
     // Only the entry tracepoint goes from an fd to its device; the LSM hooks get the file.
     bool finds_fd = p.prog == skel_->progs.gg_ioctl_enter || p.prog == skel_->progs.gg_ioctl_enter_core;
     hooks.push_back(
@@ -392,9 +433,182 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     hooks.push_back({"lsm/file_ioctl_compat", false,
                      "this kernel has no file_ioctl_compat LSM hook: 32-bit callers' ioctls are not gated"});
 
+  if (mode_ != GG_MODE_OBSERVE && opts_.guard) {
+    if (auto g = arm_guard(); !g) return g.error();
+  }
+
   ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), &BpfEngine::on_record, this, nullptr));
   if (!ring_) return make_error(fmt::format("cannot open the ring buffer: {}", std::strerror(errno)), errno);
   return hooks;
+}
+
+Result<gg_state> BpfEngine::read_state() const {
+  gg_state st{};
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.state), &zero, &st) != 0)
+    return make_error(fmt::format("cannot read the gate's state map: {}", std::strerror(errno)), errno);
+  return st;
+}
+
+Result<void> BpfEngine::write_state(const gg_state& st) const {
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.state), &zero, &st, BPF_ANY) != 0)
+    return make_error(fmt::format("cannot write the gate's state map: {}", std::strerror(errno)), errno);
+  return {};
+}
+
+namespace {
+
+// Kernel dev_t of a stat's st_dev (the superblock's s_dev, as BPF reads it).
+uint32_t kernel_dev_of(dev_t d) { return kernel_dev(major(d), minor(d)); }
+
+template <class F>
+uint32_t object_id(int fd, F info_id) {
+  return fd < 0 ? 0 : info_id(fd);
+}
+
+uint32_t map_id(int fd) {
+  bpf_map_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+uint32_t prog_id(int fd) {
+  bpf_prog_info info{};
+  uint32_t len = sizeof(info);
+  return bpf_obj_get_info_by_fd(fd, &info, &len) == 0 ? info.id : 0;
+}
+
+}  // namespace
+
+// Names the daemon and its objects to the self-protection: every map,
+// program and link of this gate, the executable (its directory and name)
+// that may touch them, and the pin directory. Armed last, once complete.
+Result<void> BpfEngine::arm_guard() {
+  int set_fd = bpf_map__fd(skel_->maps.guarded);
+  std::set<std::pair<uint32_t, uint32_t>> want;
+  bpf_map* map = nullptr;
+  bpf_object__for_each_map(map, skel_->obj) {
+    if (uint32_t id = object_id(bpf_map__fd(map), map_id)) want.insert({GG_OBJ_MAP, id});
+  }
+  bpf_program* prog = nullptr;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!bpf_program__autoload(prog)) continue;
+    if (uint32_t id = object_id(bpf_program__fd(prog), prog_id)) want.insert({GG_OBJ_PROG, id});
+  }
+  for (uint32_t id : link_ids_) want.insert({GG_OBJ_LINK, id});
+  for (const auto& [kind, id] : want) {
+    gg_guarded_key key{kind, id};
+    uint8_t one = 1;
+    if (bpf_map_update_elem(set_fd, &key, &one, BPF_ANY) != 0)
+      return make_error(fmt::format("cannot arm the gate's self-protection: {}", std::strerror(errno)), errno);
+  }
+  // Objects of an earlier daemon that this one replaced are no longer its own.
+  gg_guarded_key key{}, next{};
+  std::vector<gg_guarded_key> stale;
+  for (bool first = true; bpf_map_get_next_key(set_fd, first ? nullptr : &key, &next) == 0; first = false) {
+    key = next;
+    if (!want.count({next.kind, next.id})) stale.push_back(next);
+  }
+  for (const auto& k : stale) bpf_map_delete_elem(set_fd, &k);
+
+  gg_guard g{};
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n <= 0) return make_error(fmt::format("cannot read /proc/self/exe: {}", std::strerror(errno)), errno);
+  exe[n] = 0;
+  std::string path(exe), dir = path.substr(0, path.rfind('/')), base = path.substr(path.rfind('/') + 1);
+  struct stat st {};
+  if (stat(dir.empty() ? "/" : dir.c_str(), &st) != 0)
+    return make_error(fmt::format("cannot stat {}: {}", dir, std::strerror(errno)), errno);
+  g.exe_dir_ino = st.st_ino;
+  g.exe_dir_dev = kernel_dev_of(st.st_dev);
+  std::strncpy(g.exe_name, base.c_str(), sizeof(g.exe_name) - 1);
+  if (pinned_) {
+    if (stat(opts_.pin_dir.c_str(), &st) != 0)
+      return make_error(fmt::format("cannot stat {}: {}", opts_.pin_dir, std::strerror(errno)), errno);
+    g.pin_dir_ino = st.st_ino;
+    g.pin_dev = kernel_dev_of(st.st_dev);
+  }
+  g.enabled = 1;
+  uint32_t zero = 0;
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.guard), &zero, &g, BPF_ANY) != 0)
+    return make_error(fmt::format("cannot arm the gate's self-protection: {}", std::strerror(errno)), errno);
+  guard_armed_ = true;
+  return {};
+}
+
+std::vector<std::string> BpfEngine::audit() const {
+  std::vector<std::string> out;
+  if (!skel_ || mode_ == GG_MODE_OBSERVE) return out;
+  // Links: still there, still running this daemon's programs.
+  for (uint32_t id : link_ids_) {
+    int fd = bpf_link_get_fd_by_id(id);
+    if (fd < 0) {
+      out.push_back(fmt::format("link {} is gone ({}): a hook was detached", id, std::strerror(errno)));
+      continue;
+    }
+    std::string tag = prog_tag_of_link(fd);
+    close(fd);
+    if (std::find(prog_tags_.begin(), prog_tags_.end(), tag) == prog_tags_.end())
+      out.push_back(fmt::format("link {} runs a program that is not one of this daemon's", id));
+  }
+  // Policy: what was installed, byte for byte.
+  gg_policy kp{};
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.policy), &zero, &kp) != 0)
+    out.push_back("the policy map cannot be read");
+  else if (std::memcmp(&kp, &policy_, sizeof(kp)) != 0)
+    out.push_back("the policy in the kernel differs from the policy this daemon installed");
+  // Devices and majors.
+  if (devices_) {
+    int fd = bpf_map__fd(skel_->maps.devices);
+    std::set<uint32_t> majors_wanted{195, 226};
+    for (const auto& d : devices_->devices()) {
+      gg_device kd{};
+      majors_wanted.insert(kernel_dev_major(d.dev) & (GG_MAJORS - 1));
+      if (bpf_map_lookup_elem(fd, &d.dev, &kd) != 0 || std::memcmp(&kd, &d.info, sizeof(kd)) != 0)
+        out.push_back(
+            fmt::format("device {} ({}) is missing or changed in the kernel's table", d.path, d.rdev_string()));
+    }
+    uint32_t key = 0, next = 0;
+    for (bool first = true; bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0; first = false) {
+      key = next;
+      if (!devices_->find(next))
+        out.push_back(fmt::format("the kernel's device table has {}:{}, which this daemon did not put there",
+                                  kernel_dev_major(next), kernel_dev_minor(next)));
+    }
+    int mfd = bpf_map__fd(skel_->maps.majors);
+    for (uint32_t m : majors_wanted) {
+      uint8_t on = 0;
+      if (bpf_map_lookup_elem(mfd, &m, &on) != 0 || !on) out.push_back(fmt::format("major {} is no longer watched", m));
+    }
+  }
+  // Grants: exactly those this daemon installed and has not ended.
+  auto live = grants();
+  if (!live) {
+    out.push_back("the grants cannot be read: " + live.error().message);
+  } else {
+    for (const auto& g : *live) {
+      auto it = std::find_if(installed_.begin(), installed_.end(), [&](const Grant& i) { return i.id == g.id; });
+      if (it == installed_.end()) {
+        out.push_back(
+            fmt::format("grant {} ({}) is in the kernel but this daemon never installed it", g.id, class_name(g.cls)));
+        continue;
+      }
+      if (it->cls != g.cls || it->not_before_ns != g.not_before_ns || it->not_after_ns != g.not_after_ns ||
+          it->scope != g.scope || it->scope_id != g.scope_id || it->pkind != g.pkind || it->key_index != g.key_index ||
+          it->key_value != g.key_value || g.uses > it->uses)
+        out.push_back(fmt::format("grant {} in the kernel differs from the one this daemon installed", g.id));
+    }
+  }
+  // The guard itself.
+  if (guard_armed_) {
+    gg_guard g{};
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.guard), &zero, &g) != 0 || !g.enabled)
+      out.push_back("the self-protection was switched off");
+  }
+  return out;
 }
 
 Result<uint32_t> BpfEngine::install_grant(Grant grant) {
@@ -413,10 +627,15 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
   if (grant.uses <= 0 || grant.not_after_ns <= grant.not_before_ns)
     return make_error("grant: needs at least one use and a window that ends after it starts");
   if (grant.key_index > 3 || grant.pkind > 255) return make_error("grant: a key parameter is 0 to 3 of a pkind");
-  if (grant.scope >= GG_SCOPE_COUNT || (grant.scope == GG_SCOPE_ANY) != (grant.scope_id == 0))
+  if (grant.scope >= GG_SCOPE_COUNT || (grant.scope == GG_SCOPE_ANY && grant.scope_id != 0) ||
+      (grant.scope == GG_SCOPE_CGROUP && grant.scope_id == 0) ||
+      (grant.scope == GG_SCOPE_UID && grant.scope_id > UINT32_MAX))
     return make_error("grant: a scope is any process (no id), a cgroup id or a uid");
-  grant.id = skel_->bss->next_grant_id++;
-  if (grant.id == 0) grant.id = skel_->bss->next_grant_id++;
+  auto st = read_state();
+  if (!st) return st.error();
+  grant.id = st->next_grant_id++;
+  if (grant.id == 0) grant.id = st->next_grant_id++;
+  if (auto w = write_state(*st); !w) return w.error();
   // Uses first: a node key without them allows nothing.
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grant_uses), &grant.id, &grant.uses, BPF_NOEXIST) != 0)
     return make_error(fmt::format("cannot install the grant: {}", std::strerror(errno)), errno);
@@ -427,6 +646,7 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
                  static_cast<uint8_t>(grant.key_index),
                  {0, 0},
                  grant.key_value};
+  installed_.push_back(grant);
   for (uint32_t dev : grant.devs) {
     gg_grant_key key{dev, static_cast<uint16_t>(grant.cls), static_cast<uint16_t>(grant.scope), grant.scope_id};
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0) {
@@ -461,6 +681,7 @@ Result<void> BpfEngine::revoke_grant(uint32_t id) {
     if (g.id == id) keys.push_back(key);
   });
   bool had_uses = bpf_map_delete_elem(bpf_map__fd(skel_->maps.grant_uses), &id) == 0;
+  std::erase_if(installed_, [&](const Grant& g) { return g.id == id; });
   for (const auto& key : keys) bpf_map_delete_elem(fd, &key);
   if (keys.empty() && !had_uses)
     return make_error(fmt::format("no live grant with id {} (gpugate grants lists them)", id));
@@ -497,9 +718,11 @@ Result<std::vector<Grant>> BpfEngine::grants() const {
 Result<void> BpfEngine::set_policy(gg_policy policy) {
   if (!skel_) return make_error("BPF engine not started");
   policy.mode = static_cast<uint8_t>(mode_);
+  policy.fail_closed_vendors = gg_policy_fail_closed_vendors(&policy);
   uint32_t zero = 0;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.policy), &zero, &policy, BPF_ANY) != 0)
     return make_error(fmt::format("cannot install the policy: {}", std::strerror(errno)), errno);
+  policy_ = policy;
   return {};
 }
 
@@ -509,15 +732,21 @@ Result<void> BpfEngine::set_devices(const DeviceTable& devices) {
   int fd = bpf_map__fd(skel_->maps.devices);
   // New entries first, stale ones after: a node watched before and after is
   // never absent in between (the map may be a running gate's).
-  std::set<uint32_t> wanted, wanted_majors;
+  // NVIDIA's and DRM's majors always: a node of theirs that the table does
+  // not know yet (mknod, hot-plug) is still a GPU node to the kernel side.
+  std::set<uint32_t> wanted, wanted_majors{195, 226};
+  int mfd = bpf_map__fd(skel_->maps.majors);
+  uint8_t on = 1, off = 0;
   for (const auto& d : devices.devices()) {
     if (bpf_map_update_elem(fd, &d.dev, &d.info, BPF_ANY) != 0)
       return make_error(fmt::format("cannot add {} to the observer's device map: {}", d.path, std::strerror(errno)),
                         errno);
     wanted.insert(d.dev);
-    wanted_majors.insert(kernel_dev_major(d.dev) & 4095);
-    skel_->bss->gpu_majors[kernel_dev_major(d.dev) & 4095] = 1;
+    wanted_majors.insert(kernel_dev_major(d.dev) & (GG_MAJORS - 1));
   }
+  for (uint32_t m : wanted_majors)
+    if (bpf_map_update_elem(mfd, &m, &on, BPF_ANY) != 0)
+      return make_error(fmt::format("cannot watch major {}: {}", m, std::strerror(errno)), errno);
   uint32_t key = 0, next = 0;
   bool first = true;
   std::vector<uint32_t> stale;
@@ -527,8 +756,11 @@ Result<void> BpfEngine::set_devices(const DeviceTable& devices) {
     if (!wanted.count(next)) stale.push_back(next);
   }
   for (uint32_t k : stale) bpf_map_delete_elem(fd, &k);
-  for (uint32_t m = 0; m < 4096; m++)
-    if (!wanted_majors.count(m)) skel_->bss->gpu_majors[m] = 0;
+  for (uint32_t m = 0; m < GG_MAJORS; m++) {
+    uint8_t was = 0;
+    if (!wanted_majors.count(m) && bpf_map_lookup_elem(mfd, &m, &was) == 0 && was)
+      bpf_map_update_elem(mfd, &m, &off, BPF_ANY);
+  }
   return {};
 }
 
@@ -544,6 +776,8 @@ int BpfEngine::on_record(void* ctx, void* data, size_t size) {
     self->handler_->on_enter(*static_cast<const gg_ioctl_enter*>(data));
   } else if (hdr.type == GG_EV_IOCTL_EXIT && size >= sizeof(gg_ioctl_exit)) {
     self->handler_->on_exit(*static_cast<const gg_ioctl_exit*>(data));
+  } else if (hdr.type == GG_EV_GUARD && size >= sizeof(gg_guard_event)) {
+    self->handler_->on_guard(*static_cast<const gg_guard_event*>(data));
   } else {
     self->malformed_++;
     return 0;
@@ -581,9 +815,15 @@ EngineStats BpfEngine::stats() const {
       s.per_class[cls].seen += c.seen;
       s.per_class[cls].dropped += c.dropped;
       s.per_class[cls].exit_dropped += c.exit_dropped;
+      s.per_class[cls].no_state += c.no_state;
     }
   }
-  s.fd_lookup_faults = skel_->bss->fd_lookup_faults;
+  gg_globals g{};
+  uint32_t zero = 0;
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.globals), &zero, &g) == 0) {
+    s.fd_lookup_faults = g.fd_lookup_faults;
+    s.guard_dropped = g.guard_dropped;
+  }
   return s;
 }
 
@@ -592,20 +832,27 @@ int BpfEngine::wait_fd() const { return ring_ ? ring_buffer__epoll_fd(ring_.get(
 EngineStats BpfEngine::acknowledged_losses() const {
   EngineStats s;
   if (!skel_ || !pinned_) return s;
+  auto st = read_state();
+  if (!st) return s;
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
-    s.per_class[c].dropped = skel_->bss->acked_dropped[c];
-    s.per_class[c].exit_dropped = skel_->bss->acked_exit_dropped[c];
+    s.per_class[c].dropped = st->acked_dropped[c];
+    s.per_class[c].exit_dropped = st->acked_exit_dropped[c];
   }
+  s.guard_dropped = st->acked_guard_dropped;
   return s;
 }
 
 void BpfEngine::acknowledge(const EngineStats& recorded) {
   if (!skel_ || !pinned_) return;
+  auto st = read_state();
+  if (!st) return;
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
-    skel_->bss->acked_dropped[c] = recorded.per_class[c].dropped;
-    skel_->bss->acked_exit_dropped[c] = recorded.per_class[c].exit_dropped;
+    st->acked_dropped[c] = recorded.per_class[c].dropped;
+    st->acked_exit_dropped[c] = recorded.per_class[c].exit_dropped;
   }
-  skel_->bss->daemon_heartbeat_ns = boottime_now_ns();
+  st->acked_guard_dropped = recorded.guard_dropped;
+  st->daemon_heartbeat_ns = boottime_now_ns();
+  (void)write_state(*st);
 }
 
 void BpfEngine::stop() {

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "gpugate/hex.hpp"
 #include "gpugate/json_out.hpp"
@@ -149,19 +150,34 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   o.field("mode", mode_name(e.mode));
   o.field("verdict", verdict_name(e.verdict));
   std::string_view cls = class_name(dec.cls), action = action_name(e.action);
-  std::string reason;
-  if (e.verdict == GG_VERDICT_DENY)
-    reason = fmt::format("{} is {} and no grant covers it: denied before the driver ran", cls, action);
-  else if (e.verdict == GG_VERDICT_WOULD_DENY && e.mode == GG_MODE_MONITOR)
-    reason = fmt::format("{} is {} and no grant covers it: monitor mode lets it through", cls, action);
-  else if (e.verdict == GG_VERDICT_WOULD_DENY)
-    reason = fmt::format("{} is {} and no grant covers it: this hook cannot deny (observe only)", cls, action);
+  std::string reason, why;
+  bool refused = e.verdict != GG_VERDICT_ALLOW;
+  switch (e.reason) {
+    case GG_WHY_CAPTURE: {
+      auto causes = capture_reason_names(e.raw.capture_flags);
+      why = fmt::format("the bytes this decision needs were not read as the driver will read them ({})",
+                        causes.empty() ? std::string("unreadable") : fmt::format("{}", fmt::join(causes, ", ")));
+      break;
+    }
+    case GG_WHY_UNRECORDED: why = fmt::format("{} is {}, and no record could be reserved", cls, action); break;
+    case GG_WHY_NO_THREAD_STATE: why = "the kernel had no per-thread state for the caller"; break;
+    case GG_WHY_STRICT: why = fmt::format("the strict profile gates this opaque privileged control ({})", cls); break;
+    default: why = fmt::format("{} is {} and no grant covers it", cls, action);
+  }
+  if (refused && e.verdict == GG_VERDICT_DENY)
+    reason = why + ": denied before the driver ran";
+  else if (refused && e.mode == GG_MODE_MONITOR)
+    reason = why + ": monitor mode lets it through";
+  else if (refused)
+    reason = why + ": this hook cannot deny (observe only)";
   else if (e.grant_id)
     reason = fmt::format("{} is {}: allowed by grant {}", cls, action, e.grant_id);
   else
     reason = fmt::format("{}: {}", cls, action);
   if (e.rule && e.rule <= rule_names_.size()) reason += fmt::format(" (policy rule \"{}\")", rule_names_[e.rule - 1]);
+  if (dec.flags & GG_DF_DRIVER_REFUSES) reason += "; an attempt: the driver refuses this command from user space";
   o.field("verdict_reason", std::string_view(reason));
+  o.field("reason", reason_name(e.reason));
   o.key("rule").begin_object();
   o.field("source", std::string_view(policy_source_));
   o.field("class", cls);
@@ -231,6 +247,23 @@ void Pipeline::on_enter(const gg_ioctl_enter& e) {
     slots_.push_back(e);
   }
   pending_.emplace(e.hdr.tid, slot);
+}
+
+// The gate refused an operation on its own objects: one record each, at
+// warning level on every sink, with who tried it.
+void Pipeline::on_guard(const gg_guard_event& g) {
+  auto rec = base("guard.refused", g.hdr.boot_ns);
+  rec["op"] = guard_op_name(g.op);
+  rec["object_id"] = g.object_id;
+  if (g.bpf_cmd) rec["bpf_cmd"] = g.bpf_cmd;
+  rec["process"] = {{"pid", g.hdr.pid},
+                    {"tid", g.hdr.tid},
+                    {"uid", g.uid},
+                    {"comm", std::string(g.comm, strnlen(g.comm, GG_COMM_LEN))},
+                    {"exe_name", std::string(g.exe_name, strnlen(g.exe_name, GG_EXE_NAME_LEN))}};
+  rec["note"] = "refused: only gpugated may change or detach the gate";
+  counters_.guard_refusals++;
+  emit(std::move(rec));
 }
 
 void Pipeline::on_exit(const gg_ioctl_exit& x) {
@@ -313,6 +346,14 @@ void Pipeline::note_losses(const EngineStats& stats) {
     counters_.gaps++;
     seen.dropped = now.dropped;
     seen.exit_dropped = now.exit_dropped;
+  }
+  if (stats.guard_dropped > guard_lost_seen_) {
+    write_event("gap", {{"class", "guard"},
+                        {"lost_records", stats.guard_dropped - guard_lost_seen_},
+                        {"lost_total", stats.guard_dropped},
+                        {"reason", "ring buffer full: self-protection refusals were counted but not recorded"}});
+    counters_.gaps++;
+    guard_lost_seen_ = stats.guard_dropped;
   }
 }
 

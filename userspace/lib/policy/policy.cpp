@@ -11,10 +11,26 @@
 #include <fmt/format.h>
 #include <toml++/toml.h>
 
+#include "gpugate/allowed_signers.hpp"
 #include "gpugate/device.hpp"
+#include "gpugate/request.hpp"
 
 namespace gpugate {
 namespace {
+
+// A TOML basic string: policy show must print what policy check reads back.
+std::string toml_quote(std::string_view v) {
+  std::string out = "\"";
+  for (unsigned char c : v) {
+    if (c == '"' || c == '\\')
+      out += fmt::format("\\{}", static_cast<char>(c));
+    else if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\u{:04x}", c);
+    else
+      out += static_cast<char>(c);
+  }
+  return out + "\"";
+}
 
 std::string class_list() {
   std::string out;
@@ -154,7 +170,7 @@ Result<void> parse_rule(const toml::table& t, const std::string& name, unsigned 
   return {};
 }
 
-// [signers]: allowed_signers, break_glass_per_hour and [[signers.groups]].
+// [signers]: allowed_signers, break_glass_per_hour, the caps and [[signers.groups]].
 Result<void> parse_signers(const toml::node& node, const std::string& name, Policy& p) {
   auto at = [&](const toml::node& n) { return where(name, n.source()); };
   auto* t = node.as_table();
@@ -168,6 +184,23 @@ Result<void> parse_signers(const toml::node& node, const std::string& name, Poli
         return make_error(
             fmt::format("{}: allowed_signers must be an absolute path to an OpenSSH allowed_signers file", at(v)));
       p.signers.allowed_signers = *s;
+    } else if (k == "max_grant_window") {
+      auto text = v.value<std::string>();
+      auto d = text ? auth::parse_duration(*text) : Result<int64_t>(make_error("not a string"));
+      if (!d || *d > kMaxGrantWindowCap)
+        return make_error(fmt::format(
+            "{}: max_grant_window must be a duration string from 1s to {}, such as \"1h\" or \"15m\" (the longest "
+            "window one signed request may grant; default {})",
+            at(v), auth::format_duration(kMaxGrantWindowCap), auth::format_duration(kDefaultMaxGrantWindow)));
+      p.signers.max_grant_window = *d;
+    } else if (k == "max_grant_uses") {
+      auto n = v.value<int64_t>();
+      if (!n || *n < 1 || *n > auth::kMaxGrantUses || !v.is_integer())
+        return make_error(fmt::format(
+            "{}: max_grant_uses must be a number from 1 to {} (the request format's own maximum): the most commands "
+            "one signed request may allow; default {}",
+            at(v), auth::kMaxGrantUses, kDefaultMaxGrantUses));
+      p.signers.max_grant_uses = *n;
     } else if (k == "break_glass_per_hour") {
       auto n = v.value<int64_t>();
       if (!n || *n < 0 || *n > 60)
@@ -210,7 +243,7 @@ Result<void> parse_signers(const toml::node& node, const std::string& name, Poli
     } else {
       return make_error(
           fmt::format("{}: unknown key \"{}\" in [signers]; it has allowed_signers, "
-                      "break_glass_per_hour and [[signers.groups]]",
+                      "break_glass_per_hour, max_grant_window, max_grant_uses and [[signers.groups]]",
                       at(v), k));
     }
   }
@@ -236,6 +269,7 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
   }
   Policy p = builtin_policy(GG_MODE_ENFORCE);
   p.source = name;
+  p.signers.source = name;
   for (auto&& [key, node] : doc) {
     std::string k(key.str());
     if (k == "version") {
@@ -249,6 +283,25 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
         return make_error(fmt::format("{}: mode must be \"enforce\" or \"monitor\"", where(name, node.source())));
       p.mode_name = *v;
       p.table.mode = static_cast<uint8_t>(*v == "enforce" ? GG_MODE_ENFORCE : GG_MODE_MONITOR);
+    } else if (k == "profile") {
+      auto v = node.value<std::string>();
+      if (!v || (*v != "default" && *v != "strict"))
+        return make_error(fmt::format(
+            "{}: profile must be \"default\" or \"strict\" (strict also gates every privileged opaque NVIDIA "
+            "control: GSS-legacy root-only ids and any control on a BINAPI object; docs/gate.md)",
+            where(name, node.source())));
+      if (*v == "strict")
+        p.table.flags |= GG_POLF_STRICT;
+      else
+        p.table.flags &= static_cast<uint8_t>(~GG_POLF_STRICT);
+    } else if (k == "read_wait_max_us") {
+      auto v = node.value<int64_t>();
+      if (!v || !node.is_integer() || *v < 1 || *v > kMaxReadWaitUs)
+        return make_error(fmt::format(
+            "{}: read_wait_max_us must be a number of microseconds from 1 to {}: the longest the gate may wait for "
+            "a page of a request to be faulted in before it denies the request (default {})",
+            where(name, node.source()), kMaxReadWaitUs, GG_READ_WAIT_MAX_NS_DEFAULT / 1000));
+      p.table.read_wait_max_ns = static_cast<uint32_t>(*v * 1000);
     } else if (k == "classes") {
       auto* t = node.as_table();
       if (!t)
@@ -290,7 +343,8 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
       p.table.nrules = static_cast<uint8_t>(arr->size());
     } else {
       return make_error(
-          fmt::format("{}: unknown key \"{}\"; a policy has version, mode, [classes], [[rules]] and [signers]",
+          fmt::format("{}: unknown key \"{}\"; a policy has version, mode, profile, read_wait_max_us, [classes], "
+                      "[[rules]] and [signers]",
                       where(name, node.source()), k));
     }
   }
@@ -309,35 +363,54 @@ Result<Policy> load_policy(const std::string& path) {
   return parse_policy(ss.str(), path);
 }
 
+Result<void> check_allowed_signers(const SignersConfig& signers) {
+  if (signers.allowed_signers.empty()) return {};
+  // The whole file is refused for one bad line (AllowedSigners::parse), and
+  // the error names file:line and the fix.
+  auto file = auth::AllowedSigners::load(signers.allowed_signers);
+  if (!file) return file.error();
+  return {};
+}
+
 std::string policy_to_toml(const Policy& p) {
   std::string out = fmt::format("# gpugate policy ({})\nversion = 1\n", p.source);
   if (!p.mode_name.empty()) out += fmt::format("mode = \"{}\"\n", p.mode_name);
+  out += fmt::format("profile = \"{}\"\n", (p.table.flags & GG_POLF_STRICT) ? "strict" : "default");
+  out += fmt::format("read_wait_max_us = {}\n",
+                     (p.table.read_wait_max_ns ? p.table.read_wait_max_ns : GG_READ_WAIT_MAX_NS_DEFAULT) / 1000);
   out += "\n[classes]\n";
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
     out += fmt::format("\"{}\" = \"{}\"\n", class_name(c), action_name(p.table.action[c]));
-  if (!p.signers.allowed_signers.empty() || !p.signers.groups.empty()) {
-    out += fmt::format("\n[signers]\nallowed_signers = \"{}\"\nbreak_glass_per_hour = {}\n", p.signers.allowed_signers,
-                       p.signers.break_glass_per_hour);
+  {
+    out += "\n[signers]\n";
+    if (p.signers.allowed_signers.empty())
+      out += "# allowed_signers = \"/etc/gpugate/allowed_signers\"   # none: every signed request is refused\n";
+    else
+      out += fmt::format("allowed_signers = {}\n", toml_quote(p.signers.allowed_signers));
+    out += fmt::format("break_glass_per_hour = {}\nmax_grant_window = \"{}\"\nmax_grant_uses = {}\n",
+                       p.signers.break_glass_per_hour, auth::format_duration(p.signers.max_grant_window),
+                       p.signers.max_grant_uses);
     for (const auto& g : p.signers.groups) {
-      out += fmt::format("\n[[signers.groups]]\nname = \"{}\"\nthreshold = {}\n", g.name, g.threshold);
+      out += fmt::format("\n[[signers.groups]]\nname = {}\nthreshold = {}\n", toml_quote(g.name), g.threshold);
       if (g.break_glass) out += "break_glass = true\n";
       out += "principals = [";
-      for (size_t i = 0; i < g.principals.size(); i++) out += fmt::format("{}\"{}\"", i ? ", " : "", g.principals[i]);
+      for (size_t i = 0; i < g.principals.size(); i++)
+        out += fmt::format("{}{}", i ? ", " : "", toml_quote(g.principals[i]));
       out += "]\n";
     }
   }
   for (const auto& r : p.rules) {
-    out += fmt::format("\n[[rules]]\nname = \"{}\"\n", r.name);
+    out += fmt::format("\n[[rules]]\nname = {}\n", toml_quote(r.name));
     if (!r.classes.empty()) {
       out += "class = [";
-      for (size_t i = 0; i < r.classes.size(); i++) out += fmt::format("{}\"{}\"", i ? ", " : "", r.classes[i]);
+      for (size_t i = 0; i < r.classes.size(); i++) out += fmt::format("{}{}", i ? ", " : "", toml_quote(r.classes[i]));
       out += "]\n";
     }
-    if (!r.vendor.empty()) out += fmt::format("vendor = \"{}\"\n", r.vendor);
-    if (!r.gpu.empty()) out += fmt::format("gpu = \"{}\"\n", r.gpu);
+    if (!r.vendor.empty()) out += fmt::format("vendor = {}\n", toml_quote(r.vendor));
+    if (!r.gpu.empty()) out += fmt::format("gpu = {}\n", toml_quote(r.gpu));
     if (r.uid) out += fmt::format("uid = {}\n", *r.uid);
-    if (!r.comm.empty()) out += fmt::format("comm = \"{}\"\n", r.comm);
-    if (!r.cgroup.empty()) out += fmt::format("cgroup = \"{}\"\n", r.cgroup);
+    if (!r.comm.empty()) out += fmt::format("comm = {}\n", toml_quote(r.comm));
+    if (!r.cgroup.empty()) out += fmt::format("cgroup = {}\n", toml_quote(r.cgroup));
     out += fmt::format("action = \"{}\"\n", r.action);
   }
   return out;

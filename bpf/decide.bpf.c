@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+/*
+ * The gate's decision as a global function: GG_GATE_DECIDE (the pure C of
+ * kmod/common/gg_verdict.h, shared with the module and user space) with
+ * the grants of the BPF maps as its grant lookup.
+ */
+#include "record.bpf.h"
+
+/*
+ * Take one use of a grant covering key now. Returns the grant's id, or 0 if
+ * none covers it. Uses are taken atomically: two racing callers cannot both
+ * spend the last one. A grant for one parameter value covers no other, and
+ * never a command whose key parameters were not all read.
+ */
+static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now,
+					  const struct gg_decoded *dec)
+{
+	struct gg_grant *g = bpf_map_lookup_elem(&grants, key);
+	__s64 *uses;
+	__u32 id;
+
+	if (!g || now < g->not_before_ns || now > g->not_after_ns)
+		return 0;
+	if (g->pkind && (!(dec->flags & GG_DF_KEYS_VALID) || dec->pkind != g->pkind ||
+			 dec->key[g->key_index & 3] != g->key_value))
+		return 0;
+	id = g->id;
+	uses = bpf_map_lookup_elem(&grant_uses, &id);
+	if (!uses)
+		return 0;
+	if (__sync_fetch_and_add(uses, -1) <= 0) {
+		__sync_fetch_and_add(uses, 1);
+		return 0;
+	}
+	return id;
+}
+
+/* A grant scoped to the caller's cgroup first, then its uid, then any process. */
+static __always_inline __u32 gg_take_grant(__u32 dev, const struct gg_decoded *dec)
+{
+	struct gg_grant_key key = {.dev = dev,
+				   .cls = dec->cls,
+				   .scope = GG_SCOPE_CGROUP,
+				   .scope_id = bpf_get_current_cgroup_id()};
+	__u64 now = bpf_ktime_get_boot_ns();
+	__u32 id = gg_use_grant(&key, now, dec);
+
+	if (id)
+		return id;
+	key.scope = GG_SCOPE_UID;
+	key.scope_id = (__u32)bpf_get_current_uid_gid();
+	id = gg_use_grant(&key, now, dec);
+	if (id)
+		return id;
+	key.scope = GG_SCOPE_ANY;
+	key.scope_id = 0;
+	return gg_use_grant(&key, now, dec);
+}
+
+__noinline int gg_bpf_decide(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 vendor,
+			     __u32 recorded, __u32 thread_state)
+{
+	struct gg_subject subj;
+	struct gg_gate_result res;
+
+	if (!e || !pol)
+		return -1;
+	subj.cls = e->dec.cls;
+	subj.dev = e->dev;
+	subj.uid = e->uid;
+	subj.vendor = vendor;
+	subj.cgroup_id = e->cgroup_id;
+	subj.comm = e->comm;
+	GG_GATE_DECIDE(&res, pol, &subj, &e->dec, recorded, thread_state,
+		       gg_take_grant(e->dev, &e->dec));
+	e->action = res.action;
+	e->rule = res.rule;
+	e->verdict = res.verdict;
+	e->grant_id = res.grant_id;
+	e->reason = res.reason;
+	return 0;
+}

@@ -1,0 +1,104 @@
+// What the guest tests say to the simulated NVIDIA driver (tests/vm/gpusim):
+// its state in sysfs, RM controls in the driver's real structs, and a
+// collector of the records an engine in the test process delivers.
+#pragma once
+
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "gpugate/engine.hpp"
+
+namespace gpugate::test {
+
+inline std::map<std::string, uint64_t> gpu_state() {
+  std::map<std::string, uint64_t> m;
+  std::ifstream in("/sys/class/gpusim/nvidiactl/state");
+  std::string k;
+  uint64_t v;
+  while (in >> k >> v) m[k] = v;
+  return m;
+}
+
+// NVOS54_PARAMETERS (NV_ESC_RM_CONTROL), 32 bytes.
+struct Nvos54 {
+  uint32_t client, object, cmd, flags;
+  uint64_t params;
+  uint32_t size, status;
+};
+static_assert(sizeof(Nvos54) == 32);
+
+// NV_ESC_IOCTL_XFER_CMD's tunnel, 16 bytes.
+struct NvXfer {
+  uint32_t cmd, size;
+  uint64_t ptr;
+};
+static_assert(sizeof(NvXfer) == 16);
+
+constexpr unsigned long kRmControl = 0xC020462A;
+constexpr unsigned long kRmAlloc = 0xC020462B;
+constexpr unsigned long kXfer = 0xC01046D3;
+constexpr uint32_t kSetPower = 0x20800112;              // GPU_SET_POWER {target, newLevel, oldLevel}
+constexpr uint32_t kGetPowerState = 0x2080205A;         // PERF_GET_POWERSTATE {powerState}, a query
+constexpr uint32_t kSetPowerState = 0x2080205B;         // PERF_SET_POWERSTATE {powerState}, perf.state
+constexpr uint32_t kGetNameString = 0x20800110;         // GPU_GET_NAME_STRING, a query
+constexpr uint32_t kLegacyPmgrPowerLimit = 0x2080E601;  // gpusim: power limit in mW (root only)
+
+inline Nvos54 control(uint32_t cmd, const void* params, uint32_t size) {
+  return {0xc1d00001, 0xcaf00001, cmd, 0, reinterpret_cast<uint64_t>(params), size, 0};
+}
+
+// Any RM control through /dev/nvidiactl: -errno of ioctl, or the NV status.
+inline int rm_control(int fd, uint32_t cmd, void* params, uint32_t size) {
+  Nvos54 c = control(cmd, params, size);
+  int r = ioctl(fd, kRmControl, &c);
+  return r < 0 ? -errno : static_cast<int>(c.status);
+}
+
+// GPU_SET_POWER {target, newLevel, oldLevel}.
+inline int set_power(int fd, uint32_t level) {
+  uint32_t params[3] = {0, level, 0};
+  return rm_control(fd, kSetPower, params, sizeof(params));
+}
+
+// The legacy PMGR power-limit control (root only, class power.limit).
+inline int set_power_limit(int fd, uint32_t mw) { return rm_control(fd, kLegacyPmgrPowerLimit, &mw, sizeof(mw)); }
+
+inline uint64_t boot_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// The enter records of this process (or of any, with any_pid), from an
+// engine running in it.
+struct Collector : gpugate::EventHandler {
+  std::vector<gg_ioctl_enter> enters;
+  std::vector<gg_guard_event> guards;
+  bool any_pid = false;
+  void on_enter(const gg_ioctl_enter& e) override {
+    if (any_pid || e.hdr.pid == static_cast<uint32_t>(getpid())) enters.push_back(e);
+  }
+  void on_exit(const gg_ioctl_exit&) override {}
+  void on_guard(const gg_guard_event& g) override { guards.push_back(g); }
+};
+
+// Everything the engine has queued for this process, delivered.
+template <class E>
+void drain(E& engine, Collector& c) {
+  using namespace std::chrono_literals;
+  for (int i = 0; i < 200; i++) {
+    auto n = engine.poll(20ms, c);
+    if (!n.ok() || (*n == 0 && i > 2)) break;
+  }
+}
+
+}  // namespace gpugate::test
