@@ -3,7 +3,7 @@
 # unchanged (CO-RE), run inside the guest.
 grep -qw bpf /sys/kernel/security/lsm || echo "note: bpf is not in this kernel's active LSM list"
 out=/tmp/host-tests.out
-"$GG_TESTS/gpugate_host_tests" --gtest_color=no >"$out" 2>&1
+GG_REQUIRE_IA32=1 "$GG_TESTS/gpugate_host_tests" --gtest_color=no >"$out" 2>&1
 rc=$?
 cat "$out"
 passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out")
