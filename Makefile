@@ -8,7 +8,7 @@ DEPS = clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-co
        libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsystemd-dev libgtest-dev libbenchmark-dev \
        clang-format clang-tidy python3 libssl-dev openssh-client libclang-rt-14-dev
 
-.PHONY: all deps build test test-unit test-host vmtest fuzz sanitize run bench bench-grant format lint clean
+.PHONY: all deps build test test-unit test-host vmtest fuzz sanitize checkpatch kmod run bench bench-grant format lint clean
 
 all: build
 
@@ -31,8 +31,18 @@ build: deps $(BUILD)/CMakeCache.txt
 # then the fuzz targets and the unit and host suites under ASan and UBSan.
 test: build
 	cd $(BUILD) && ctest --output-on-failure -L 'unit|host|vm'
+	$(MAKE) checkpatch
 	$(MAKE) fuzz
 	$(MAKE) sanitize
+
+# The kernel's style check over kmod/ (the module and the shared pure C).
+checkpatch:
+	tools/checkpatch $(BUILD)/cache
+
+# gpugate.ko against the running kernel (KVER=... KDIR=... for others; the
+# guest kernels' builds are tools/vmtest's). docs/kernel-module.md.
+kmod:
+	$(MAKE) -C kmod OUT=$(CURDIR)/$(BUILD)/kmod
 
 test-unit: build
 	cd $(BUILD) && ctest --output-on-failure -L unit

@@ -170,10 +170,27 @@ __noinline int gg_bpf_verify(struct gg_raw *raw, __u32 stage, __u64 src)
 	return 0;
 }
 
-GG_DEFINE_GATE_CAPTURE(gg_capture_nofault, struct gg_reader *, GG_READ_NOFAULT_FN, GG_VERIFY_FN,
-		       gg_object_class)
-GG_DEFINE_GATE_CAPTURE(gg_capture_lsm, struct gg_reader *, GG_READ_LSM_FN, GG_VERIFY_FN,
-		       gg_object_class)
+/*
+ * The last look of the sleepable gate: on a fail-closed NVIDIA RM node, the
+ * bytes the driver is about to copy are read once more (gg_still_same).
+ */
+static __always_inline int gg_lsm_last_look(const struct gg_policy *pol,
+					    const struct gg_ioctl_enter *e, __u64 arg)
+{
+	struct gg_ioctl_enter *m = (struct gg_ioctl_enter *)e;
+
+	return gg_fails_closed(pol, e->device.vendor) && gg_is_nvidia_rm(e->device.kind) &&
+	       !gg_still_same(&m->raw, arg, &m->dec);
+}
+
+#define GG_NO_LAST_LOOK(r, pol, e, arg)	 0
+#define GG_LSM_LAST_LOOK(r, pol, e, arg) gg_lsm_last_look(pol, e, arg)
+#define GG_TAKE_GRANT_FN(r, e)		 gg_bpf_take_grant(e)
+
+GG_DEFINE_GATE(gg_gate_nofault, struct gg_reader *, GG_READ_NOFAULT_FN, GG_VERIFY_FN,
+	       gg_object_class, GG_NO_LAST_LOOK, GG_TAKE_GRANT_FN)
+GG_DEFINE_GATE(gg_gate_lsm, struct gg_reader *, GG_READ_LSM_FN, GG_VERIFY_FN, gg_object_class,
+	       GG_LSM_LAST_LOOK, GG_TAKE_GRANT_FN)
 
 __noinline int gg_bpf_capture_nofault(struct gg_ioctl_enter *e, __u32 request, __u64 arg)
 {
@@ -181,19 +198,32 @@ __noinline int gg_bpf_capture_nofault(struct gg_ioctl_enter *e, __u32 request, _
 
 	if (!e)
 		return -1;
-	gg_capture_nofault(&reader, &e->raw, &e->dec, e->device.kind, e->device.drm_driver, request,
-			   arg);
+	gg_gate_nofault_capture(&reader, 0, e, request, arg);
 	return 0;
 }
 
-__noinline int gg_bpf_capture_lsm(struct gg_ioctl_enter *e, __u32 request, __u64 arg,
-				  __u64 max_wait_ns)
+__noinline int gg_bpf_gate_nofault(struct gg_ioctl_enter *e, const struct gg_policy *pol,
+				   __u32 request, __u64 arg, __u32 how)
 {
-	struct gg_reader reader = {max_wait_ns};
+	struct gg_reader reader = {GG_READ_WAIT_MAX_NS_DEFAULT};
 
-	if (!e)
+	if (!e || !pol)
 		return -1;
-	gg_capture_lsm(&reader, &e->raw, &e->dec, e->device.kind, e->device.drm_driver, request,
-		       arg);
+	gg_gate_nofault(&reader, pol, e, request, arg, !!(how & GG_HOW_RECORDED),
+			!!(how & GG_HOW_THREAD_STATE));
+	return 0;
+}
+
+__noinline int gg_bpf_gate_lsm(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 request,
+			       __u64 arg, __u32 how)
+{
+	struct gg_reader reader = {pol ? pol->read_wait_max_ns : 0};
+
+	if (!e || !pol)
+		return -1;
+	if (!reader.max_wait_ns)
+		reader.max_wait_ns = GG_READ_WAIT_MAX_NS_DEFAULT;
+	gg_gate_lsm(&reader, pol, e, request, arg, !!(how & GG_HOW_RECORDED),
+		    !!(how & GG_HOW_THREAD_STATE));
 	return 0;
 }

@@ -47,11 +47,27 @@ static __always_inline __u32 gg_object_class(struct gg_reader *r, __u32 client, 
 
 /*
  * The capture of one request into e->raw and its decode into e->dec, for a
- * node of kind e->device, as global functions too (capture.bpf.c): one per
- * reader.
+ * node of kind e->device (the decoder's own test runs this alone).
  */
 int gg_bpf_capture_nofault(struct gg_ioctl_enter *e, __u32 request, __u64 arg);
-int gg_bpf_capture_lsm(struct gg_ioctl_enter *e, __u32 request, __u64 arg, __u64 max_wait_ns);
+
+/*
+ * The gate's whole decision on one request (GG_DEFINE_GATE of
+ * kmod/common/gg_gate.h, the same function the module and user space
+ * instantiate), as global functions (capture.bpf.c), one per reader: fill
+ * e's raw, dec, mode and decision. how: GG_HOW_RECORDED (e is in the ring,
+ * not the thread's spare), GG_HOW_THREAD_STATE (the thread's storage was
+ * available); one argument, since a BPF function takes five at most.
+ */
+#define GG_HOW_RECORDED	    1u
+#define GG_HOW_THREAD_STATE 2u
+int gg_bpf_gate_nofault(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 request,
+			__u64 arg, __u32 how);
+int gg_bpf_gate_lsm(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 request, __u64 arg,
+		    __u32 how);
+
+/* One use of a grant covering e (decide.bpf.c): its id, or 0. */
+__u32 gg_bpf_take_grant(const struct gg_ioctl_enter *e);
 
 /*
  * Once more, after the decision's inputs were read: the bytes the driver is

@@ -18,14 +18,11 @@
 #include <bpf/bpf_tracing.h>
 #include "gpugate/state.h"
 #include "gg_verdict.h"
+#include "gg_device.h"
 
-#define GG_S_IFMT     00170000
-#define GG_S_IFCHR    0020000
-#define GG_EPERM      1
-#define GG_NV_MAJOR   195 /* kernel-open/common/inc/nv.h NV_MAJOR_DEVICE_NUMBER */
-#define GG_DRM_MAJOR  226 /* include/uapi/drm/drm.h DRM_MAJOR */
-#define GG_NV_CTL_MIN 255
-#define GG_NV_MS_MIN  254
+#define GG_S_IFMT  00170000
+#define GG_S_IFCHR 0020000
+#define GG_EPERM   1
 
 /*
  * A length in 1..max (max a power of two) computed in the register the
@@ -202,37 +199,16 @@ static __always_inline void gg_fill_hdr(struct gg_event_hdr *h, __u16 type, __u1
 	h->tid = (__u32)id;
 }
 
-/*
- * The device behind a node: the daemon's table first; any other minor of
- * NVIDIA's major or DRM's is a GPU node even before the daemon has seen it
- * (a node made with mknod, a GPU hot-added), decoded by its minor.
- */
+/* The device behind a node: the daemon's table first, then gg_default_device. */
 static __always_inline int gg_lookup_device(__u32 rdev, struct gg_device *out)
 {
 	struct gg_device *d = bpf_map_lookup_elem(&devices, &rdev);
-	__u32 major = rdev >> 20, minor = rdev & 0xfffff;
 
 	if (d) {
 		*out = *d;
 		return 1;
 	}
-	out->flags = 0;
-	out->drm_driver = GG_DRM_GENERIC;
-	if (major == GG_NV_MAJOR) {
-		out->vendor = GG_VENDOR_NVIDIA;
-		out->kind = minor == GG_NV_CTL_MIN  ? GG_DEV_NVIDIA_CTL
-			    : minor == GG_NV_MS_MIN ? GG_DEV_NVIDIA_MODESET
-						    : GG_DEV_NVIDIA_GPU;
-		out->gpu_index = minor < GG_NV_MS_MIN ? (__s32)minor : -1;
-		return 1;
-	}
-	if (major == GG_DRM_MAJOR) {
-		out->vendor = GG_VENDOR_OTHER;
-		out->kind = GG_DEV_DRM;
-		out->gpu_index = (__s32)(minor & 0x3f);
-		return 1;
-	}
-	return 0;
+	return gg_default_device(rdev, out);
 }
 
 /* Is the current executable the one the guard names (directory and name)? */

@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
 /*
- * The gate's decision as a global function: GG_GATE_DECIDE (the pure C of
- * kmod/common/gg_verdict.h, shared with the module and user space) with
- * the grants of the BPF maps as its grant lookup.
+ * The grants of the BPF maps, as the gate's grant lookup (TAKE_GRANT of
+ * GG_DEFINE_GATE, kmod/common/gg_gate.h), a global function.
  */
 #include "record.bpf.h"
 
@@ -36,47 +35,30 @@ static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now,
 }
 
 /* A grant scoped to the caller's cgroup first, then its uid, then any process. */
-static __always_inline __u32 gg_take_grant(__u32 dev, const struct gg_decoded *dec)
+static __always_inline __u32 gg_take_grant(const struct gg_ioctl_enter *e)
 {
-	struct gg_grant_key key = {.dev = dev,
-				   .cls = dec->cls,
+	struct gg_grant_key key = {.dev = e->dev,
+				   .cls = e->dec.cls,
 				   .scope = GG_SCOPE_CGROUP,
-				   .scope_id = bpf_get_current_cgroup_id()};
+				   .scope_id = e->cgroup_id};
 	__u64 now = bpf_ktime_get_boot_ns();
-	__u32 id = gg_use_grant(&key, now, dec);
+	__u32 id = gg_use_grant(&key, now, &e->dec);
 
 	if (id)
 		return id;
 	key.scope = GG_SCOPE_UID;
-	key.scope_id = (__u32)bpf_get_current_uid_gid();
-	id = gg_use_grant(&key, now, dec);
+	key.scope_id = e->uid;
+	id = gg_use_grant(&key, now, &e->dec);
 	if (id)
 		return id;
 	key.scope = GG_SCOPE_ANY;
 	key.scope_id = 0;
-	return gg_use_grant(&key, now, dec);
+	return gg_use_grant(&key, now, &e->dec);
 }
 
-__noinline int gg_bpf_decide(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 vendor,
-			     __u32 recorded, __u32 thread_state)
+__noinline __u32 gg_bpf_take_grant(const struct gg_ioctl_enter *e)
 {
-	struct gg_subject subj;
-	struct gg_gate_result res;
-
-	if (!e || !pol)
-		return -1;
-	subj.cls = e->dec.cls;
-	subj.dev = e->dev;
-	subj.uid = e->uid;
-	subj.vendor = vendor;
-	subj.cgroup_id = e->cgroup_id;
-	subj.comm = e->comm;
-	GG_GATE_DECIDE(&res, pol, &subj, &e->dec, recorded, thread_state,
-		       gg_take_grant(e->dev, &e->dec));
-	e->action = res.action;
-	e->rule = res.rule;
-	e->verdict = res.verdict;
-	e->grant_id = res.grant_id;
-	e->reason = res.reason;
-	return 0;
+	if (!e)
+		return 0;
+	return gg_take_grant(e);
 }

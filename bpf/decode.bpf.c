@@ -7,6 +7,20 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
-#define GG_DECODE_IMPL
 #include "gg_tables.c"
 #include "gg_decode.h"
+
+__noinline int gg_find_nv_escape(__u32 nr)
+{
+	return gg_find_nv_escape_body(nr);
+}
+
+__noinline int gg_find_nv_control(__u32 id)
+{
+	return gg_find_nv_control_body(id);
+}
+
+__noinline int gg_decode(const struct gg_raw *raw, struct gg_decoded *d)
+{
+	return gg_decode_body(raw, d);
+}

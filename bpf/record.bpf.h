@@ -17,14 +17,6 @@ enum gg_read_mode {
 };
 
 /*
- * The gate's decision on a captured request (decide.bpf.c, a global
- * function): GG_GATE_DECIDE of kmod/common/gg_verdict.h with the grants
- * of the maps. Fills e's verdict, action, rule, reason and grant id.
- */
-int gg_bpf_decide(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 vendor,
-		  __u32 recorded, __u32 thread_state);
-
-/*
  * Basename of the executable: user space cannot read /proc of a process
  * that exited before its records were read. Read once per executable and
  * kept in the thread's storage (an exec changes mm->exe_file).
@@ -103,8 +95,7 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	struct gg_device dev;
 	struct gg_policy *pol;
 	struct gg_globals *gl;
-	__u64 max_wait_ns;
-	__u32 zero = 0, recorded = 1, verdict, major = (rdev >> 20) & (GG_MAJORS - 1);
+	__u32 zero = 0, recorded = 1, verdict, how, major = (rdev >> 20) & (GG_MAJORS - 1);
 	__u64 status_addr = 0;
 	__u8 *is_gpu;
 
@@ -117,7 +108,9 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	pol = bpf_map_lookup_elem(&policy, &zero);
 	if (!pol || !gg_lookup_device(rdev, &dev))
 		return GG_VERDICT_ALLOW;
-	max_wait_ns = pol->read_wait_max_ns ? pol->read_wait_max_ns : GG_READ_WAIT_MAX_NS_DEFAULT;
+	/* gpugate.ko decides and records these, on the driver's own copy */
+	if (gg_kmod_owns(pol, dev.kind))
+		return GG_VERDICT_ALLOW;
 
 	p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -139,20 +132,14 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 		e = &p->spare;
 	}
 	gg_fill_enter(e, gl, rdev, fd, arg, &dev, p);
-	if (read_mode == GG_READ_LSM)
-		gg_bpf_capture_lsm(e, request, arg, max_wait_ns);
-	else
-		gg_bpf_capture_nofault(e, request, arg);
-	/* the sleepable gate reads the bytes once more, as late as it can */
-	if (read_mode == GG_READ_LSM && gg_fails_closed(pol, dev.vendor) &&
-	    gg_is_nvidia_rm(dev.kind) && !(e->dec.flags & GG_DF_UNDECIDED) &&
-	    !gg_still_same(&e->raw, arg, &e->dec)) {
-		e->raw.capture_flags |= GG_CAP_CHANGED;
-		e->dec.flags |= GG_DF_UNDECIDED;
-	}
 	e->hook = hook;
-	e->mode = pol->mode;
-	gg_bpf_decide(e, pol, dev.vendor, recorded, p != 0);
+	how = (recorded ? GG_HOW_RECORDED : 0) | (p ? GG_HOW_THREAD_STATE : 0);
+	/* the gate's whole decision (kmod/common/gg_gate.h); the sleepable
+	 * gate reads the bytes once more, as late as it can */
+	if (read_mode == GG_READ_LSM)
+		gg_bpf_gate_lsm(e, pol, request, arg, how);
+	else
+		gg_bpf_gate_nofault(e, pol, request, arg, how);
 	verdict = e->verdict;
 	if (!recorded) {
 		gg_count(e->dec.cls, GG_CNT_DROPPED);

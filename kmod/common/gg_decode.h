@@ -14,10 +14,12 @@
  *   3. if gg_params_ref() says so, capture the RM params block;
  *   4. gg_decode().
  *
- * The staging helpers are inline everywhere. In BPF the decoder proper and
- * its table searches are global functions compiled once, in
- * bpf/decode.bpf.c (GG_DECODE_IMPL), beside the one copy of the tables;
- * other BPF objects see their prototypes and are linked against it.
+ * The staging helpers are inline everywhere. The decoder proper and its
+ * table searches are written once, as *_body functions; in the kernel and
+ * user space they are inline, in BPF global functions defined once in
+ * bpf/decode.bpf.c beside the one copy of the tables, which every other
+ * BPF object of gpugate is linked against (the verifier checks each once).
+ * Homes outside the kernel define __always_inline before including this.
  */
 #ifndef GPUGATE_DECODE_H
 #define GPUGATE_DECODE_H
@@ -25,32 +27,13 @@
 #include "../uapi/gpugate/event.h"
 #include "gg_tables.h"
 
-#ifndef __always_inline
-#define __always_inline inline __attribute__((always_inline))
-#endif
-
-/*
- * In BPF the table searches and the decoder are global functions: the
- * verifier checks each once on its own instead of once per call path,
- * which keeps the observer far below the instruction limit.
- */
-#if defined(__bpf__)
-#define GG_FN __attribute__((noinline))
-#else
-#define GG_FN static inline
-#endif
-
-#if defined(__bpf__) && !defined(GG_DECODE_IMPL)
-#define GG_DECODE_PROTOTYPES_ONLY
-#endif
-
 /*
  * Pins a value to one register, so that the bounds check that follows is
  * made on the register later used as an index (else clang may check a
  * copy and the verifier sees an unbounded index).
  */
 #if defined(__bpf__)
-#define GG_PIN(v) asm volatile("" : "+r"(v))
+#define GG_PIN(v) ({ asm volatile("" : "+r"(v)); })
 #else
 #define GG_PIN(v) ((void)0)
 #endif
@@ -70,8 +53,10 @@
 #define GG_DRM_COMMAND_END		   0xA0
 #define GG_KFD_IOCTL_TYPE		   0x4B /* 'K' */
 #define GG_NVKMS_IOCTL_TYPE		   0x6D /* 'm' */
-/* torvalds/linux include/uapi/drm/amdgpu_drm.h: DRM_AMDGPU_CTX 0x02,
- * AMDGPU_CTX_OP_SET_STABLE_PSTATE 6 */
+/*
+ * torvalds/linux include/uapi/drm/amdgpu_drm.h: DRM_AMDGPU_CTX 0x02,
+ * AMDGPU_CTX_OP_SET_STABLE_PSTATE 6
+ */
 #define GG_AMDGPU_CTX_NR		   0x42
 #define GG_AMDGPU_CTX_OP_SET_STABLE_PSTATE 6
 
@@ -142,16 +127,36 @@ static __always_inline __u64 gg_rd64(const __u8 *buf, __u32 len, __u32 off)
 		found_;                                                                            \
 	})
 
-#ifndef GG_DECODE_PROTOTYPES_ONLY
-GG_FN int gg_find_nv_escape(__u32 nr)
+static __always_inline int gg_find_nv_escape_body(__u32 nr)
 {
 	return GG_BSEARCH(gg_nv_escapes, GG_NV_ESCAPES_LEN, nr, nr);
 }
 
-GG_FN int gg_find_nv_control(__u32 id)
+static __always_inline int gg_find_nv_control_body(__u32 id)
 {
 	return GG_BSEARCH(gg_nv_controls, GG_NV_CONTROLS_LEN, id, id);
 }
+
+/*
+ * In BPF the table searches and the decoder are global functions: the
+ * verifier checks each once on its own instead of once per call path,
+ * which keeps the observer far below the instruction limit.
+ */
+#if defined(__bpf__)
+int gg_find_nv_escape(__u32 nr);
+int gg_find_nv_control(__u32 id);
+int gg_decode(const struct gg_raw *raw, struct gg_decoded *d);
+#else
+static inline int gg_find_nv_escape(__u32 nr)
+{
+	return gg_find_nv_escape_body(nr);
+}
+
+static inline int gg_find_nv_control(__u32 id)
+{
+	return gg_find_nv_control_body(id);
+}
+#endif
 
 static __always_inline int gg_find_nv_legacy(__u32 cmd_class, __u32 category)
 {
@@ -196,9 +201,7 @@ static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab, int
 }
 
 #define GG_IOCTL_LOOKUP(tab, nr, cls, size) gg_ioctl_lookup(tab, GG_ARRAY_LEN(tab), nr, cls, size)
-#endif /* !GG_DECODE_PROTOTYPES_ONLY */
 
-#ifndef GG_DECODE_PROTOTYPES_ONLY
 /* Index of nr in one of the DRM/KFD tables, -1 if absent. */
 static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u32 *size)
 {
@@ -217,8 +220,6 @@ static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u3
 		return -1;
 	}
 }
-
-#endif /* !GG_DECODE_PROTOTYPES_ONLY */
 
 static __always_inline int gg_is_nvidia_rm(__u32 dev_kind)
 {
@@ -336,9 +337,33 @@ static __always_inline int gg_control_ref(const struct gg_raw *raw, __u32 *clien
 	return 1;
 }
 
-#ifdef GG_DECODE_PROTOTYPES_ONLY
-int gg_decode(const struct gg_raw *raw, struct gg_decoded *d);
-#else
+/* Does the driver's glue answer this escape itself (rm_ioctl never sees it)? */
+static __always_inline int gg_nv_escape_in_glue(__u32 nr)
+{
+	int i = gg_find_nv_escape(nr);
+
+	GG_PIN(i);
+	return i >= 0 && i < GG_NV_ESCAPES_LEN && gg_nv_escapes[i].handler == GG_NVH_GLUE;
+}
+
+/* Where the driver puts the RM status word in an escape's struct, 0 if none. */
+static __always_inline __u32 gg_nv_escape_status_offset(__u32 nr, __u32 size)
+{
+	int i = gg_find_nv_escape(nr);
+
+	GG_PIN(i);
+	if (i < 0 || i >= GG_NV_ESCAPES_LEN)
+		return 0;
+	if (nr == 0x2B && size == GG_NV_NVOS64_SIZE)
+		return 40;
+	return gg_nv_escapes[i].status_offset;
+}
+
+/* The request word the driver's own validation would accept for nr, size. */
+static __always_inline __u32 gg_nv_request(__u32 nr, __u32 size)
+{
+	return 0xC0000000u | (size & 0x3fff) << 16 | GG_NV_IOCTL_MAGIC << 8 | (nr & 0xff);
+}
 
 static __always_inline void gg_set_class(struct gg_decoded *d, __u32 cls, __u32 src)
 {
@@ -400,8 +425,10 @@ static __always_inline void gg_nv_control(const struct gg_raw *raw, struct gg_de
 	d->status_offset = 28;
 	if (raw->target_class)
 		d->flags |= GG_DF_OBJECT_KNOWN;
-	/* NVOS54 flags: FINN-serialized params, or kernel-only modes; either
-	 * way the bytes at params are not the struct the tables describe */
+	/*
+	 * NVOS54 flags: FINN-serialized params, or kernel-only modes; either
+	 * way the bytes at params are not the struct the tables describe
+	 */
 	if (gg_rd32(body, body_len, 12))
 		d->flags |= GG_DF_OPAQUE_PARAMS;
 	if (d->params_ptr && d->params_size) {
@@ -745,7 +772,7 @@ static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw, struct g
 }
 
 /* Step 4: decode. Never reads outside raw; never fails. */
-GG_FN int gg_decode(const struct gg_raw *raw, struct gg_decoded *d)
+static inline int gg_decode_body(const struct gg_raw *raw, struct gg_decoded *d)
 {
 	if (!raw || !d)
 		return -1;
@@ -783,6 +810,11 @@ GG_FN int gg_decode(const struct gg_raw *raw, struct gg_decoded *d)
 	return 0;
 }
 
-#endif /* !GG_DECODE_PROTOTYPES_ONLY */
+#if !defined(__bpf__)
+static inline int gg_decode(const struct gg_raw *raw, struct gg_decoded *d)
+{
+	return gg_decode_body(raw, d);
+}
+#endif
 
 #endif /* GPUGATE_DECODE_H */

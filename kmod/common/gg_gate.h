@@ -30,12 +30,13 @@
 #define GPUGATE_GATE_H
 
 #include "gg_decode.h"
+#include "gg_verdict.h"
 
 enum gg_stage { GG_STAGE_ARG = 0, GG_STAGE_INNER = 1, GG_STAGE_PARAMS = 2 };
 
 #define GG_CAP_READ_FAILED_MASK                                                                    \
 	(GG_CAP_STAGE_MASK | GG_CAP_REFUSED_UFFD | GG_CAP_REFUSED_FUSE | GG_CAP_VMA_BUSY |         \
-	 GG_CAP_NO_FAULT_HOOK)
+	 GG_CAP_NO_FAULT_HOOK | GG_CAP_DEFERRED)
 
 /* Records one stage's read result; returns 1 if the bytes are there. */
 static __always_inline int gg_stage_result(struct gg_raw *raw, __u32 stage_bit, __u32 r)
@@ -55,7 +56,7 @@ static __always_inline int gg_stage_result(struct gg_raw *raw, __u32 stage_bit, 
 	{                                                                                          \
 		__u64 ptr = 0, inner_ptr = 0;                                                      \
 		__u32 want, len = 0, r, client = 0, object = 0;                                    \
-                                                                                                   \
+		/* the raw record starts empty: only what is read is there */                      \
 		raw->request = request;                                                            \
 		raw->dev_kind = dev_kind;                                                          \
 		raw->drm_driver = drm_driver;                                                      \
@@ -92,7 +93,89 @@ static __always_inline int gg_stage_result(struct gg_raw *raw, __u32 stage_bit, 
 					raw->capture_flags |= GG_CAP_CHANGED;                      \
 			}                                                                          \
 		}                                                                                  \
+		(void)inner_ptr; /* unused where VERIFY is a constant */                           \
 		gg_decode(raw, dec);                                                               \
+	}
+
+/* The subject of the rules: who asks, on what, for which class. */
+static __always_inline void gg_subject_of(struct gg_subject *s, const struct gg_ioctl_enter *e)
+{
+	s->cls = e->dec.cls;
+	s->dev = e->dev;
+	s->uid = e->uid;
+	s->vendor = e->device.vendor;
+	s->cgroup_id = e->cgroup_id;
+	s->comm = e->comm;
+}
+
+static __always_inline void gg_apply_result(struct gg_ioctl_enter *e,
+					    const struct gg_gate_result *res)
+{
+	e->action = res->action;
+	e->rule = res->rule;
+	e->verdict = res->verdict;
+	e->grant_id = res->grant_id;
+	e->reason = res->reason;
+}
+
+/*
+ * The gate's whole decision, once for every home:
+ *
+ * GG_DEFINE_GATE(name, CTX, READ, VERIFY, OBJECT_CLASS, LAST_LOOK, TAKE_GRANT)
+ * defines
+ *   void name(CTX ctx, const struct gg_policy *pol, struct gg_ioctl_enter *e,
+ *             __u32 request, __u64 arg, int recorded, int thread_state)
+ * which captures the request (the staged reads above, with READ, VERIFY and
+ * OBJECT_CLASS), decodes it, takes a last look, and decides with
+ * GG_GATE_DECIDE: rules, the class's action, the strict profile, fail
+ * closed on what was not read or could not be recorded, and the grant. e
+ * arrives with who and where (uid, cgroup_id, comm, dev, device) and leaves
+ * with raw, dec, mode and the decision.
+ *   LAST_LOOK(ctx, pol, e, arg)  1 if the bytes decided on changed since they
+ *                                were read (the BPF LSM reads them once more;
+ *                                homes that decide on a kernel copy say 0)
+ *   TAKE_GRANT(ctx, e)           spend one use of a grant that covers e: its
+ *                                id, or 0; asked only when a signature is
+ *                                required and the record exists
+ * Its two halves are there too, for homes that see the bytes in two steps
+ * (the module: the RM control's header at rm_ioctl, its params where the
+ * driver copies them): name##_capture(ctx, pol, e, request, arg) and
+ * name##_decide(ctx, pol, e, recorded, thread_state).
+ */
+#define GG_DEFINE_GATE(name, CTX, READ, VERIFY, OBJECT_CLASS, LAST_LOOK, TAKE_GRANT)               \
+	GG_DEFINE_GATE_CAPTURE(name##_stages, CTX, READ, VERIFY, OBJECT_CLASS)                     \
+	static __always_inline void name##_capture(CTX ctx, const struct gg_policy *pol,           \
+						   struct gg_ioctl_enter *e, __u32 request,        \
+						   __u64 arg)                                      \
+	{                                                                                          \
+		(void)pol; /* homes whose last look needs no policy */                             \
+		name##_stages(ctx, &e->raw, &e->dec, e->device.kind, e->device.drm_driver,         \
+			      request, arg);                                                       \
+		if (!(e->dec.flags & GG_DF_UNDECIDED) && LAST_LOOK(ctx, pol, e, arg)) {            \
+			e->raw.capture_flags |= GG_CAP_CHANGED;                                    \
+			e->dec.flags |= GG_DF_UNDECIDED;                                           \
+		}                                                                                  \
+	}                                                                                          \
+	static __always_inline void name##_decide(CTX ctx, const struct gg_policy *pol,            \
+						  struct gg_ioctl_enter *e, int recorded,          \
+						  int thread_state)                                \
+	{                                                                                          \
+		struct gg_subject subj_;                                                           \
+		struct gg_gate_result res_;                                                        \
+		/* the rules see who asks, on what, for which class */                             \
+		(void)ctx; /* homes whose grants need no context */                                \
+		gg_subject_of(&subj_, e);                                                          \
+		e->mode = pol->mode;                                                               \
+		GG_GATE_DECIDE(&res_, pol, &subj_, &e->dec, recorded, thread_state,                \
+			       TAKE_GRANT(ctx, e));                                                \
+		gg_apply_result(e, &res_);                                                         \
+	}                                                                                          \
+	static __always_inline void name(CTX ctx, const struct gg_policy *pol,                     \
+					 struct gg_ioctl_enter *e, __u32 request, __u64 arg,       \
+					 int recorded, int thread_state)                           \
+	{                                                                                          \
+		name##_capture(ctx, pol, e, request, arg);                                         \
+		name##_decide(ctx, pol, e, recorded, thread_state);                                \
 	}
 
 #endif /* GPUGATE_GATE_H */

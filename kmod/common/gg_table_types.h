@@ -24,6 +24,9 @@ enum gg_pkind {
 	GG_PK_COUNT
 };
 
+/* Who answers an NVIDIA escape: the glue (nvidia_ioctl) or RM (rm_ioctl). */
+enum gg_nv_handler { GG_NVH_RM = 0, GG_NVH_GLUE = 1 };
+
 struct gg_nv_esc_entry {
 	__u8 nr;
 	__u8 devices;
@@ -32,6 +35,8 @@ struct gg_nv_esc_entry {
 	__u16 size;
 	__u16 alt_size;
 	__u16 status_offset;
+	__u8 handler; /* enum gg_nv_handler */
+	__u8 pad;
 };
 
 struct gg_nv_ctrl_entry {

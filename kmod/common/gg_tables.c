@@ -1,4 +1,4 @@
-/* SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT */
+// SPDX-License-Identifier: (GPL-2.0 WITH Linux-syscall-note) OR MIT
 /*
  * The one definition of the command tables (declared in gg_tables.h).
  * BPF: global const, so each symbol carries its .rodata offset into BTF
@@ -7,8 +7,8 @@
 #include "gg_tables.h"
 
 const struct gg_nv_esc_entry gg_nv_escapes[GG_NV_ESCAPES_LEN] = {
-#define GG_NV_ESC(nr, name, size, alt, dev, kind, cls, st)                                         \
-	{nr, GG_NVDEV_##dev, GG_NVK_##kind, GG_CLASS_##cls, size, alt, st},
+#define GG_NV_ESC(nr, name, size, alt, dev, kind, cls, st, handler)                                \
+	{nr, GG_NVDEV_##dev, GG_NVK_##kind, GG_CLASS_##cls, size, alt, st, GG_NVH_##handler, 0},
 #include "../uapi/gpugate/nvidia_escapes.def"
 #undef GG_NV_ESC
 };

@@ -12,53 +12,81 @@
 
 #include "gg_table_types.h"
 
-#define GG_COUNT_ROW(...) +1
-#define GG_ARRAY_LEN(a)	  ((int)(sizeof(a) / sizeof((a)[0])))
+#define GG_ARRAY_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-enum {
-	GG_NV_ESCAPES_LEN = 0
-#define GG_NV_ESC GG_COUNT_ROW
+/*
+ * Each table's length is the enumerator after its last row: one enumerator
+ * per row, named after the row, so that a length is a constant wherever it
+ * is used (a bound the BPF verifier can see).
+ */
+enum gg_nv_escape_rows {
+#define GG_NV_ESC(nr, name, size, alt, dev, kind, cls, st, handler) GG_ROW_ESC_##name,
 #include "../uapi/gpugate/nvidia_escapes.def"
 #undef GG_NV_ESC
-	,
-	GG_NV_CONTROLS_LEN = 0
-#define GG_NV_CTRL GG_COUNT_ROW
+	GG_NV_ESCAPES_LEN
+};
+
+enum gg_nv_control_rows {
+#define GG_NV_CTRL(id, name, priv, cls, src, psize, pkind) GG_ROW_CTRL_##name,
 #include "../uapi/gpugate/nvidia_controls.def"
 #undef GG_NV_CTRL
-	,
-	GG_NV_LEGACY_LEN = 0
-#define GG_NV_LEGACY GG_COUNT_ROW
+	GG_NV_CONTROLS_LEN
+};
+
+enum gg_nv_legacy_rows {
+#define GG_NV_LEGACY(cc, cat, catname, cls) GG_ROW_LEGACY_##cc##_##cat,
 #include "../uapi/gpugate/nvidia_legacy.def"
 #undef GG_NV_LEGACY
-	,
-	GG_NV_UVM_LEN = 0
-#define GG_NV_UVM GG_COUNT_ROW
+	GG_NV_LEGACY_LEN
+};
+
+enum gg_nv_uvm_rows {
+#define GG_NV_UVM(req, name, cls) GG_ROW_UVM_##name,
 #include "../uapi/gpugate/nvidia_uvm.def"
 #undef GG_NV_UVM
-	,
-	GG_PKINDS_LEN = 0
-#define GG_PKIND GG_COUNT_ROW
+	GG_NV_UVM_LEN
+};
+
+enum gg_pkind_rows {
+#define GG_PKIND(ident, names, o0, w0, o1, w1, o2, w2, o3, w3) GG_ROW_PKIND_##ident,
 #include "../uapi/gpugate/pkinds.def"
 #undef GG_PKIND
-	,
-#define GG_DRM_IOCTL GG_COUNT_ROW
-#define GG_KFD_IOCTL GG_COUNT_ROW
-	GG_DRM_CORE_LEN = 0
+	GG_PKINDS_LEN
+};
+
+enum gg_drm_core_rows {
+#define GG_DRM_IOCTL(nr, name, size, cls) GG_ROW_DRM_##name,
 #include "../uapi/gpugate/drm.def"
-	,
-	GG_DRM_AMDGPU_LEN = 0
-#include "../uapi/gpugate/amdgpu.def"
-	,
-	GG_DRM_I915_LEN = 0
-#include "../uapi/gpugate/i915.def"
-	,
-	GG_DRM_XE_LEN = 0
-#include "../uapi/gpugate/xe.def"
-	,
-	GG_KFD_LEN = 0
-#include "../uapi/gpugate/kfd.def"
 #undef GG_DRM_IOCTL
+	GG_DRM_CORE_LEN
+};
+
+enum gg_drm_amdgpu_rows {
+#define GG_DRM_IOCTL(nr, name, size, cls) GG_ROW_AMDGPU_##name,
+#include "../uapi/gpugate/amdgpu.def"
+#undef GG_DRM_IOCTL
+	GG_DRM_AMDGPU_LEN
+};
+
+enum gg_drm_i915_rows {
+#define GG_DRM_IOCTL(nr, name, size, cls) GG_ROW_I915_##name,
+#include "../uapi/gpugate/i915.def"
+#undef GG_DRM_IOCTL
+	GG_DRM_I915_LEN
+};
+
+enum gg_drm_xe_rows {
+#define GG_DRM_IOCTL(nr, name, size, cls) GG_ROW_XE_##name,
+#include "../uapi/gpugate/xe.def"
+#undef GG_DRM_IOCTL
+	GG_DRM_XE_LEN
+};
+
+enum gg_kfd_rows {
+#define GG_KFD_IOCTL(nr, name, size, cls) GG_ROW_KFD_##name,
+#include "../uapi/gpugate/kfd.def"
 #undef GG_KFD_IOCTL
+	GG_KFD_LEN
 };
 
 extern const struct gg_nv_esc_entry gg_nv_escapes[GG_NV_ESCAPES_LEN];

@@ -7,53 +7,7 @@
 #ifndef GPUGATE_VERDICT_H
 #define GPUGATE_VERDICT_H
 
-#include "../uapi/gpugate/event.h"
-
-GG_ABI_ASSERT((GG_CLASS_COUNT & (GG_CLASS_COUNT - 1)) == 0, "class ids index by mask");
-
-#define GG_MAX_RULES 16
-
-/* What a rule matches on; a rule applies when every field it sets matches. */
-enum gg_rule_match {
-	GG_RM_CLASS = 1 << 0,
-	GG_RM_VENDOR = 1 << 1,
-	GG_RM_DEV = 1 << 2,
-	GG_RM_UID = 1 << 3,
-	GG_RM_CGROUP = 1 << 4,
-	GG_RM_COMM = 1 << 5,
-};
-
-/* One policy rule: first match wins; none matching, the class's action. */
-struct gg_rule {
-	__u32 match;   /* GG_RM_* */
-	__u32 classes; /* bit per class */
-	__u32 dev;     /* kernel dev_t of a GPU node */
-	__u32 uid;
-	__u64 cgroup_id; /* cgroup v2 id (inode number of its directory) */
-	char comm[GG_COMM_LEN];
-	__u8 vendor; /* enum gg_vendor */
-	__u8 action; /* enum gg_action */
-	__u8 pad[6];
-};
-GG_ABI_ASSERT(sizeof(struct gg_rule) == 48, "gg_rule layout");
-
-/* Policy flags (gg_policy.flags). */
-#define GG_POLF_STRICT (1u << 0) /* gate every privileged opaque control (DESIGN section 2) */
-
-/* The default bound on a read that had to fault a page in (docs/gate.md). */
-#define GG_READ_WAIT_MAX_NS_DEFAULT 1000000u
-
-/* The policy as the kernel holds it: mode, rules, one action per class. */
-struct gg_policy {
-	__u8 mode; /* enum gg_mode */
-	__u8 nrules;
-	__u8 flags;		     /* GG_POLF_* */
-	__u8 fail_closed_vendors;    /* bit per enum gg_vendor whose nodes the policy gates */
-	__u8 action[GG_CLASS_COUNT]; /* enum gg_action */
-	__u32 read_wait_max_ns;	     /* a faulting read slower than this is denied; 0: default */
-	struct gg_rule rules[GG_MAX_RULES];
-};
-GG_ABI_ASSERT(sizeof(struct gg_policy) == 24 + 48 * GG_MAX_RULES, "gg_policy layout");
+#include "../uapi/gpugate/policy.h"
 
 /* Who asks for what, as far as the rules care. */
 struct gg_subject {
@@ -197,6 +151,15 @@ static inline __u8 gg_policy_fail_closed_vendors(const struct gg_policy *p)
 	return (__u8)mask;
 }
 
+/* Does gpugate.ko decide on nodes of this kind (GG_POLF_KMOD_*)? */
+static inline int gg_kmod_owns(const struct gg_policy *p, __u32 dev_kind)
+{
+	if ((p->flags & GG_POLF_KMOD_NVIDIA) &&
+	    (dev_kind == GG_DEV_NVIDIA_CTL || dev_kind == GG_DEV_NVIDIA_GPU))
+		return 1;
+	return (p->flags & GG_POLF_KMOD_DRM) && dev_kind == GG_DEV_DRM;
+}
+
 static inline __u32 gg_refusal(__u32 mode)
 {
 	return mode == GG_MODE_ENFORCE ? (__u32)GG_VERDICT_DENY : (__u32)GG_VERDICT_WOULD_DENY;
@@ -216,7 +179,7 @@ static inline __u32 gg_refusal(__u32 mode)
 	do {                                                                                       \
 		__u32 rule_ = 0, action_ = gg_action_for((pol), (subj), &rule_);                   \
 		int closed_ = gg_fails_closed((pol), (subj)->vendor);                              \
-                                                                                                   \
+		/* the class's action or a rule's, before anything can refuse */                   \
 		(res)->rule = rule_;                                                               \
 		(res)->grant_id = 0;                                                               \
 		(res)->pad = 0;                                                                    \

@@ -18,8 +18,8 @@
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/decode.hpp"
 #include "ia32.hpp"
-#include "nvabi.hpp"
 #include "ledger_read.hpp"
+#include "nvabi.hpp"
 #include "process.hpp"
 #include "tempdir.hpp"
 
@@ -216,8 +216,9 @@ TEST_F(Observer, ThirtyTwoBitCallersAreRecorded) {
   ASSERT_NE(ia32, test::Ia32::kOther) << "a 32-bit getpid neither ran nor was refused with SIGSEGV";
   if (ia32 == test::Ia32::kRefusedByKernel) {
     ASSERT_FALSE(test::ia32_required()) << "this venue must run 32-bit callers, and its kernel refuses them";
-    std::printf("note: this kernel refuses 32-bit system calls (int 0x80 faults): no 32-bit caller can reach a GPU "
-                "node here; the vm venue records them\n");
+    std::printf(
+        "note: this kernel refuses 32-bit system calls (int 0x80 faults): no 32-bit caller can reach a GPU "
+        "node here; the vm venue records them\n");
     return;
   }
   TempDir dir;

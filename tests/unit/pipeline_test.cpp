@@ -107,11 +107,11 @@ TEST(Pipeline, LossesBecomeGapRecordsOncePerIncrease) {
   Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
   EngineStats s;
   s.per_class[GG_CLASS_POWER_OFF].dropped = 5;
-  pipeline.note_losses(s);
-  pipeline.note_losses(s);  // nothing new
+  pipeline.note_losses("sim", s);
+  pipeline.note_losses("sim", s);  // nothing new
   s.per_class[GG_CLASS_POWER_OFF].dropped = 7;
   s.per_class[GG_CLASS_QUERY].exit_dropped = 1;
-  pipeline.note_losses(s);
+  pipeline.note_losses("sim", s);
   auto recs = read_ledger(dir.path / "ledger");
   ASSERT_EQ(recs.size(), 3u);
   EXPECT_EQ(recs[0]["type"], "gap");

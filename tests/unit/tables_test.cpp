@@ -15,6 +15,12 @@ extern "C" {
 
 using namespace gpugate;
 
+// Class ids are ABI and come from classes.def's order: its id column must say
+// the same, so that a row added in the middle is caught.
+#define GG_CLASS(ident, id, name, gated) static_assert(GG_CLASS_##ident == (id), "classes.def: " #ident);
+#include "gpugate/classes.def"
+#undef GG_CLASS
+
 TEST(Tables, NvidiaControlsSortedUniqueAndNamed) {
   int n = 0;
   const gg_nv_ctrl_entry* t = gg_table_nv_controls(&n);

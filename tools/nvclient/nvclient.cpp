@@ -116,20 +116,26 @@ uint64_t now_ns() {
 }
 
 // N calls, printing ns per call: the workload of the burst test and benchmarks.
-int loop(long n, unsigned long request, bool getpid_only, uint32_t cmd = 0x20800112) {
+// checked: every call must succeed with NV_OK (exit 1 otherwise, with the count).
+int loop(long n, unsigned long request, bool getpid_only, uint32_t cmd = 0x20800112, bool checked = false) {
   uint32_t params[17] = {0, 4, 0};  // big enough for GET_NAME_STRING's 68 bytes
   uint32_t size = cmd == 0x20800110 ? 68 : 12;
   Nvos54 p{kClient, kSubdevice, cmd, 0, reinterpret_cast<uint64_t>(params), size, 0};
+  long failures = 0;
   uint64_t t0 = now_ns();
   for (long i = 0; i < n; i++) {
-    if (getpid_only)
+    if (getpid_only) {
       syscall(SYS_getpid);
-    else
-      syscall(SYS_ioctl, g_fd, request, &p);
+    } else {
+      p.status = 0;
+      long r = syscall(SYS_ioctl, g_fd, request, &p);
+      if (checked && (r != 0 || p.status != 0)) failures++;
+    }
   }
   uint64_t t1 = now_ns();
-  std::printf("%.1f ns/call %ld calls pid %d\n", static_cast<double>(t1 - t0) / static_cast<double>(n), n, getpid());
-  return 0;
+  std::printf("%.1f ns/call %ld calls pid %d%s\n", static_cast<double>(t1 - t0) / static_cast<double>(n), n, getpid(),
+              checked ? (" failures " + std::to_string(failures)).c_str() : "");
+  return failures ? 1 : 0;
 }
 
 int usage() {
@@ -137,6 +143,8 @@ int usage() {
                "usage: gpugate-nvclient PATH demo\n"
                "       gpugate-nvclient PATH loop N [REQUEST [CMD]]  N ioctls (default RM_CONTROL GPU_SET_POWER;\n"
                "                                                CMD 0x20800110 is the GPU_GET_NAME_STRING query)\n"
+               "       gpugate-nvclient PATH loop-checked N REQUEST CMD  the same, failing (exit 1) unless every\n"
+               "                                                call returns 0 with NV_OK\n"
                "       gpugate-nvclient - getpid N              N getpid() calls\n"
                "PATH is a character device, e.g. an alias given to gpugated with --device PATH=nvidia.\n");
   return 2;
@@ -155,6 +163,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (what == "demo") return demo();
+  if (what == "loop-checked" && argc >= 6)
+    return loop(std::atol(argv[3]), std::strtoul(argv[4], nullptr, 0), false,
+                static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 0)), true);
   if (what == "loop" && argc >= 4)
     return loop(std::atol(argv[3]), argc >= 5 ? std::strtoul(argv[4], nullptr, 0) : iowr(0x2A, sizeof(Nvos54)), false,
                 argc >= 6 ? static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 0)) : 0x20800112u);

@@ -22,13 +22,15 @@
 #define GG_CAP_ARG_FAULT     (1u << 0)
 #define GG_CAP_INNER_FAULT   (1u << 1)
 #define GG_CAP_PARAMS_FAULT  (1u << 2)
-#define GG_CAP_REFUSED_UFFD  (1u << 3) /* in a userfaultfd-registered mapping: not read */
-#define GG_CAP_REFUSED_FUSE  (1u << 4) /* in a FUSE-backed mapping: not read */
-#define GG_CAP_VMA_BUSY	     (1u << 5) /* the mapping could not be checked (mmap lock busy) */
-#define GG_CAP_SLOW	     (1u << 6) /* the read waited longer than the policy's bound */
-#define GG_CAP_CHANGED	     (1u << 7) /* bytes read earlier changed while the gate read */
-#define GG_CAP_PAGED	     (1u << 8) /* a page was faulted in (not a failure) */
-#define GG_CAP_NO_FAULT_HOOK (1u << 9) /* this hook cannot fault pages in (observer, compat) */
+#define GG_CAP_REFUSED_UFFD  (1u << 3)	/* in a userfaultfd-registered mapping: not read */
+#define GG_CAP_REFUSED_FUSE  (1u << 4)	/* in a FUSE-backed mapping: not read */
+#define GG_CAP_VMA_BUSY	     (1u << 5)	/* the mapping could not be checked (mmap lock busy) */
+#define GG_CAP_SLOW	     (1u << 6)	/* the read waited longer than the policy's bound */
+#define GG_CAP_CHANGED	     (1u << 7)	/* bytes read earlier changed while the gate read */
+#define GG_CAP_PAGED	     (1u << 8)	/* a page was faulted in (not a failure) */
+#define GG_CAP_NO_FAULT_HOOK (1u << 9)	/* this hook cannot fault pages in (observer, compat) */
+#define GG_CAP_DEFERRED	     (1u << 10) /* not read here: decided where the driver copies it */
+#define GG_CAP_AFTER	     (1u << 11) /* read after the driver ran: recorded, not decided */
 #define GG_CAP_STAGE_MASK    (GG_CAP_ARG_FAULT | GG_CAP_INNER_FAULT | GG_CAP_PARAMS_FAULT)
 
 /* Device-table flags (struct gg_device.flags). */
@@ -91,7 +93,8 @@ GG_ABI_ASSERT(sizeof(struct gg_decoded) == 88, "gg_decoded layout");
 enum gg_event_type {
 	GG_EV_IOCTL_ENTER = 1,
 	GG_EV_IOCTL_EXIT = 2,
-	GG_EV_GUARD = 3, /* the gate refused an operation on its own objects */
+	GG_EV_GUARD = 3,       /* the gate refused an operation on its own objects */
+	GG_EV_KMOD_CONFIG = 4, /* gpugate.ko's tables changed (kmod.h) */
 };
 
 struct gg_event_hdr {

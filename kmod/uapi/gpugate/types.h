@@ -9,7 +9,8 @@
 #include "abi.h"
 
 enum gg_class {
-#define GG_CLASS(ident, id, name, gated) GG_CLASS_##ident = id,
+/* in the order of classes.def, whose id column says the same (tested) */
+#define GG_CLASS(ident, id, name, gated) GG_CLASS_##ident,
 #include "classes.def"
 #undef GG_CLASS
 	GG_CLASS_COUNT
@@ -87,6 +88,13 @@ enum gg_hook {
 	GG_HOOK_LSM_IOCTL_COMPAT = 3, /* BPF LSM file_ioctl_compat (32-bit callers) */
 	GG_HOOK_SIM = 4,	      /* the simulation engine */
 	GG_HOOK_RAW_TP_COMPAT = 5,    /* raw tracepoint sys_enter: 32-bit callers, observe only */
+	/* gpugate.ko, on the driver's own kernel copy (post-copy: race-free) */
+	GG_HOOK_KMOD_RM_IOCTL = 6,  /* kprobe on NVIDIA rm_ioctl: the RM escape's struct */
+	GG_HOOK_KMOD_OS_MEMCPY = 7, /* ftrace on os_memcpy_from_user: an RM control's params */
+	GG_HOOK_KMOD_NV_IOCTL = 8,  /* ftrace on nvidia_unlocked_ioctl: escapes RM never sees */
+	GG_HOOK_KMOD_DRM = 9,	    /* ftrace on drm_ioctl_kernel: a DRM ioctl's kdata */
+	GG_HOOK_KMOD_KFD = 10,	    /* ftrace on an amdkfd ioctl handler: its kdata */
+	GG_HOOK_COUNT
 };
 
 /* What the engine may do with a gated command. */
@@ -152,6 +160,7 @@ enum gg_reason {
 	GG_WHY_UNRECORDED = 4,	    /* no record could be reserved: a gated command is denied */
 	GG_WHY_NO_THREAD_STATE = 5, /* per-thread state unavailable on a gated vendor's node */
 	GG_WHY_STRICT = 6,	    /* the strict profile gates this opaque privileged control */
+	GG_WHY_UNDECIDED = 7,	    /* no gate saw it before the driver ran (recorded after) */
 	GG_WHY_COUNT
 };
 #endif /* GPUGATE_TYPES_H */

@@ -3,19 +3,33 @@
  * gpusim: a test-only stand-in for the NVIDIA driver's ioctl interface.
  *
  * It registers the driver's device numbers (195:255 nvidiactl, 195:0
- * nvidia0), speaks its escape numbers and struct layouts, and dispatches
- * the way nvidia.ko does: look the escape up by _IOC_NR and require the
- * exact _IOC_SIZE (type and direction bits are ignored), unwrap
- * NV_ESC_IOCTL_XFER_CMD, copy the top-level struct in, call a post-copy
- * dispatch function (gpusim_rm_ioctl, noinline, the hook point for
- * gpugate.ko), which copies the params block itself, and answer with an
- * NV status word in the struct. A small simulated GPU state is changed by
- * the gated commands and read back by queries and in sysfs
- * (/sys/class/gpusim/nvidiactl/state).
+ * nvidia0), speaks its escape numbers and struct layouts, and has the glue
+ * of nvidia.ko with its names, prototypes and order, so that gpugate.ko's
+ * NVIDIA hook table attaches here unchanged:
+ *   nvidia_unlocked_ioctl()  the file operation (static, as in 595.45.04);
+ *   nvidia_ioctl()           looks the escape up by _IOC_NR and requires the
+ *                            exact _IOC_SIZE (type and direction bits are
+ *                            ignored), unwraps NV_ESC_IOCTL_XFER_CMD, copies
+ *                            the top-level struct in, calls rm_ioctl(),
+ *                            maps its status to 0 or -EINVAL and copies the
+ *                            struct back;
+ *   rm_ioctl()               the RM core's entry, built notrace as nv-kernel.o
+ *                            is (no ftrace site: a kprobe is an int3 there);
+ *                            for RM_CONTROL it copies the params block through
+ *                            os_memcpy_from_user() before the control runs,
+ *                            and a failed copy's status lands in NVOS54.status
+ *                            with the ioctl returning 0, as RM does;
+ *   os_memcpy_from_user()    the glue's one user copy (traceable).
+ * A small simulated GPU state is changed by the gated commands and read back
+ * by queries and in sysfs (/sys/class/gpusim/nvidiactl/state).
  *
- * Facts: ../shared/reference/nvidia-abi.md sections 2 and 3, from
- * NVIDIA/open-gpu-kernel-modules 595.45.04 kernel-open/nvidia/nv.c
- * (nvidia_ioctl, nv_validate_ioctls) and src/nvidia/arch/nvalloc/unix/src/escape.c.
+ * Facts: ../shared/reference/nvidia-abi.md sections 2 and 3 and
+ * kmod-hooks.md sections 1-3, from NVIDIA/open-gpu-kernel-modules 595.45.04
+ * kernel-open/nvidia/nv.c (nvidia_unlocked_ioctl, nvidia_ioctl,
+ * nv_validate_ioctls), kernel-open/common/inc/nv.h (rm_ioctl),
+ * kernel-open/common/inc/os-interface.h (os_memcpy_from_user),
+ * src/nvidia/arch/nvalloc/unix/src/escape.c and
+ * src/common/sdk/nvidia/inc/nvstatuscodes.h.
  * The power-limit command is unpublished: gpusim gives the root-only legacy
  * PMGR id 0x2080E601 the meaning "set the power limit to params[0] mW".
  */
@@ -43,6 +57,8 @@
 
 #define NV_OK 0x00
 #define NV_ERR_INSUFFICIENT_PERMISSIONS 0x1B
+#define NV_ERR_INVALID_ADDRESS 0x1E
+#define NV_ERR_INVALID_ARGUMENT 0x1F
 #define NV_ERR_INVALID_PARAM_STRUCT 0x3A
 #define NV_ERR_NOT_SUPPORTED 0x56
 
@@ -88,8 +104,9 @@ static struct {
   u32 reset_pending; /* marked for reset (GPU_MARK_DEVICE_FOR_RESET) */
   u64 controls;      /* RM controls dispatched */
   u64 allocs;
-  u64 power_sets;      /* GPU_SET_POWER calls that took effect */
-  u64 perf_state_sets; /* PERF_SET_POWERSTATE calls that took effect */
+  u64 power_sets;        /* GPU_SET_POWER calls that took effect */
+  u32 power_levels_seen; /* bit per level GPU_SET_POWER ever set (levels 0-31) */
+  u64 perf_state_sets;   /* PERF_SET_POWERSTATE calls that took effect */
 } gpu = {
     .powered = 1,
     .power_limit_mw = 700000,
@@ -128,6 +145,7 @@ static u32 gpusim_control(u32 cmd, u8* p, u32 size) {
       gpu.power_level = u32_at(p, size, 4);
       gpu.powered = gpu.power_level < 4;
       gpu.power_sets++;
+      if (gpu.power_level < 32) gpu.power_levels_seen |= 1u << gpu.power_level;
       return NV_OK;
     case 0x2080206F: /* PERF_RATED_TDP_SET_CONTROL {client, input, vPstateType} */
       if (size != 12) return NV_ERR_INVALID_PARAM_STRUCT;
@@ -190,45 +208,74 @@ static u32 gpusim_control(u32 cmd, u8* p, u32 size) {
   }
 }
 
-static int gpusim_rm_control(struct nvos54* c) {
+typedef u32 NV_STATUS;
+
+/* The node a request came through: what nvidia.ko's nv_state_t says. */
+struct gpusim_node {
+  bool ctl;
+};
+static struct gpusim_node gpusim_ctl_node = {.ctl = true}, gpusim_gpu_node = {.ctl = false};
+
+/*
+ * The glue's user copy, with its prototype (os-interface.h): every params
+ * block RM uses arrives through here. Traceable, not inlined: gpugate.ko's
+ * ftrace wrapper decides on the bytes it copies.
+ */
+noinline NV_STATUS os_memcpy_from_user(void* to, const void* from, u32 n);
+noinline NV_STATUS os_memcpy_from_user(void* to, const void* from, u32 n) {
+  return copy_from_user(to, (const void __user*)from, n) ? NV_ERR_INVALID_ADDRESS : NV_OK;
+}
+
+/* An RM control on the kernel copy of its NVOS54. */
+static void gpusim_rm_control(struct nvos54* c) {
   u8* params = NULL;
+  NV_STATUS st;
 
   if (c->params_size > GPUSIM_MAX_PARAMS) {
     c->status = NV_ERR_INVALID_PARAM_STRUCT;
-    return 0;
+    return;
   }
   if (c->params_size) {
     /* The params block is a second user pointer, copied only now. */
-    params = memdup_user(u64_to_user_ptr(c->params), c->params_size);
-    if (IS_ERR(params)) return PTR_ERR(params);
+    params = kmalloc(c->params_size, GFP_KERNEL);
+    if (!params) {
+      c->status = NV_ERR_INVALID_ARGUMENT;
+      return;
+    }
+    st = os_memcpy_from_user(params, u64_to_user_ptr(c->params), c->params_size);
+    if (st != NV_OK) {
+      kfree(params);
+      c->status = st; /* a refused copy is the control's status */
+      return;
+    }
   }
   mutex_lock(&gpu.lock);
   gpu.controls++;
   c->status = gpusim_control(c->cmd, params, c->params_size);
   mutex_unlock(&gpu.lock);
-  if (params && c->status == NV_OK && copy_to_user(u64_to_user_ptr(c->params), params, c->params_size)) {
-    kfree(params);
-    return -EFAULT;
-  }
+  if (params && c->status == NV_OK && copy_to_user(u64_to_user_ptr(c->params), params, c->params_size))
+    c->status = NV_ERR_INVALID_ADDRESS;
   kfree(params);
-  return 0;
 }
 
 /*
- * The post-copy dispatch point: the request's top-level struct is already
- * in kernel memory. Not inlined, so that a kprobe or ftrace hook can sit
- * here as it would on nvidia.ko's rm_ioctl.
+ * The RM core's entry, with nvidia.ko's prototype (nv.h): the request's
+ * top-level struct is already in kernel memory. notrace, as nv-kernel.o is
+ * built without -mfentry: only a kprobe (int3) can sit here.
  */
-noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void* arg, u32 size);
-noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void* arg, u32 size) {
-  switch (nr) {
-    case NV_ESC_RM_CONTROL:
-      if (size != sizeof(struct nvos54) || !on_ctl) return -EINVAL;
-      return gpusim_rm_control(arg);
-    case NV_ESC_RM_ALLOC: {
-      struct nvos21* a = arg;
+noinline notrace NV_STATUS rm_ioctl(void* sp, void* nv, void* nvfp, u32 cmd, void* data, u32 size);
+noinline notrace NV_STATUS rm_ioctl(void* sp, void* nv, void* nvfp, u32 cmd, void* data, u32 size) {
+  bool on_ctl = ((struct gpusim_node*)nv)->ctl;
 
-      if (size != sizeof(struct nvos21) || !on_ctl) return -EINVAL;
+  switch (cmd) {
+    case NV_ESC_RM_CONTROL:
+      if (size != sizeof(struct nvos54) || !on_ctl) return NV_ERR_INVALID_ARGUMENT;
+      gpusim_rm_control(data);
+      return NV_OK;
+    case NV_ESC_RM_ALLOC: {
+      struct nvos21* a = data;
+
+      if (size != sizeof(struct nvos21) || !on_ctl) return NV_ERR_INVALID_ARGUMENT;
       mutex_lock(&gpu.lock);
       gpu.allocs++;
       mutex_unlock(&gpu.lock);
@@ -242,24 +289,24 @@ noinline int gpusim_rm_ioctl(bool on_ctl, u32 nr, void* arg, u32 size) {
         case 0x2082: /* NV2082_BINAPI_PRIVILEGED */ a->status = NV_OK; break;
         default: a->status = NV_ERR_NOT_SUPPORTED;
       }
-      return 0;
+      return NV_OK;
     }
     case NV_ESC_RM_FREE: {
-      struct nvos00* f = arg;
+      struct nvos00* f = data;
 
-      if (size != sizeof(struct nvos00) || !on_ctl) return -EINVAL;
+      if (size != sizeof(struct nvos00) || !on_ctl) return NV_ERR_INVALID_ARGUMENT;
       f->status = NV_OK;
-      return 0;
+      return NV_OK;
     }
-    default: return -EINVAL;
+    default: return NV_ERR_INVALID_ARGUMENT;
   }
 }
-EXPORT_SYMBOL_GPL(gpusim_rm_ioctl);
 
-static long gpusim_ioctl(struct file* filp, unsigned int cmd, unsigned long uarg) {
-  bool on_ctl = iminor(file_inode(filp)) == GPUSIM_CTL_MINOR;
+/* nv.c's nvidia_ioctl: validate, unwrap XFER, copy in, rm_ioctl, copy back. */
+static noinline int nvidia_ioctl(struct inode* inode, struct file* file, unsigned int cmd, unsigned long i_arg) {
+  struct gpusim_node* node = iminor(inode) == GPUSIM_CTL_MINOR ? &gpusim_ctl_node : &gpusim_gpu_node;
   u32 nr = _IOC_NR(cmd), size = _IOC_SIZE(cmd);
-  void __user* ptr = (void __user*)uarg;
+  void __user* ptr = (void __user*)i_arg;
   void* copy;
   int ret;
 
@@ -289,10 +336,15 @@ static long gpusim_ioctl(struct file* filp, unsigned int cmd, unsigned long uarg
 
   copy = memdup_user(ptr, size);
   if (IS_ERR(copy)) return PTR_ERR(copy);
-  ret = gpusim_rm_ioctl(on_ctl, nr, copy, size);
-  if (ret != -EFAULT && copy_to_user(ptr, copy, size)) ret = -EFAULT;
+  ret = rm_ioctl(NULL, node, NULL, nr, copy, size) == NV_OK ? 0 : -EINVAL;
+  if (copy_to_user(ptr, copy, size)) ret = -EFAULT;
   kfree(copy);
   return ret;
+}
+
+/* The file operation, static as in nv.c: address-taken, so out of line, with an ftrace site. */
+static long nvidia_unlocked_ioctl(struct file* file, unsigned int cmd, unsigned long i_arg) {
+  return nvidia_ioctl(file_inode(file), file, cmd, i_arg);
 }
 
 static int gpusim_open(struct inode* inode, struct file* filp) { return 0; }
@@ -300,8 +352,8 @@ static int gpusim_open(struct inode* inode, struct file* filp) { return 0; }
 static const struct file_operations gpusim_fops = {
     .owner = THIS_MODULE,
     .open = gpusim_open,
-    .unlocked_ioctl = gpusim_ioctl,
-    .compat_ioctl = gpusim_ioctl,
+    .unlocked_ioctl = nvidia_unlocked_ioctl,
+    .compat_ioctl = nvidia_unlocked_ioctl,
 };
 
 static ssize_t state_show(struct device* dev, struct device_attribute* attr, char* buf) {
@@ -312,10 +364,10 @@ static ssize_t state_show(struct device* dev, struct device_attribute* attr, cha
                  "powered %u\npower_level %u\npower_limit_mw %u\nrated_tdp_action %u\n"
                  "boost_flags %u\nperf_state %u\ndrained %u\nremoved %u\necc_pending %u\n"
                  "mig_pending %u\nreset_pending %u\ncontrols %llu\nallocs %llu\npower_sets %llu\n"
-                 "perf_state_sets %llu\n",
+                 "perf_state_sets %llu\npower_levels_seen %u\n",
                  gpu.powered, gpu.power_level, gpu.power_limit_mw, gpu.rated_tdp_action, gpu.boost_flags,
                  gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.reset_pending,
-                 gpu.controls, gpu.allocs, gpu.power_sets, gpu.perf_state_sets);
+                 gpu.controls, gpu.allocs, gpu.power_sets, gpu.perf_state_sets, gpu.power_levels_seen);
   mutex_unlock(&gpu.lock);
   return n;
 }

@@ -1,4 +1,5 @@
-// The live engine: the observe.bpf.c tracepoint programs on this kernel.
+// The live BPF engine: the observer (tracepoints) everywhere, and the gate
+// (BPF LSM, pinned) where the kernel loads LSM programs.
 #pragma once
 
 #include <memory>
@@ -7,6 +8,7 @@
 
 #include "gpugate/decode.hpp"
 #include "gpugate/engine.hpp"
+#include "gpugate/gate.hpp"
 
 extern "C" {
 #include "gpugate/state.h"
@@ -16,24 +18,6 @@ struct gpugate_bpf;
 struct ring_buffer;
 
 namespace gpugate {
-
-// A grant as the daemon hands it to the kernel (gg_grant in event.h). The
-// only user-facing way to create one is a verified signed request.
-struct Grant {
-  std::vector<uint32_t> devs;     // kernel dev_t of every node it covers (they share the uses)
-  unsigned cls = 0;               // enum gg_class
-  uint64_t not_before_ns = 0;     // CLOCK_BOOTTIME
-  uint64_t not_after_ns = 0;      // CLOCK_BOOTTIME
-  int64_t uses = 1;               // at install; grants() reports what is left
-  unsigned scope = GG_SCOPE_ANY;  // enum gg_scope: which callers may use it (signed in the request)
-  uint64_t scope_id = 0;          // the cgroup v2 id (GG_SCOPE_CGROUP) or uid (GG_SCOPE_UID)
-  uint32_t id = 0;                // assigned by install_grant
-  // A parameter the command must carry: key parameter key_index of layout
-  // pkind (pkinds.def) equal to key_value. pkind 0: none checked.
-  unsigned pkind = 0;
-  unsigned key_index = 0;
-  uint64_t key_value = 0;
-};
 
 struct BpfEngineOptions {
   uint32_t wakeup_bytes = 512 * 1024;  // queued bytes that wake the reader early
@@ -68,15 +52,6 @@ struct GuardRefusal {
   std::string comm, exe;
 };
 
-// What start() found pinned from a daemon before this one.
-struct Takeover {
-  bool happened = false;
-  uint32_t previous_pid = 0;
-  uint64_t previous_heartbeat_ns = 0;  // CLOCK_BOOTTIME of its last tick, 0 if it never ticked
-  unsigned kept_links = 0;             // hooks left attached (same programs)
-  unsigned replaced_links = 0;         // hooks whose programs changed (handed over, see README)
-};
-
 // The default pin directory of gpugated.
 inline constexpr const char* kDefaultPinDir = "/sys/fs/bpf/gpugate";
 
@@ -90,7 +65,7 @@ Result<unsigned> unload_pinned(const std::string& pin_dir);
 // Mounts tracefs if the syscall tracepoints are missing (as root); names the fix if not.
 Result<void> ensure_kernel_mounts();
 
-class BpfEngine final : public Engine {
+class BpfEngine final : public Engine, public Gate {
  public:
   explicit BpfEngine(BpfEngineOptions opts = {});
   ~BpfEngine() override;
@@ -103,28 +78,27 @@ class BpfEngine final : public Engine {
   [[nodiscard]] EngineStats stats() const override;
   void stop() override;
 
-  // Replace the device table while running (new GPUs, new aliases).
-  Result<void> set_devices(const DeviceTable& devices);
-  // Replace the policy (the mode is kept: observe where the gate did not load).
+  // The Gate (gate.hpp). The audit covers the links (attached, running this
+  // daemon's programs), the policy, devices and majors, grants and the guard.
+  [[nodiscard]] std::string_view gate_name() const override { return "bpf"; }
+  Result<void> set_devices(const DeviceTable& devices) override;
   Result<void> set_policy(gg_policy policy) override;
-  // Grants (internal API: the signed-request path is the only caller in
-  // production). install_grant checks the device and class, assigns the id.
-  Result<uint32_t> install_grant(Grant grant);
-  Result<void> revoke_grant(uint32_t id);
-  // Live grants with their remaining uses (expired ones included until revoked).
-  Result<std::vector<Grant>> grants() const;
+  Result<uint32_t> install_grant(Grant grant) override;
+  Result<void> revoke_grant(uint32_t id) override;
+  [[nodiscard]] Result<std::vector<Grant>> grants() const override;
+  [[nodiscard]] std::vector<std::string> audit() const override;
+  [[nodiscard]] const Takeover& takeover() const override { return takeover_; }
+  [[nodiscard]] std::string persists_at() const override { return pinned_ ? opts_.pin_dir : std::string(); }
 
-  // Compares the kernel's state of the gate with what this daemon put there
-  // (links attached with its programs, policy, devices, majors, grants, the
-  // guard): one line per difference, empty if none.
-  [[nodiscard]] std::vector<std::string> audit() const;
+  // Node kinds gpugate.ko decides on (GG_POLF_KMOD_*): the BPF programs
+  // stay out of them, so each ioctl gets one verdict and one record.
+  Result<void> set_kmod_owned(uint8_t policy_flags);
   // Whether the self-protection is armed.
   [[nodiscard]] bool guarded() const { return guard_armed_; }
 
   [[nodiscard]] EngineStats acknowledged_losses() const override;
   void acknowledge(const EngineStats& recorded) override;
   [[nodiscard]] int wait_fd() const override;
-  [[nodiscard]] const Takeover& takeover() const { return takeover_; }
   // Whether the gate is pinned (it outlives this process).
   [[nodiscard]] bool pinned() const { return pinned_; }
 
@@ -156,6 +130,7 @@ class BpfEngine final : public Engine {
   uint64_t malformed_ = 0;
   bool guard_armed_ = false;
   gg_policy policy_{};                  // as last installed
+  uint8_t kmod_owned_ = 0;              // GG_POLF_KMOD_* added to every policy installed
   std::vector<uint32_t> link_ids_;      // the links this daemon holds
   std::vector<std::string> prog_tags_;  // of its attached programs
   std::vector<Grant> installed_;        // grants installed by this daemon, for the audit

@@ -17,9 +17,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "gpugate/bpf_engine.hpp"
 #include "gpugate/control.hpp"
 #include "gpugate/device.hpp"
+#include "gpugate/gate.hpp"
 #include "gpugate/grant_service.hpp"
 #include "gpugate/result.hpp"
 

@@ -1,5 +1,6 @@
-// One interface for every source of GPU requests: the live BPF observer,
-// the simulation engine, and (later) the kernel module and ledger replay.
+// One interface for every source of GPU requests: the live BPF engine, the
+// kernel module (gpugate.ko), and the simulation engine. Engines that also
+// decide in the kernel are Gates as well (gate.hpp).
 #pragma once
 
 #include <array>
@@ -11,6 +12,7 @@
 
 extern "C" {
 #include "gpugate/event.h"
+#include "gpugate/kmod.h"
 }
 
 #include "gpugate/decode.hpp"
@@ -27,6 +29,8 @@ class EventHandler {
   virtual void on_exit(const gg_ioctl_exit& e) = 0;
   // The gate refused an operation on its own objects (self-protection).
   virtual void on_guard(const gg_guard_event& e) { (void)e; }
+  // gpugate.ko's tables changed, or a driver family attached or detached.
+  virtual void on_kmod_config(const gg_kmod_config_event& e) { (void)e; }
 };
 
 // One hook the engine tried to attach, for the startup self-test.

@@ -8,8 +8,8 @@
 #include <optional>
 #include <string>
 
-#include "gpugate/bpf_engine.hpp"
 #include "gpugate/device.hpp"
+#include "gpugate/gate.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/uevent.hpp"
 
@@ -17,9 +17,9 @@ namespace gpugate {
 
 class GateUpkeep {
  public:
-  // engine may be null (the simulation): then only the device alarm runs.
+  // gates may be empty (the simulation): then only the device alarm runs.
   // rescan builds the device table anew (discovery plus the --device aliases).
-  GateUpkeep(BpfEngine* engine, DeviceTable& devices, std::function<DeviceTable()> rescan, Pipeline& pipeline,
+  GateUpkeep(GateSet& gates, DeviceTable& devices, std::function<DeviceTable()> rescan, Pipeline& pipeline,
              std::chrono::milliseconds audit_every = std::chrono::seconds(10));
 
   // Records at start: an alarm for a driver without a watched node, and why
@@ -39,7 +39,7 @@ class GateUpkeep {
  private:
   void check_unwatched();
 
-  BpfEngine* engine_;
+  GateSet& gates_;
   DeviceTable& devices_;
   std::function<DeviceTable()> rescan_;
   Pipeline& pipeline_;

@@ -12,8 +12,8 @@
 
 #include "gpugate/allowed_signers.hpp"
 #include "gpugate/authorize.hpp"
-#include "gpugate/bpf_engine.hpp"
 #include "gpugate/device.hpp"
+#include "gpugate/gate.hpp"
 #include "gpugate/nonce_store.hpp"
 #include "gpugate/policy.hpp"
 #include "gpugate/request.hpp"

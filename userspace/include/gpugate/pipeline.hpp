@@ -38,19 +38,20 @@ class Pipeline final : public EventHandler {
   void on_enter(const gg_ioctl_enter& e) override;
   void on_exit(const gg_ioctl_exit& e) override;
   void on_guard(const gg_guard_event& g) override;
+  void on_kmod_config(const gg_kmod_config_event& c) override;
 
   // Write entries whose exit has not come within max_age (the call is still
   // blocked, or the process died in it): their result is recorded as unknown.
   void flush_stale(uint64_t max_age_ns);
-  // Losses already in the ledger (a previous daemon's, when the kernel state
-  // was taken over); note_losses reports only what is beyond them.
-  void set_loss_baseline(const EngineStats& recorded) {
-    lost_seen_ = recorded.per_class;
-    guard_lost_seen_ = recorded.guard_dropped;
+  // Losses of one engine ("bpf", "kmod") already in the ledger (a previous
+  // daemon's, when the kernel state was taken over); note_losses reports
+  // only what is beyond them.
+  void set_loss_baseline(std::string_view source, const EngineStats& recorded) {
+    lost_seen_[std::string(source)] = recorded;
   }
-  // Compare the engine's loss counters with what was recorded; write a gap
+  // Compare an engine's loss counters with what was recorded; write a gap
   // record per class for anything newly lost.
-  void note_losses(const EngineStats& stats);
+  void note_losses(std::string_view source, const EngineStats& stats);
   // Daemon life-cycle records.
   void write_event(const std::string& type, nlohmann::ordered_json body);
 
@@ -97,10 +98,12 @@ class Pipeline final : public EventHandler {
   std::string_view utc(int64_t realtime_ns, char* buf);
   std::unordered_map<uint32_t, ProcInfo> procs_;                  // by pid
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> rm_objects_;  // (pid<<32|client, handle) -> class
-  std::array<gg_class_counters, GG_CLASS_COUNT> lost_seen_{};
-  uint64_t guard_lost_seen_ = 0;
-  uint64_t last_kernel_seq_ = 0;
-  bool have_kernel_seq_ = false;
+  std::map<std::string, EngineStats> lost_seen_;                  // by engine
+  struct SeqTrack {
+    uint64_t last = 0;
+    bool seen = false;
+  };
+  std::array<SeqTrack, 2> kernel_seq_{};  // BPF (or the simulation), the module
   PipelineCounters counters_;
   std::vector<std::string> rule_names_;
   std::string policy_source_ = "built-in";

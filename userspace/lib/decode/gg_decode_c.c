@@ -1,5 +1,6 @@
 // User space's copy of the shared decoder: the same header BPF compiles.
 #include "gg_decode_c.h"
+#include "gg_compat.h"
 #include "gg_decode.h"
 
 int gg_decode_c(const struct gg_raw* raw, struct gg_decoded* d) { return gg_decode(raw, d); }

@@ -19,6 +19,16 @@ const struct gg_nv_legacy_entry* gg_table_nv_legacy(int* len);
 const struct gg_nv_uvm_entry* gg_table_nv_uvm(int* len);
 const struct gg_ioctl_entry* gg_table_ioctls(unsigned table, int* len);
 
+struct gg_policy;
+struct gg_ioctl_enter;
+// The gate (GG_DEFINE_GATE) on a recorded request (gg_replay.c): capture
+// fills e->raw and e->dec from the recorded bytes and capture flags; decide
+// fills e's mode and decision, taking grant_id (0: none) where a signature
+// is required. e arrives with who and where (uid, cgroup_id, comm, dev, device).
+void gg_replay_capture_c(const struct gg_raw* recorded, const struct gg_policy* pol, struct gg_ioctl_enter* e);
+void gg_replay_decide_c(const struct gg_raw* recorded, const struct gg_policy* pol, struct gg_ioctl_enter* e,
+                        unsigned grant_id, int recorded_ok, int thread_state);
+
 #ifdef __cplusplus
 }
 #endif

@@ -32,7 +32,7 @@ struct EscName {
   const char* name;
 };
 constexpr EscName kNvEscapes[] = {
-#define GG_NV_ESC(nr, name, size, alt, dev, kind, cls, st) {nr, #name},
+#define GG_NV_ESC(nr, name, size, alt, dev, kind, cls, st, handler) {nr, #name},
 #include "gpugate/nvidia_escapes.def"
 #undef GG_NV_ESC
 };
@@ -128,10 +128,12 @@ constexpr FlagName kCaptureReasons[] = {
     {GG_CAP_REFUSED_UFFD, "userfaultfd"},   {GG_CAP_REFUSED_FUSE, "fuse"},
     {GG_CAP_VMA_BUSY, "mapping-busy"},      {GG_CAP_SLOW, "slow-read"},
     {GG_CAP_CHANGED, "changed-while-read"}, {GG_CAP_PAGED, "paged-in"},
-    {GG_CAP_NO_FAULT_HOOK, "not-resident"},
+    {GG_CAP_NO_FAULT_HOOK, "not-resident"}, {GG_CAP_DEFERRED, "at-the-driver-copy"},
+    {GG_CAP_AFTER, "read-after-the-call"},
 };
 
-constexpr const char* kReasons[] = {"class", "rule", "grant", "capture", "unrecorded", "no-thread-state", "strict"};
+constexpr const char* kReasons[] = {"class",           "rule",   "grant",    "capture", "unrecorded",
+                                    "no-thread-state", "strict", "undecided"};
 static_assert(std::size(kReasons) == GG_WHY_COUNT);
 
 constexpr const char* kGuardOps[] = {"?",          "map-write",  "map-fd",       "prog-fd",  "link",
@@ -233,6 +235,11 @@ std::string_view hook_name(unsigned hook) {
     case GG_HOOK_LSM_IOCTL_COMPAT: return "lsm/file_ioctl_compat";
     case GG_HOOK_SIM: return "sim";
     case GG_HOOK_RAW_TP_COMPAT: return "raw_tp/sys_enter";
+    case GG_HOOK_KMOD_RM_IOCTL: return "kmod/rm_ioctl";
+    case GG_HOOK_KMOD_OS_MEMCPY: return "kmod/os_memcpy_from_user";
+    case GG_HOOK_KMOD_NV_IOCTL: return "kmod/nvidia_unlocked_ioctl";
+    case GG_HOOK_KMOD_DRM: return "kmod/drm_ioctl_kernel";
+    case GG_HOOK_KMOD_KFD: return "kmod/kfd_ioctl";
     default: return "none";
   }
 }

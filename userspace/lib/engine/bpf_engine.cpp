@@ -62,12 +62,6 @@ bool exists(const char* path) {
 constexpr const char* kBpfFs = "/sys/fs/bpf";
 constexpr long kBpfFsMagic = 0xcafe4a11;
 
-uint64_t boottime_now_ns() {
-  timespec ts{};
-  clock_gettime(CLOCK_BOOTTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 // Pin file of a map: "map_events", "map_state". The read-only data is not
 // pinned: each load brings its own, and the programs that use it keep it.
 std::string map_pin_path(const std::string& dir, const bpf_map* map) {
@@ -314,15 +308,7 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
                     "remove it with gpugated --unload (enforcement stops until this daemon starts) "
                     "and start again",
                     opts_.pin_dir, state->version, GG_STATE_VERSION));
-  if (pinned_ && have_pins && state->daemon_pid != 0) {
-    takeover_.happened = true;
-    takeover_.previous_pid = state->daemon_pid;
-    takeover_.previous_heartbeat_ns = state->daemon_heartbeat_ns;
-  }
-  state->version = GG_STATE_VERSION;
-  state->daemon_pid = static_cast<uint32_t>(getpid());
-  state->daemon_heartbeat_ns = boottime_now_ns();
-  if (state->next_grant_id == 0) state->next_grant_id = 1;
+  takeover_ = claim_restart_state(*state, pinned_ && have_pins);
   if (auto w = write_state(*state); !w) return w.error();
   if (!fexit_refusal.empty() && mode_ != GG_MODE_OBSERVE)
     hooks.push_back({"fexit/__x64_sys_ioctl", false,
@@ -613,28 +599,10 @@ std::vector<std::string> BpfEngine::audit() const {
 
 Result<uint32_t> BpfEngine::install_grant(Grant grant) {
   if (!skel_) return make_error("BPF engine not started");
-  if (grant.devs.empty()) return make_error("grant: names no device node");
-  for (uint32_t dev : grant.devs)
-    if (!devices_ || !devices_->find(dev))
-      return make_error(
-          fmt::format("grant for device {}:{}: no such GPU device is watched; a grant names a device "
-                      "gpugate knows (gpugate devices)",
-                      kernel_dev_major(dev), kernel_dev_minor(dev)));
-  if (grant.cls >= GG_CLASS_COUNT) return make_error(fmt::format("grant: class id {} does not exist", grant.cls));
-  if (!class_gated_by_default(grant.cls))
-    return make_error(fmt::format("grant for {}: that class is not gated; grants exist for gated classes only",
-                                  class_name(grant.cls)));
-  if (grant.uses <= 0 || grant.not_after_ns <= grant.not_before_ns)
-    return make_error("grant: needs at least one use and a window that ends after it starts");
-  if (grant.key_index > 3 || grant.pkind > 255) return make_error("grant: a key parameter is 0 to 3 of a pkind");
-  if (grant.scope >= GG_SCOPE_COUNT || (grant.scope == GG_SCOPE_ANY && grant.scope_id != 0) ||
-      (grant.scope == GG_SCOPE_CGROUP && grant.scope_id == 0) ||
-      (grant.scope == GG_SCOPE_UID && grant.scope_id > UINT32_MAX))
-    return make_error("grant: a scope is any process (no id), a cgroup id or a uid");
+  if (auto c = check_grant(grant, devices_); !c) return c.error();
   auto st = read_state();
   if (!st) return st.error();
-  grant.id = st->next_grant_id++;
-  if (grant.id == 0) grant.id = st->next_grant_id++;
+  grant.id = next_grant_id(*st, grant.id);
   if (auto w = write_state(*st); !w) return w.error();
   // Uses first: a node key without them allows nothing.
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grant_uses), &grant.id, &grant.uses, BPF_NOEXIST) != 0)
@@ -715,9 +683,17 @@ Result<std::vector<Grant>> BpfEngine::grants() const {
   return out;
 }
 
+Result<void> BpfEngine::set_kmod_owned(uint8_t policy_flags) {
+  kmod_owned_ = policy_flags & (GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM);
+  if (!skel_) return {};
+  gg_policy p = policy_;
+  return set_policy(p);
+}
+
 Result<void> BpfEngine::set_policy(gg_policy policy) {
   if (!skel_) return make_error("BPF engine not started");
   policy.mode = static_cast<uint8_t>(mode_);
+  policy.flags = static_cast<uint8_t>((policy.flags & ~(GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM)) | kmod_owned_);
   policy.fail_closed_vendors = gg_policy_fail_closed_vendors(&policy);
   uint32_t zero = 0;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.policy), &zero, &policy, BPF_ANY) != 0)
@@ -830,28 +806,16 @@ EngineStats BpfEngine::stats() const {
 int BpfEngine::wait_fd() const { return ring_ ? ring_buffer__epoll_fd(ring_.get()) : -1; }
 
 EngineStats BpfEngine::acknowledged_losses() const {
-  EngineStats s;
-  if (!skel_ || !pinned_) return s;
+  if (!skel_ || !pinned_) return {};
   auto st = read_state();
-  if (!st) return s;
-  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
-    s.per_class[c].dropped = st->acked_dropped[c];
-    s.per_class[c].exit_dropped = st->acked_exit_dropped[c];
-  }
-  s.guard_dropped = st->acked_guard_dropped;
-  return s;
+  return st ? acknowledged_in(*st) : EngineStats{};
 }
 
 void BpfEngine::acknowledge(const EngineStats& recorded) {
   if (!skel_ || !pinned_) return;
   auto st = read_state();
   if (!st) return;
-  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
-    st->acked_dropped[c] = recorded.per_class[c].dropped;
-    st->acked_exit_dropped[c] = recorded.per_class[c].exit_dropped;
-  }
-  st->acked_guard_dropped = recorded.guard_dropped;
-  st->daemon_heartbeat_ns = boottime_now_ns();
+  acknowledge_in(*st, recorded);
   (void)write_state(*st);
 }
 

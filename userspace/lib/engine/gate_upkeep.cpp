@@ -4,9 +4,9 @@
 
 namespace gpugate {
 
-GateUpkeep::GateUpkeep(BpfEngine* engine, DeviceTable& devices, std::function<DeviceTable()> rescan, Pipeline& pipeline,
+GateUpkeep::GateUpkeep(GateSet& gates, DeviceTable& devices, std::function<DeviceTable()> rescan, Pipeline& pipeline,
                        std::chrono::milliseconds audit_every)
-    : engine_(engine), devices_(devices), rescan_(std::move(rescan)), pipeline_(pipeline), audit_every_(audit_every) {}
+    : gates_(gates), devices_(devices), rescan_(std::move(rescan)), pipeline_(pipeline), audit_every_(audit_every) {}
 
 void GateUpkeep::start() {
   if (auto m = UeventMonitor::open(); m)
@@ -34,9 +34,7 @@ void GateUpkeep::rescan() {
     if (!after.count(b)) removed.push_back(b);
   devices_ = std::move(fresh);
   nlohmann::ordered_json rec{{"added", added}, {"removed", removed}, {"devices", devices_json(devices_)}};
-  if (engine_) {
-    if (auto r = engine_->set_devices(devices_); !r) rec["error"] = r.error().message;
-  }
+  if (auto r = gates_.set_devices(devices_); !r) rec["error"] = r.error().message;
   pipeline_.write_event("devices.changed", rec);
   check_unwatched();
 }
@@ -50,8 +48,7 @@ void GateUpkeep::check_unwatched() {
 }
 
 size_t GateUpkeep::audit() {
-  if (!engine_) return 0;
-  auto diffs = engine_->audit();
+  auto diffs = gates_.audit();
   for (const auto& d : diffs) pipeline_.write_event("alarm", {{"what", "gate-audit"}, {"detail", d}});
   return diffs.size();
 }

@@ -1,5 +1,7 @@
 #include "gpugate/sim_engine.hpp"
 
+#include "gg_decode_c.h"
+
 #include <time.h>
 
 #include <cstdint>
@@ -168,16 +170,13 @@ Result<size_t> SimEngine::poll(std::chrono::milliseconds, EventHandler& handler)
     e.dev = dev->dev;
     e.fd = 3;
     e.device = dev->info;
-    e.raw = capture({dev->info.kind, dev->info.drm_driver, c.request, c.arg, c.inner, c.params, 0});
-    e.dec = decode(e.raw);
-    // The simulation cannot deny: decided as an observe-only hook would be.
+    gg_raw raw = capture({dev->info.kind, dev->info.drm_driver, c.request, c.arg, c.inner, c.params, 0});
+    // The simulation cannot deny: decided by the gate's own function
+    // (GG_DEFINE_GATE) as an observe-only hook would be.
     e.hook = GG_HOOK_SIM;
-    e.mode = GG_MODE_OBSERVE;
     e.cgroup_id = c.cgroup_id;
-    Decision d = decide(policy_, subject_of(e), false, true);
-    e.action = static_cast<uint8_t>(d.action);
-    e.rule = d.rule;
-    e.verdict = static_cast<uint8_t>(d.verdict);
+    gg_replay_capture_c(&raw, &policy_, &e);
+    gg_replay_decide_c(&raw, &policy_, &e, 0, 1, 1);
     unsigned cls = e.dec.cls < GG_CLASS_COUNT ? e.dec.cls : 0;
     stats_.per_class[cls].seen++;
     handler.on_enter(e);

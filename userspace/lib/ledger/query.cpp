@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "gg_decode_c.h"
 #include "gpugate/decode.hpp"
 #include "gpugate/device.hpp"
 #include "gpugate/hostinfo.hpp"
@@ -631,35 +632,46 @@ Result<nlohmann::ordered_json> replay(const std::string& dir, const Filter& f, c
     std::string recorded_cls = record_class(j);
     unsigned cls = GG_CLASS_UNKNOWN;
     if (auto c = class_from_name(recorded_cls)) cls = *c;
-    if (opt.redecode) {
-      auto raw = raw_from_json(member(j, "request"));
-      if (raw) {
-        cls = decode(*raw).cls;
-      } else {
-        undecodable++;
-      }
-    }
-    std::string cls_name(class_name(cls));
-    if (cls_name != recorded_cls) reclassified++;
     // The subject as the gate saw it.
     const json& p = member(j, "process");
     const json& d = member(j, "device");
-    gg_subject subj{};
-    subj.cls = cls;
+    gg_ioctl_enter e{};
     std::string rdev = str(d, "rdev");
     unsigned maj = 0, min = 0;
-    if (std::sscanf(rdev.c_str(), "%u:%u", &maj, &min) == 2) subj.dev = kernel_dev(maj, min);
-    subj.uid = member(p, "uid").is_number_unsigned() ? p["uid"].get<uint32_t>() : UINT32_MAX;
+    if (std::sscanf(rdev.c_str(), "%u:%u", &maj, &min) == 2) e.dev = kernel_dev(maj, min);
+    e.uid = member(p, "uid").is_number_unsigned() ? p["uid"].get<uint32_t>() : UINT32_MAX;
     std::string vendor = str(d, "vendor");
     for (unsigned v = 0; v < GG_VENDOR_COUNT; v++)
-      if (vendor_name(v) == vendor) subj.vendor = v;
-    subj.cgroup_id = member(p, "cgroup_id").is_number_unsigned() ? p["cgroup_id"].get<uint64_t>() : 0;
-    char comm[GG_COMM_LEN] = {};
+      if (vendor_name(v) == vendor) e.device.vendor = static_cast<uint8_t>(v);
+    e.cgroup_id = member(p, "cgroup_id").is_number_unsigned() ? p["cgroup_id"].get<uint64_t>() : 0;
     std::string c = str(p, "comm");
-    std::copy_n(c.data(), std::min(c.size(), sizeof(comm) - 1), comm);  // comm stays NUL-terminated
-    subj.comm = comm;
-    bool granted = member(j, "grant").is_object();
-    Decision dec = decide(policy.table, subj, granted, true);
+    std::copy_n(c.data(), std::min(c.size(), sizeof(e.comm) - 1), e.comm);  // comm stays NUL-terminated
+    uint32_t grant = 0;
+    if (const json& g = member(j, "grant"); g.is_object()) grant = g.value("id", 0u) ? g.value("id", 0u) : UINT32_MAX;
+    bool thread_state = str(j, "reason") != "no-thread-state";
+    Decision dec;
+    // The gate's own function (GG_DEFINE_GATE) on the recorded bytes: what
+    // could not be read then cannot now, the rules, strict profile and
+    // grant decide as in the kernel. Without bytes, the class alone.
+    auto raw = raw_from_json(member(j, "request"));
+    if (raw) {
+      e.device.kind = raw->dev_kind;
+      e.device.drm_driver = raw->drm_driver;
+      gg_replay_capture_c(&*raw, &policy.table, &e);
+      if (opt.redecode)
+        cls = e.dec.cls;
+      else
+        e.dec.cls = static_cast<uint8_t>(cls);
+      gg_replay_decide_c(&*raw, &policy.table, &e, grant, 1, thread_state ? 1 : 0);
+      dec = {e.action, e.rule, e.verdict};
+    } else {
+      if (opt.redecode) undecodable++;
+      gg_subject subj = subject_of(e);
+      subj.cls = cls;
+      dec = decide(policy.table, subj, grant != 0, true);
+    }
+    std::string cls_name(class_name(cls));
+    if (cls_name != recorded_cls) reclassified++;
     std::string was = str(j, "verdict"), now(verdict_name(dec.verdict));
     if (was == now) {
       same++;

@@ -170,6 +170,11 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
     reason = why + ": monitor mode lets it through";
   else if (refused)
     reason = why + ": this hook cannot deny (observe only)";
+  else if (e.reason == GG_WHY_UNDECIDED)
+    reason = fmt::format(
+        "{} is {}: no gate saw it before the driver ran (it never reached the driver's "
+        "post-copy hooks); recorded after the call from the caller's memory",
+        cls, action);
   else if (e.grant_id)
     reason = fmt::format("{} is {}: allowed by grant {}", cls, action, e.grant_id);
   else
@@ -219,16 +224,17 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
     o.field("note", "no exit seen: the call was still running, or its exit record was lost");
   }
   o.end_object();
-  o.field("engine", std::string_view(engine_));
+  o.field("engine", e.hook >= GG_HOOK_KMOD_RM_IOCTL ? std::string_view("kmod") : std::string_view(engine_));
   o.field("kernel_seq", static_cast<uint64_t>(e.hdr.seq));
   return text;
 }
 
 void Pipeline::on_enter(const gg_ioctl_enter& e) {
-  if (have_kernel_seq_ && e.hdr.seq > last_kernel_seq_ + 1)
-    counters_.kernel_seq_gaps += e.hdr.seq - last_kernel_seq_ - 1;
-  if (!have_kernel_seq_ || e.hdr.seq > last_kernel_seq_) last_kernel_seq_ = e.hdr.seq;
-  have_kernel_seq_ = true;
+  // BPF and the module number their records each on their own
+  auto& src = kernel_seq_[e.hook >= GG_HOOK_KMOD_RM_IOCTL ? 1 : 0];
+  if (src.seen && e.hdr.seq > src.last + 1) counters_.kernel_seq_gaps += e.hdr.seq - src.last - 1;
+  if (!src.seen || e.hdr.seq > src.last) src.last = e.hdr.seq;
+  src.seen = true;
   auto it = pending_.find(e.hdr.tid);
   if (it != pending_.end()) {
     // A new call on the same thread: the old one's exit was lost.
@@ -330,10 +336,34 @@ void Pipeline::flush_stale(uint64_t max_age_ns) {
   }
 }
 
-void Pipeline::note_losses(const EngineStats& stats) {
+void Pipeline::on_kmod_config(const gg_kmod_config_event& c) {
+  static constexpr const char* kOps[] = {"?",         "owner", "policy", "devices", "grant-add",
+                                         "grant-del", "hold",  "hook",   "state",   "owner-gone"};
+  std::string_view op = c.op < std::size(kOps) ? kOps[c.op] : "?";
+  // The daemon's own changes are recorded as what they are (grant.installed, ...)
+  if (c.hdr.pid == static_cast<uint32_t>(getpid()) && c.op != GG_KCFG_HOOK) return;
+  auto rec = base("kmod.config", c.hdr.boot_ns);
+  rec["op"] = op;
+  rec["object"] = c.object;
+  if (c.detail[0]) rec["detail"] = std::string(c.detail, strnlen(c.detail, sizeof(c.detail)));
+  rec["process"] = {{"pid", c.hdr.pid},
+                    {"tid", c.hdr.tid},
+                    {"uid", c.uid},
+                    {"comm", std::string(c.comm, strnlen(c.comm, GG_COMM_LEN))}};
+  if (c.op == GG_KCFG_HOOK)
+    rec["note"] = c.object == 1   ? "gpugate.ko attached to this driver: it decides its commands now"
+                  : c.object == 2 ? "gpugate.ko refused this driver (a symbol missing or taken): it does not gate it"
+                                  : "gpugate.ko detached from this driver (its module is going)";
+  else
+    rec["note"] = "gpugate.ko's tables were changed by a process other than this daemon";
+  emit(std::move(rec));
+}
+
+void Pipeline::note_losses(std::string_view source, const EngineStats& stats) {
+  auto& base_seen = lost_seen_[std::string(source)];
   for (unsigned cls = 0; cls < GG_CLASS_COUNT; cls++) {
     const auto& now = stats.per_class[cls];
-    auto& seen = lost_seen_[cls];
+    auto& seen = base_seen.per_class[cls];
     uint64_t lost = now.dropped - seen.dropped, lost_exits = now.exit_dropped - seen.exit_dropped;
     if (lost == 0 && lost_exits == 0) continue;
     nlohmann::ordered_json body;
@@ -341,19 +371,21 @@ void Pipeline::note_losses(const EngineStats& stats) {
     body["lost_records"] = lost;
     body["lost_exit_records"] = lost_exits;
     body["lost_total"] = now.dropped;
+    body["engine"] = source;
     body["reason"] = "ring buffer full: the reader fell behind";
     write_event("gap", body);
     counters_.gaps++;
     seen.dropped = now.dropped;
     seen.exit_dropped = now.exit_dropped;
   }
-  if (stats.guard_dropped > guard_lost_seen_) {
+  if (stats.guard_dropped > base_seen.guard_dropped) {
     write_event("gap", {{"class", "guard"},
-                        {"lost_records", stats.guard_dropped - guard_lost_seen_},
+                        {"lost_records", stats.guard_dropped - base_seen.guard_dropped},
                         {"lost_total", stats.guard_dropped},
+                        {"engine", source},
                         {"reason", "ring buffer full: self-protection refusals were counted but not recorded"}});
     counters_.gaps++;
-    guard_lost_seen_ = stats.guard_dropped;
+    base_seen.guard_dropped = stats.guard_dropped;
   }
 }
 
@@ -394,7 +426,11 @@ std::string human_line(const nlohmann::ordered_json& r) {
   for (const auto& [k, v] : dec["params"].items()) params += fmt::format(" {}={}", k, v.dump());
   std::string via = dec["request"] != dec["command"] ? fmt::format(" via {}", dec["request"].get<std::string>()) : "";
   std::string flags;
-  for (const auto& f : dec["flags"]) flags += fmt::format(" !{}", f.get<std::string>());
+  for (const auto& f : dec["flags"]) {
+    // what was odd about the request, not what went right
+    if (f == "keys-valid" || f == "object-known") continue;
+    flags += fmt::format(" !{}", f.get<std::string>());
+  }
   const auto& res = r["result"];
   std::string result;
   if (res["ret"].is_null()) {

@@ -1,4 +1,4 @@
-#include "control_plane.hpp"
+#include "gpugate/control_plane.hpp"
 
 #include <time.h>
 
@@ -14,16 +14,16 @@ namespace {
 
 int64_t unix_now() { return static_cast<int64_t>(::time(nullptr)); }
 
-// The BPF engine's grant maps as the control service sees them.
-class EngineGrants final : public GrantStore {
+// The gates' grants as the control service sees them.
+class GateGrants final : public GrantStore {
  public:
-  explicit EngineGrants(BpfEngine& engine) : engine_(engine) {}
-  Result<uint32_t> install(const Grant& grant) override { return engine_.install_grant(grant); }
-  Result<void> revoke(uint32_t id) override { return engine_.revoke_grant(id); }
-  Result<std::vector<Grant>> list() const override { return engine_.grants(); }
+  explicit GateGrants(GateSet& gates) : gates_(gates) {}
+  Result<uint32_t> install(const Grant& grant) override { return gates_.install_grant(grant); }
+  Result<void> revoke(uint32_t id) override { return gates_.revoke_grant(id); }
+  Result<std::vector<Grant>> list() const override { return gates_.grants(); }
 
  private:
-  BpfEngine& engine_;
+  GateSet& gates_;
 };
 
 class PipelineEvents final : public EventSink {
@@ -59,13 +59,13 @@ int ControlPlane::poll_timeout_ms(int cap_ms) const {
   return static_cast<int>(std::clamp<int64_t>(left, 0, cap_ms));
 }
 
-void ControlPlane::serve(Pipeline& pipeline, BpfEngine* engine, const DeviceTable& devices) {
+void ControlPlane::serve(Pipeline& pipeline, GateSet& gates, const DeviceTable& devices) {
   auto batch = server_.serve(ControlServer::Clock::now());
   for (const auto& r : batch.refusals)
     pipeline.write_event("control.refused", {{"error", r.reason}, {"peer", peer_json(r.peer)}});
   if (batch.requests.empty()) return;
-  std::optional<EngineGrants> store;
-  if (engine) store.emplace(*engine);
+  std::optional<GateGrants> store;
+  if (!gates.empty()) store.emplace(gates);
   PipelineEvents events(pipeline);
   for (auto& request : batch.requests) {
     ControlContext ctx{devices, store ? &*store : nullptr, events, unix_now(), boottime_ns()};
@@ -80,10 +80,10 @@ void ControlPlane::serve(Pipeline& pipeline, BpfEngine* engine, const DeviceTabl
   }
 }
 
-void ControlPlane::expire(Pipeline& pipeline, BpfEngine* engine) {
-  if (!engine) return;
+void ControlPlane::expire(Pipeline& pipeline, GateSet& gates) {
+  if (gates.empty()) return;
   static const DeviceTable kNoDevices;  // ending grants names no device
-  EngineGrants store(*engine);
+  GateGrants store(gates);
   PipelineEvents events(pipeline);
   try {
     service_.expire({kNoDevices, &store, events, unix_now(), boottime_ns()});

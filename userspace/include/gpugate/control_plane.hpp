@@ -1,14 +1,14 @@
 // The daemon's control plane: the control socket (ControlServer), what it
-// answers (ControlService) and the engine that holds the grants, driven from
+// answers (ControlService) and the gates that hold the grants, driven from
 // the main loop without ever blocking it. Every decision goes into the ledger.
 #pragma once
 
 #include <optional>
 #include <string>
 
-#include "gpugate/bpf_engine.hpp"
 #include "gpugate/control.hpp"
 #include "gpugate/control_service.hpp"
+#include "gpugate/gate.hpp"
 #include "gpugate/grant_service.hpp"
 #include "gpugate/pipeline.hpp"
 
@@ -28,12 +28,12 @@ class ControlPlane {
   [[nodiscard]] int poll_timeout_ms(int cap_ms) const;
 
   // Serves what is ready on the socket (never blocks; bounded work per
-  // call). engine is null where the engine cannot hold grants (the
-  // simulation). Call it on every turn of the main loop: it also ends
-  // connections past their deadline.
-  void serve(Pipeline& pipeline, BpfEngine* engine, const DeviceTable& devices);
+  // call). gates is empty where nothing can hold grants (the simulation).
+  // Call it on every turn of the main loop: it also ends connections past
+  // their deadline.
+  void serve(Pipeline& pipeline, GateSet& gates, const DeviceTable& devices);
   // Drops grants whose window ended or whose uses are spent, recording each.
-  void expire(Pipeline& pipeline, BpfEngine* engine);
+  void expire(Pipeline& pipeline, GateSet& gates);
 
  private:
   ControlPlane(ControlServer server, ControlService service)

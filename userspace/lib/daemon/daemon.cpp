@@ -1,0 +1,602 @@
+#include "gpugate/daemon.hpp"
+
+#include <grp.h>
+#include <poll.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "gpugate/bpf_engine.hpp"
+#include "gpugate/control_plane.hpp"
+#include "gpugate/gate_upkeep.hpp"
+#include "gpugate/kmod_engine.hpp"
+#include "gpugate/paths.hpp"
+#include "gpugate/pipeline.hpp"
+#include "gpugate/policy.hpp"
+#include "gpugate/sim_engine.hpp"
+#include "gpugate/status.hpp"
+
+namespace gpugate {
+
+const char* const kDaemonVersion = "0.2.0";
+volatile std::sig_atomic_t g_daemon_stop = 0;
+
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+Json counters_json(const EngineStats& s) {
+  Json j;
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
+    const auto& pc = s.per_class[c];
+    if (!pc.seen && !pc.dropped && !pc.exit_dropped) continue;
+    j[std::string(class_name(c))] = {
+        {"seen", pc.seen}, {"dropped", pc.dropped}, {"exit_dropped", pc.exit_dropped}, {"no_state", pc.no_state}};
+  }
+  return j.is_null() ? Json::object() : j;
+}
+
+EngineStats sum(const EngineStats& a, const EngineStats& b) {
+  EngineStats s = a;
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++) {
+    s.per_class[c].seen += b.per_class[c].seen;
+    s.per_class[c].dropped += b.per_class[c].dropped;
+    s.per_class[c].exit_dropped += b.per_class[c].exit_dropped;
+    s.per_class[c].no_state += b.per_class[c].no_state;
+  }
+  s.fd_lookup_faults += b.fd_lookup_faults;
+  s.guard_dropped += b.guard_dropped;
+  return s;
+}
+
+// The mode in force where it matters most: the strongest of the engines'
+// (BPF may only observe while gpugate.ko enforces).
+unsigned gate_mode(const std::vector<Engine*>& engines) {
+  unsigned m = GG_MODE_OBSERVE;
+  for (auto* e : engines) m = std::max(m, e->mode());
+  return m;
+}
+
+HumanSink make_sink(const DaemonOptions& o) {
+  if (o.quiet) return nullptr;
+  if (o.journald) {
+    return [](const Json& rec, const std::string& line) {
+      std::string cls = rec.contains("decoded") ? rec["decoded"]["class"].get<std::string>() : "";
+      int prio = class_from_name(cls) && class_gated_by_default(*class_from_name(cls)) ? LOG_WARNING : LOG_INFO;
+      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%i", prio, "GPUGATE_TYPE=%s",
+                      rec.value("type", std::string()).c_str(), "GPUGATE_CLASS=%s", cls.c_str(), "GPUGATE_SEQ=%llu",
+                      static_cast<unsigned long long>(rec.value("seq", uint64_t{0})), nullptr);
+    };
+  }
+  return [](const Json&, const std::string& line) {
+    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fflush(stderr);
+  };
+}
+
+// The ledger with the host's log key (created at first start in --state-dir).
+Result<LedgerWriter> open_ledger(const DaemonOptions& o, const HostInfo& host) {
+  auto key = tlog::LogKey::load_or_create(o.state_dir, ledger_origin(host.host_id));
+  if (!key) return key.error();
+  LedgerOptions lo;
+  lo.segment_bytes = o.segment_mib << 20;
+  lo.checkpoint_records = o.checkpoint_records;
+  lo.checkpoint_ms = o.checkpoint_ms;
+  lo.fsync = *parse_fsync_policy(o.ledger_fsync);
+  lo.key = std::make_shared<const tlog::LogKey>(std::move(*key));
+  lo.host_id = host.host_id;
+  lo.boot_id = host.boot_id;
+  return LedgerWriter::open(o.ledger, lo);
+}
+
+std::optional<gid_t> group_id(const std::string& name) {
+  if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos)
+    return static_cast<gid_t>(std::stoul(name));
+  struct group* g = ::getgrnam(name.c_str());
+  if (!g) return std::nullopt;
+  return g->gr_gid;
+}
+
+// GPUGATE_FAULT_INJECT=WHERE:N: the N at which to fail at WHERE, 0 if not asked.
+uint64_t fault_injection(std::string_view where) {
+  const char* spec = std::getenv("GPUGATE_FAULT_INJECT");
+  if (!spec) return 0;
+  std::string_view s(spec);
+  if (!s.starts_with(where) || s.size() <= where.size() + 1 || s[where.size()] != ':') return 0;
+  return std::strtoull(std::string(s.substr(where.size() + 1)).c_str(), nullptr, 10);
+}
+
+// The crash of an earlier daemon, as it left it (STATE_DIR/last-crash), and
+// gone once read: the next start's gap record names it.
+std::optional<Json> take_last_crash(const std::string& state_dir) {
+  std::string path = state_dir + "/last-crash";
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  auto j = Json::parse(in, nullptr, false);
+  std::filesystem::remove(path);
+  if (j.is_discarded() || !j.is_object()) return Json{{"note", "an unreadable crash note was left"}};
+  return j;
+}
+
+// What this daemon last knew of gpugate.ko (STATE_DIR/kmod-state): a module
+// that held the gate and is gone or replaced without --unload was removed
+// by force (rmmod -f) or the host rebooted; the next start says which.
+Json read_kmod_note(const std::string& state_dir) {
+  std::ifstream in(state_dir + "/kmod-state");
+  if (!in) return Json::object();
+  auto j = Json::parse(in, nullptr, false);
+  return j.is_object() ? j : Json::object();
+}
+
+void write_kmod_note(const std::string& state_dir, const Json& note) {
+  std::ofstream(state_dir + "/kmod-state") << note.dump() << "\n";
+}
+
+void check_kmod_removal(Pipeline& pipeline, const Json& last, const HostInfo& host, const KmodEngine* kmod) {
+  if (!last.value("held", false) || last.value("boot_id", std::string()) != host.boot_id) return;
+  uint64_t before = last.value("instance", uint64_t{0});
+  if (kmod && kmod->hello().instance == before) return;
+  pipeline.write_event(
+      "alarm", {{"what", "kmod-removed"},
+                {"previous_instance", fmt::format("{:016x}", before)},
+                {"current_instance", kmod ? Json(fmt::format("{:016x}", kmod->hello().instance)) : Json(nullptr)},
+                {"detail", kmod ? "gpugate.ko was unloaded without gpugated --unload while it held the gate, and "
+                                  "loaded again: while it was gone nothing decided on the drivers' copies"
+                                : "gpugate.ko held the gate and is gone without gpugated --unload (rmmod -f, or a "
+                                  "module unload forced some other way): the module gate is not running"}});
+}
+
+void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines, const std::vector<HookStatus>& hooks,
+                    const DeviceTable& devices, const LedgerWriter& ledger) {
+  Json j;
+  j["version"] = kDaemonVersion;
+  j["engines"] = Json::array();
+  for (auto* e : engines) j["engines"].push_back({{"engine", e->name()}, {"mode", mode_name(e->mode())}});
+  j["engine"] = engines.front()->name();
+  j["mode"] = mode_name(gate_mode(engines));
+  j["hooks"] = Json::array();
+  for (const auto& h : hooks) j["hooks"].push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
+  j["devices"] = devices_json(devices);
+  j["ledger"] = ledger.path();
+  j["ledger_next_seq"] = ledger.next_seq();
+  if (o.json) {
+    std::printf("%s\n", j.dump().c_str());
+    std::fflush(stdout);
+    return;
+  }
+  std::fprintf(stderr, "gpugated %s self-test\n", kDaemonVersion);
+  for (auto* e : engines) {
+    const char* what = e->mode() == GG_MODE_ENFORCE   ? "gated commands without a grant are denied"
+                       : e->mode() == GG_MODE_MONITOR ? "gated commands pass, recorded as would-deny"
+                                                      : "records every GPU ioctl; cannot block here";
+    std::fprintf(stderr, "  engine    %s, mode %s (%s)\n", std::string(e->name()).c_str(),
+                 std::string(mode_name(e->mode())).c_str(), what);
+  }
+  for (const auto& h : hooks)
+    std::fprintf(stderr, "  hook      %-30s %s  %s\n", h.name.c_str(), h.attached ? "attached" : "FAILED  ",
+                 h.detail.c_str());
+  if (devices.empty())
+    std::fprintf(stderr, "  devices   none found: no GPU nodes here; add --device PATH=VENDOR to watch a stand-in\n");
+  for (const auto& d : devices.devices())
+    std::fprintf(stderr, "  device    %-22s %-8s %-15s %s\n", d.path.c_str(), d.rdev_string().c_str(),
+                 std::string(dev_kind_name(d.info.kind)).c_str(),
+                 d.alias() ? fmt::format("alias of {}", d.alias_of).c_str() : d.driver.c_str());
+  std::fprintf(stderr, "  ledger    %s (next seq %llu; checkpoint every %llu records or %llu ms; fsync %s)\n",
+               ledger.path().c_str(), static_cast<unsigned long long>(ledger.next_seq()),
+               static_cast<unsigned long long>(o.checkpoint_records), static_cast<unsigned long long>(o.checkpoint_ms),
+               o.ledger_fsync.c_str());
+  std::fprintf(stderr, "  log key   %s (%s/log-key.pub)\n", ledger.key_text().c_str(), o.state_dir.c_str());
+  if (!ledger.open_note().empty()) std::fprintf(stderr, "  note      %s\n", ledger.open_note().c_str());
+  std::fflush(stderr);
+}
+
+Json hooks_json(const std::vector<HookStatus>& hooks) {
+  Json j = Json::array();
+  for (const auto& h : hooks) j.push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
+  return j;
+}
+
+unsigned mode_of(const std::string& text) {
+  return text == "monitor"   ? static_cast<unsigned>(GG_MODE_MONITOR)
+         : text == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
+                             : static_cast<unsigned>(GG_MODE_ENFORCE);
+}
+
+// A gap record for a gate that kept deciding while no daemon ran.
+void record_takeover(Pipeline& pipeline, const Gate& gate, const Engine& engine, const EngineStats& recorded,
+                     const std::optional<Json>& last_crash) {
+  const Takeover& t = gate.takeover();
+  uint64_t now = boottime_ns(), lost = engine.stats().dropped() - recorded.dropped();
+  Json gap;
+  gap["reason"] = gate.gate_name() == "kmod" ? "daemon restart: gpugate.ko kept deciding while no daemon ran"
+                                             : "daemon restart: the pinned gate kept deciding while no daemon ran";
+  gap["engine"] = gate.gate_name();
+  gap["previous_pid"] = t.previous_pid;
+  gap["down_since_boot_ns"] = t.previous_heartbeat_ns;
+  gap["down_ns"] = t.previous_heartbeat_ns && now > t.previous_heartbeat_ns ? now - t.previous_heartbeat_ns : 0;
+  gap["lost_records"] = lost;
+  if (gate.gate_name() == "bpf") {
+    gap["hooks_kept"] = t.kept_links;
+    gap["hooks_replaced"] = t.replaced_links;
+  }
+  gap["note"] = lost ? "records lost while down are listed per class in the gap records that follow"
+                     : "nothing was lost: the decisions made meanwhile were queued in the ring and follow";
+  if (last_crash) gap["previous_crash"] = *last_crash;
+  pipeline.write_event("gap", gap);
+}
+
+}  // namespace
+
+int unload_gates(const DaemonOptions& o) {
+  auto removed = unload_pinned(o.pin_dir);
+  if (!removed) {
+    std::fprintf(stderr, "gpugated: %s\n", removed.error().message.c_str());
+    return 1;
+  }
+  std::fprintf(stderr, "gpugated: %u pins removed from %s; %s\n", *removed, o.pin_dir.c_str(),
+               *removed ? "the BPF gate is detached" : "no BPF gate was pinned there");
+  Json kmod = nullptr;
+  std::string device = o.kmod_device.empty() ? std::string(GG_KMOD_DEV_PATH) : o.kmod_device;
+  if (o.kmod != "off" && kmod_present(device)) {
+    auto instance = kmod_release(device);
+    if (!instance) {
+      std::fprintf(stderr, "gpugated: %s\n", instance.error().message.c_str());
+      return 1;
+    }
+    std::fprintf(stderr, "gpugated: gpugate.ko let go and stopped enforcing; it can be removed (rmmod gpugate)\n");
+    kmod = {{"instance", fmt::format("{:016x}", *instance)}, {"device", device}};
+    Json note = read_kmod_note(o.state_dir);
+    note["held"] = false;
+    write_kmod_note(o.state_dir, note);
+  }
+  HostInfo host = HostInfo::load(o.state_dir);
+  auto ledger = open_ledger(o, host);
+  if (!ledger) {
+    std::fprintf(stderr, "gpugated: the unload is not recorded: %s\n", ledger.error().message.c_str());
+    return 2;
+  }
+  DeviceTable none;
+  Pipeline pipeline(*ledger, none, host, "bpf", nullptr);
+  pipeline.write_event("gate.unloaded",
+                       {{"pin_dir", o.pin_dir}, {"pins_removed", *removed}, {"kmod", kmod}, {"pid", getpid()}});
+  if (auto f = ledger->checkpoint("shutdown"); !f) {
+    std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
+    return 2;
+  }
+  return 0;
+}
+
+int run_daemon(const DaemonOptions& o) {
+  auto find_devices = [&o]() {
+    DeviceTable t = o.no_discover ? DeviceTable{} : DeviceTable::discover();
+    for (const auto& spec : o.aliases) (void)t.add_alias(spec);  // checked at start
+    return t;
+  };
+  DeviceTable devices = o.no_discover ? DeviceTable{} : DeviceTable::discover();
+  for (const auto& spec : o.aliases) {
+    if (auto r = devices.add_alias(spec); !r) {
+      std::fprintf(stderr, "gpugated: %s\n", r.error().message.c_str());
+      return 2;
+    }
+  }
+  HostInfo host = HostInfo::load(o.state_dir);
+  auto ledger = open_ledger(o, host);
+  if (!ledger) {
+    std::fprintf(stderr, "gpugated: %s\n", ledger.error().message.c_str());
+    return 2;
+  }
+  Policy policy = builtin_policy(GG_MODE_ENFORCE);
+  if (!o.policy_file.empty()) {
+    auto p = load_policy(o.policy_file);
+    if (!p) {
+      std::fprintf(stderr, "gpugated: %s\n", p.error().message.c_str());
+      return 2;
+    }
+    policy = std::move(*p);
+  }
+  std::string mode_text = !o.mode.empty() ? o.mode : !policy.mode_name.empty() ? policy.mode_name : "enforce";
+  std::string kmod_device = o.kmod_device.empty() ? std::string(GG_KMOD_DEV_PATH) : o.kmod_device;
+
+  // The engines: the BPF engine (observer everywhere, the LSM gate where the
+  // kernel loads it) and gpugate.ko where it is loaded; or the simulation.
+  std::unique_ptr<BpfEngine> bpf;
+  std::unique_ptr<KmodEngine> kmod;
+  std::unique_ptr<SimEngine> sim;
+  std::vector<Engine*> engines;
+  GateSet gates;
+  if (o.engine == "bpf") {
+    bpf = std::make_unique<BpfEngine>(BpfEngineOptions{o.wakeup_kib * 1024, o.ring_mib << 20, o.verbose, o.fd_lookup,
+                                                       mode_of(mode_text), policy.table,
+                                                       o.no_pin ? std::string() : o.pin_dir});
+    engines.push_back(bpf.get());
+    if (o.kmod == "on" || (o.kmod == "auto" && kmod_present(kmod_device))) {
+      kmod = std::make_unique<KmodEngine>(KmodEngineOptions{kmod_device, mode_of(mode_text), policy.table, true});
+      engines.push_back(kmod.get());
+    }
+  } else if (o.engine == "kmod") {
+    // The module alone: nothing but its hooks costs the callers anything.
+    kmod = std::make_unique<KmodEngine>(KmodEngineOptions{kmod_device, mode_of(mode_text), policy.table, true});
+    engines.push_back(kmod.get());
+  } else if (o.engine == "sim") {
+    std::ifstream in(o.sim_script);
+    if (o.sim_script.empty() || !in) {
+      std::fprintf(stderr, "gpugated: --engine sim needs --sim-script FILE (one JSON request per line)\n");
+      return 2;
+    }
+    auto calls = parse_sim_script(in, o.sim_script);
+    if (!calls) {
+      std::fprintf(stderr, "gpugated: %s\n", calls.error().message.c_str());
+      return 2;
+    }
+    sim = std::make_unique<SimEngine>(std::move(*calls));
+    (void)sim->set_policy(policy.table);  // the simulation only labels, it cannot fail
+    engines.push_back(sim.get());
+  } else {
+    std::fprintf(stderr, "gpugated: unknown engine '%s'; use bpf or sim\n", o.engine.c_str());
+    return 2;
+  }
+
+  Pipeline pipeline(*ledger, devices, host, std::string(engines.front()->name()), make_sink(o));
+  pipeline.set_policy_source(policy.source);
+  std::vector<std::string> rule_names;
+  for (const auto& r : policy.rules) rule_names.push_back(r.name);
+  pipeline.set_rule_names(std::move(rule_names));
+
+  std::vector<HookStatus> hooks;
+  for (auto* engine : engines) {
+    auto h = engine->start(devices);
+    if (!h) {
+      std::fprintf(stderr, "gpugated: engine %s cannot start: %s\n", std::string(engine->name()).c_str(),
+                   h.error().message.c_str());
+      pipeline.write_event("daemon.start_failed",
+                           {{"engine", engine->name()}, {"error", h.error().message}, {"version", kDaemonVersion}});
+      (void)ledger->checkpoint("shutdown");
+      return 1;
+    }
+    hooks.insert(hooks.end(), h->begin(), h->end());
+  }
+  if (bpf) gates.add(bpf.get());
+  if (kmod) gates.add(kmod.get());
+  // One verdict and one record per ioctl: where the module's hooks for a
+  // driver are attached, the BPF programs stay out of that driver's nodes.
+  uint8_t kmod_owned = kmod ? kmod->owned_policy_flags() : 0;
+  if (bpf && kmod_owned) {
+    if (auto r = bpf->set_kmod_owned(kmod_owned); !r) {
+      std::fprintf(stderr, "gpugated: %s\n", r.error().message.c_str());
+      return 1;
+    }
+  }
+  print_selftest(o, engines, hooks, devices, *ledger);
+
+  auto last_crash = take_last_crash(o.state_dir);
+  bool took_over = false;
+  std::vector<EngineStats> recorded_losses;
+  for (auto* engine : engines) recorded_losses.push_back(engine->acknowledged_losses());
+  for (size_t i = 0; i < engines.size(); i++) {
+    Gate* gate = engines[i] == bpf.get()    ? static_cast<Gate*>(bpf.get())
+                 : engines[i] == kmod.get() ? static_cast<Gate*>(kmod.get())
+                                            : nullptr;
+    if (gate && gate->takeover().happened) {
+      record_takeover(pipeline, *gate, *engines[i], recorded_losses[i], last_crash);
+      took_over = true;
+    }
+    pipeline.set_loss_baseline(engines[i]->name(), recorded_losses[i]);
+  }
+  if (last_crash && !took_over)
+    pipeline.write_event("gap", {{"reason", "the previous daemon crashed; nothing decided GPU commands after it ended"},
+                                 {"previous_crash", *last_crash}});
+  Json kmod_note = read_kmod_note(o.state_dir);
+  check_kmod_removal(pipeline, kmod_note, host, kmod.get());
+  if (kmod) {
+    write_kmod_note(o.state_dir, {{"instance", kmod->hello().instance},
+                                  {"held", !kmod->persists_at().empty()},
+                                  {"boot_id", host.boot_id},
+                                  {"loaded_boot_ns", kmod->hello().loaded_boot_ns}});
+  } else if (o.kmod == "auto" && kmod_note.value("held", false)) {
+    kmod_note["held"] = false;  // said once
+    write_kmod_note(o.state_dir, kmod_note);
+  }
+
+  // The control socket: nonces, signed requests, grants.
+  std::optional<ControlPlane> control;
+  if (!o.control_socket.empty()) {
+    std::optional<gid_t> group;
+    if (!o.control_group.empty()) {
+      group = group_id(o.control_group);
+      if (!group) {
+        std::fprintf(stderr, "gpugated: --control-group %s: no such group (getent group lists them)\n",
+                     o.control_group.c_str());
+        return 2;
+      }
+    }
+    std::filesystem::create_directories(std::filesystem::path(o.control_socket).parent_path());
+    SignersConfig signers = policy.signers;
+    if (!o.allowed_signers.empty()) signers.allowed_signers = o.allowed_signers;
+    if (signers.allowed_signers.empty() && std::filesystem::exists(paths::kAllowedSigners))
+      signers.allowed_signers = paths::kAllowedSigners;
+    // A bad allowed_signers line (a weak RSA key, cert-authority, a malformed
+    // key or option) stops the start here, naming file:line (exit 2).
+    auto cp = ControlPlane::open(o.control_socket, group, o.state_dir + "/nonces", signers, host.host_id);
+    if (!cp) {
+      std::fprintf(stderr, "gpugated: %s\n", cp.error().message.c_str());
+      pipeline.write_event("daemon.start_failed", {{"error", cp.error().message}, {"version", kDaemonVersion}});
+      return 2;
+    }
+    control.emplace(std::move(*cp));
+  }
+  Json engines_json = Json::array();
+  for (auto* e : engines) engines_json.push_back({{"engine", e->name()}, {"mode", mode_name(e->mode())}});
+  pipeline.write_event("daemon.start", {{"version", kDaemonVersion},
+                                        {"pid", getpid()},
+                                        {"engine", engines.front()->name()},
+                                        {"engines", engines_json},
+                                        {"mode", mode_name(gate_mode(engines))},
+                                        {"hooks", hooks_json(hooks)},
+                                        {"devices", devices_json(devices)},
+                                        {"ledger", {{"dir", ledger->path()}, {"key", ledger->key_text()}}}});
+
+  auto started = std::chrono::steady_clock::now();
+  auto last_tick = started - std::chrono::seconds(10);
+  std::vector<EngineStats> final_stats(engines.size());
+  bool stopped = false;
+  auto total_stats = [&]() {
+    EngineStats s;
+    for (size_t i = 0; i < engines.size(); i++) s = sum(s, stopped ? final_stats[i] : engines[i]->stats());
+    return s;
+  };
+  auto status_of = [&](const char* state) {
+    auto s = total_stats();
+    Json st;
+    st["state"] = state;
+    st["pid"] = getpid();
+    st["version"] = kDaemonVersion;
+    st["engine"] = engines.front()->name();
+    st["engines"] = engines_json;
+    st["mode"] = mode_name(gate_mode(engines));
+    st["pinned"] = bpf && bpf->pinned() ? Json(o.pin_dir) : Json(nullptr);
+    st["kmod"] = kmod ? Json{{"device", kmod_device},
+                             {"instance", fmt::format("{:016x}", kmod->hello().instance)},
+                             {"held", !kmod->persists_at().empty()},
+                             {"owns", Json{{"nvidia", (kmod_owned & GG_POLF_KMOD_NVIDIA) != 0},
+                                           {"drm", (kmod_owned & GG_POLF_KMOD_DRM) != 0}}}}
+                      : Json(nullptr);
+    st["control_socket"] = control ? Json(control->socket_path()) : Json(nullptr);
+    st["hooks"] = hooks_json(hooks);
+    st["devices"] = devices_json(devices);
+    st["ledger"] = ledger->path();
+    st["ledger_next_seq"] = ledger->next_seq();
+    st["records"] = pipeline.counters().records;
+    st["seen"] = s.seen();
+    st["lost"] = s.dropped();
+    st["gaps"] = pipeline.counters().gaps;
+    // Cross-checks of the kernel stream: entries skipped in the kernel's
+    // sequence (records lost), exits without their entry, entries without exit.
+    st["kernel_seq_gaps"] = pipeline.counters().kernel_seq_gaps;
+    st["unmatched_exits"] = pipeline.counters().unmatched_exits;
+    st["exits_missing"] = pipeline.counters().exits_missing;
+    st["pending"] = pipeline.pending();
+    st["per_class"] = counters_json(s);
+    st["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    return st;
+  };
+  GateUpkeep upkeep(gates, devices, find_devices, pipeline);
+  upkeep.start();
+  // A driver whose module attaches or goes while the daemon runs: the BPF
+  // side follows, and the hooks in the status follow.
+  auto follow_kmod = [&]() {
+    if (!kmod) return;
+    uint8_t now = kmod->owned_policy_flags();
+    if (now == kmod_owned) return;
+    kmod_owned = now;
+    if (bpf) {
+      if (auto r = bpf->set_kmod_owned(now); !r)
+        pipeline.write_event("alarm", {{"what", "kmod-ownership"}, {"error", r.error().message}});
+    }
+    auto rows = kmod->hook_rows();
+    std::erase_if(hooks, [](const HookStatus& h) { return h.name.rfind("kmod/", 0) == 0; });
+    hooks.insert(hooks.end(), rows.begin(), rows.end());
+    pipeline.write_event("kmod.families", {{"nvidia", (now & GG_POLF_KMOD_NVIDIA) != 0},
+                                           {"drm", (now & GG_POLF_KMOD_DRM) != 0},
+                                           {"hooks", hooks_json(rows)}});
+  };
+  int rc = 0;
+  // A fatal error escaping the loop is recorded (daemon.crash, signed at
+  // once) and noted for the next start, whose gap record names it; the
+  // kernel gates keep deciding meanwhile. GPUGATE_FAULT_INJECT=loop:N throws
+  // one after N records, for the test that proves it.
+  uint64_t fault_after = fault_injection("loop");
+  try {
+    while (!g_daemon_stop && !(sim && sim->finished())) {
+      // Wait on the rings and the control socket together: a signed request
+      // is answered at once, not at the next 20 ms tick. Serving never
+      // blocks: a silent, slow or oversized client waits for its own
+      // deadline, never the loop that drains the rings.
+      std::vector<pollfd> fds;
+      if (control) fds.push_back({control->fd(), POLLIN, 0});
+      for (auto* e : engines)
+        if (e->wait_fd() >= 0) fds.push_back({e->wait_fd(), POLLIN, 0});
+      if (!sim) ::poll(fds.data(), fds.size(), control ? control->poll_timeout_ms(20) : 20);
+      if (control) control->serve(pipeline, gates, devices);
+      for (auto* e : engines) {
+        auto n = e->poll(std::chrono::milliseconds(0), pipeline);
+        if (!n) {
+          std::fprintf(stderr, "gpugated: %s\n", n.error().message.c_str());
+          pipeline.write_event("alarm",
+                               {{"what", "engine-failed"}, {"engine", e->name()}, {"error", n.error().message}});
+          rc = 1;
+        }
+      }
+      if (rc) break;
+      if (auto f = pipeline.flush(); !f) std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
+      auto now = std::chrono::steady_clock::now();
+      upkeep.on_uevent();
+      upkeep.tick(now);
+      if (now - last_tick >= std::chrono::seconds(1)) {
+        last_tick = now;
+        follow_kmod();
+        pipeline.flush_stale(5'000'000'000ull);
+        for (auto* e : engines) {
+          auto stats = e->stats();
+          pipeline.note_losses(e->name(), stats);
+          e->acknowledge(stats);
+        }
+        if (control) control->expire(pipeline, gates);
+        if (auto w = write_status(o.status_file, status_of("running")); !w)
+          std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
+      }
+      if (o.duration > 0 && now - started >= std::chrono::duration<double>(o.duration)) break;
+      if (fault_after && pipeline.counters().records >= fault_after)
+        throw std::runtime_error(fmt::format("injected fault after {} records (GPUGATE_FAULT_INJECT)", fault_after));
+    }
+  } catch (const std::exception& e) {
+    Json crash{{"error", e.what()},
+               {"pid", getpid()},
+               {"boottime_ns", boottime_ns()},
+               {"records", pipeline.counters().records}};
+    pipeline.write_event("daemon.crash", crash);
+    (void)pipeline.flush();
+    (void)ledger->checkpoint("crash");
+    std::ofstream(o.state_dir + "/last-crash") << crash.dump() << "\n";
+    std::fprintf(stderr, "gpugated: fatal: %s (recorded as daemon.crash)\n", e.what());
+    return 1;
+  }
+  // Drain what the kernel already produced, then close the books.
+  for (int i = 0; i < 50; i++) {
+    size_t got = 0;
+    for (auto* e : engines) {
+      auto n = e->poll(std::chrono::milliseconds(0), pipeline);
+      if (n) got += *n;
+    }
+    if (got == 0) break;
+  }
+  pipeline.flush_stale(0);
+  for (size_t i = 0; i < engines.size(); i++) {
+    final_stats[i] = engines[i]->stats();
+    pipeline.note_losses(engines[i]->name(), final_stats[i]);
+    engines[i]->acknowledge(final_stats[i]);
+    engines[i]->stop();
+  }
+  stopped = true;
+  auto fs = total_stats();
+  pipeline.write_event("daemon.stop",
+                       {{"records", pipeline.counters().records},
+                        {"seen", fs.seen()},
+                        {"lost", fs.dropped()},
+                        {"per_class", counters_json(fs)},
+                        {"reason", g_daemon_stop ? "signal" : (sim && sim->finished() ? "end of input" : "duration")}});
+  // Sign everything written, including daemon.stop.
+  if (auto c = ledger->checkpoint("shutdown"); !c) std::fprintf(stderr, "gpugated: %s\n", c.error().message.c_str());
+  (void)write_status(o.status_file, status_of("stopped"));
+  return rc;
+}
+
+}  // namespace gpugate
