@@ -202,23 +202,42 @@ static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab, int
 
 #define GG_IOCTL_LOOKUP(tab, nr, cls, size) gg_ioctl_lookup(tab, GG_ARRAY_LEN(tab), nr, cls, size)
 
-/* Index of nr in one of the DRM/KFD tables, -1 if absent. */
+/* Index of nr in the DRM core or the KFD table, -1 if absent. */
 static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u32 *size)
 {
 	switch (table) {
 	case GG_TAB_DRM_CORE:
 		return GG_IOCTL_LOOKUP(gg_drm_core, nr, cls, size);
-	case GG_TAB_DRM_AMDGPU:
-		return GG_IOCTL_LOOKUP(gg_drm_amdgpu, nr, cls, size);
-	case GG_TAB_DRM_I915:
-		return GG_IOCTL_LOOKUP(gg_drm_i915, nr, cls, size);
-	case GG_TAB_DRM_XE:
-		return GG_IOCTL_LOOKUP(gg_drm_xe, nr, cls, size);
 	case GG_TAB_KFD:
 		return GG_IOCTL_LOOKUP(gg_kfd, nr, cls, size);
 	default:
 		return -1;
 	}
+}
+
+/* Index of a DRM driver's own command in gg_drm_driver_ioctls, -1 if absent. */
+static __always_inline int gg_find_drm_driver_ioctl(__u32 driver, __u32 nr, __u32 *cls, __u32 *size)
+{
+	__u32 key = (driver & 0xff) << 8 | (nr & 0xff);
+	int i = GG_BSEARCH(gg_drm_driver_ioctls, GG_DRM_DRIVER_IOCTLS_LEN, key, key);
+
+	GG_PIN(i);
+	if (i < 0 || i >= GG_DRM_DRIVER_IOCTLS_LEN)
+		return -1;
+	*cls = gg_drm_driver_ioctls[i].cls;
+	*size = gg_drm_driver_ioctls[i].size;
+	return i;
+}
+
+/* A DRM driver's row (drm_drivers.def): a constant bound for the verifier. */
+static __always_inline const struct gg_drm_driver_entry *gg_drm_driver(__u32 driver)
+{
+	__u32 i;
+
+	for (i = 0; i < GG_DRM_DRIVER_COUNT; i++)
+		if (i == driver)
+			return &gg_drm_drivers[i];
+	return &gg_drm_drivers[GG_DRM_GENERIC];
 }
 
 static __always_inline int gg_is_nvidia_rm(__u32 dev_kind)
@@ -691,24 +710,11 @@ static __always_inline void gg_decode_modeset(const struct gg_raw *raw, struct g
 	gg_set_class(d, GG_CLASS_OTHER, GG_SRC_TABLE);
 }
 
-static __always_inline __u32 gg_drm_vendor(__u32 driver)
-{
-	switch (driver) {
-	case GG_DRM_AMDGPU:
-		return GG_VENDOR_AMD;
-	case GG_DRM_I915:
-	case GG_DRM_XE:
-		return GG_VENDOR_INTEL;
-	default:
-		return GG_VENDOR_OTHER;
-	}
-}
-
 /* DRM and KFD: the driver picks its handler by the nr byte. */
 static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw, struct gg_decoded *d)
 {
 	__u32 req = raw->request, nr = gg_ioc_nr(req), size = gg_ioc_size(req);
-	__u32 table, type, cls = 0, esize = 0;
+	__u32 table, type, cls = 0, esize = 0, own = 0;
 	int idx;
 
 	d->nr = nr;
@@ -720,23 +726,15 @@ static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw, struct g
 		table = GG_TAB_KFD;
 		type = GG_KFD_IOCTL_TYPE;
 	} else {
-		d->vendor = gg_drm_vendor(raw->drm_driver);
+		const struct gg_drm_driver_entry *drv = gg_drm_driver(raw->drm_driver);
+
+		d->vendor = drv->vendor;
 		type = GG_DRM_IOCTL_TYPE;
 		table = GG_TAB_DRM_CORE;
+		/* the driver's own range: its table (drm_drivers.def), if it has one */
 		if (nr >= GG_DRM_COMMAND_BASE && nr < GG_DRM_COMMAND_END) {
-			switch (raw->drm_driver) {
-			case GG_DRM_AMDGPU:
-				table = GG_TAB_DRM_AMDGPU;
-				break;
-			case GG_DRM_I915:
-				table = GG_TAB_DRM_I915;
-				break;
-			case GG_DRM_XE:
-				table = GG_TAB_DRM_XE;
-				break;
-			default:
-				table = GG_TAB_NONE;
-			}
+			table = drv->table;
+			own = table != GG_TAB_NONE;
 		}
 	}
 	if (raw->capture_flags & GG_CAP_ARG_FAULT)
@@ -745,7 +743,10 @@ static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw, struct g
 		d->flags |= GG_DF_ARG_SHORT;
 	if (size > GG_ARG_MAX)
 		d->flags |= GG_DF_ARG_CUT;
-	idx = gg_find_ioctl(table, nr, &cls, &esize);
+	if (own)
+		idx = gg_find_drm_driver_ioctl(raw->drm_driver, nr, &cls, &esize);
+	else
+		idx = gg_find_ioctl(table, nr, &cls, &esize);
 	if (idx < 0) {
 		d->flags |= GG_DF_UNKNOWN_ESCAPE;
 		gg_set_class(d, GG_CLASS_UNKNOWN, GG_SRC_NONE);
@@ -756,7 +757,7 @@ static __always_inline void gg_decode_drm_kfd(const struct gg_raw *raw, struct g
 	gg_set_class(d, cls, GG_SRC_TABLE);
 	if (gg_ioc_type(req) != type || size != esize)
 		d->flags |= GG_DF_NONCANONICAL;
-	if (table == GG_TAB_DRM_AMDGPU && nr == GG_AMDGPU_CTX_NR) {
+	if (own && raw->drm_driver == GG_DRM_AMDGPU && nr == GG_AMDGPU_CTX_NR) {
 		/* drm_amdgpu_ctx_in {op, flags, ...}: SET_STABLE_PSTATE pins the clocks */
 		if (raw->arg_len < 8) {
 			gg_set_class(d, GG_CLASS_CLOCK_LIMIT, GG_SRC_TABLE);

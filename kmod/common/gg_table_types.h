@@ -65,6 +65,20 @@ struct gg_ioctl_entry {
 	__u16 size;
 };
 
+/* A DRM driver (drm_drivers.def): its vendor and its table's id. */
+struct gg_drm_driver_entry {
+	__u8 vendor; /* enum gg_vendor */
+	__u8 table;  /* gg_decoded.table of its commands */
+};
+
+/* One command of a DRM driver's own table, keyed by driver and nr. */
+struct gg_drm_ioctl_entry {
+	__u16 key; /* enum gg_drm_driver << 8 | nr */
+	__u8 cls;
+	__u8 pad;
+	__u16 size;
+};
+
 struct gg_pkind_entry {
 	__u8 off[4];
 	__u8 width[4];

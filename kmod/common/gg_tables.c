@@ -43,17 +43,26 @@ const struct gg_pkind_entry gg_pkinds[GG_PKINDS_LEN] = {
 const struct gg_ioctl_entry gg_drm_core[GG_DRM_CORE_LEN] = {
 #include "../uapi/gpugate/drm.def"
 };
-const struct gg_ioctl_entry gg_drm_amdgpu[GG_DRM_AMDGPU_LEN] = {
-#include "../uapi/gpugate/amdgpu.def"
-};
-const struct gg_ioctl_entry gg_drm_i915[GG_DRM_I915_LEN] = {
-#include "../uapi/gpugate/i915.def"
-};
-const struct gg_ioctl_entry gg_drm_xe[GG_DRM_XE_LEN] = {
-#include "../uapi/gpugate/xe.def"
-};
 const struct gg_ioctl_entry gg_kfd[GG_KFD_LEN] = {
 #include "../uapi/gpugate/kfd.def"
 };
 #undef GG_DRM_IOCTL
 #undef GG_KFD_IOCTL
+
+const struct gg_drm_driver_entry gg_drm_drivers[GG_DRM_DRIVER_COUNT] = {
+	{GG_VENDOR_OTHER, GG_TAB_NONE}, /* GG_DRM_GENERIC: core ioctls only */
+#define GG_DRM_DRIVER(ident, name, vendor, table) {GG_VENDOR_##vendor, table},
+#include "../uapi/gpugate/drm_drivers.def"
+#undef GG_DRM_DRIVER
+};
+
+const struct gg_drm_ioctl_entry gg_drm_driver_ioctls[GG_DRM_DRIVER_IOCTLS_LEN] = {
+#define GG_DRM_DRIVER(ident, name, vendor, table)
+#define GG_DRM_DRIVER_TABLES
+#define GG_DRM_DRIVER_IOCTL(drv, nr, name, size, cls)                                              \
+	{GG_DRM_##drv << 8 | (nr), GG_CLASS_##cls, 0, size},
+#include "../uapi/gpugate/drm_drivers.def"
+#undef GG_DRM_DRIVER_IOCTL
+#undef GG_DRM_DRIVER_TABLES
+#undef GG_DRM_DRIVER
+};

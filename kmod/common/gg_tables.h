@@ -61,25 +61,16 @@ enum gg_drm_core_rows {
 	GG_DRM_CORE_LEN
 };
 
-enum gg_drm_amdgpu_rows {
-#define GG_DRM_IOCTL(nr, name, size, cls) GG_ROW_AMDGPU_##name,
-#include "../uapi/gpugate/amdgpu.def"
-#undef GG_DRM_IOCTL
-	GG_DRM_AMDGPU_LEN
-};
-
-enum gg_drm_i915_rows {
-#define GG_DRM_IOCTL(nr, name, size, cls) GG_ROW_I915_##name,
-#include "../uapi/gpugate/i915.def"
-#undef GG_DRM_IOCTL
-	GG_DRM_I915_LEN
-};
-
-enum gg_drm_xe_rows {
-#define GG_DRM_IOCTL(nr, name, size, cls) GG_ROW_XE_##name,
-#include "../uapi/gpugate/xe.def"
-#undef GG_DRM_IOCTL
-	GG_DRM_XE_LEN
+/* Every DRM driver's own commands, in one table sorted by driver, then nr. */
+enum gg_drm_driver_ioctl_rows {
+#define GG_DRM_DRIVER(ident, name, vendor, table)
+#define GG_DRM_DRIVER_TABLES
+#define GG_DRM_DRIVER_IOCTL(drv, nr, name, size, cls) GG_ROW_DRMDRV_##drv##_##name,
+#include "../uapi/gpugate/drm_drivers.def"
+#undef GG_DRM_DRIVER_IOCTL
+#undef GG_DRM_DRIVER_TABLES
+#undef GG_DRM_DRIVER
+	GG_DRM_DRIVER_IOCTLS_LEN
 };
 
 enum gg_kfd_rows {
@@ -95,9 +86,8 @@ extern const struct gg_nv_legacy_entry gg_nv_legacy[GG_NV_LEGACY_LEN];
 extern const struct gg_nv_uvm_entry gg_nv_uvm[GG_NV_UVM_LEN];
 extern const struct gg_pkind_entry gg_pkinds[GG_PKINDS_LEN];
 extern const struct gg_ioctl_entry gg_drm_core[GG_DRM_CORE_LEN];
-extern const struct gg_ioctl_entry gg_drm_amdgpu[GG_DRM_AMDGPU_LEN];
-extern const struct gg_ioctl_entry gg_drm_i915[GG_DRM_I915_LEN];
-extern const struct gg_ioctl_entry gg_drm_xe[GG_DRM_XE_LEN];
+extern const struct gg_drm_driver_entry gg_drm_drivers[GG_DRM_DRIVER_COUNT];
+extern const struct gg_drm_ioctl_entry gg_drm_driver_ioctls[GG_DRM_DRIVER_IOCTLS_LEN];
 extern const struct gg_ioctl_entry gg_kfd[GG_KFD_LEN];
 
 #endif /* GPUGATE_TABLES_H */

@@ -121,22 +121,33 @@ inline std::vector<Vector> all_vectors() {
     v.flags_clear = GG_DF_BAD_SIZE | GG_DF_WRONG_NODE | GG_DF_UNKNOWN_ESCAPE;
     out.push_back(v);
   }
-  for (unsigned table : {GG_TAB_DRM_CORE, GG_TAB_DRM_AMDGPU, GG_TAB_DRM_I915, GG_TAB_DRM_XE, GG_TAB_KFD}) {
+  for (unsigned table : {GG_TAB_DRM_CORE, GG_TAB_KFD}) {
     const gg_ioctl_entry* t = gg_table_ioctls(table, &n);
     for (int i = 0; i < n; i++) {
       Vector v;
       v.name = "ioctl table " + std::to_string(table) + " nr " + std::to_string(t[i].nr);
       v.dev_kind = table == GG_TAB_KFD ? GG_DEV_KFD : GG_DEV_DRM;
-      v.drm_driver = table == GG_TAB_DRM_AMDGPU ? GG_DRM_AMDGPU
-                     : table == GG_TAB_DRM_I915 ? GG_DRM_I915
-                     : table == GG_TAB_DRM_XE   ? GG_DRM_XE
-                                                : GG_DRM_GENERIC;
+      v.drm_driver = GG_DRM_GENERIC;
       v.request = iowr(table == GG_TAB_KFD ? 'K' : 'd', t[i].nr, t[i].size);
       v.arg.assign(t[i].size > 128 ? 128 : t[i].size, 0);
       v.cls = t[i].cls;
       v.flags_clear = GG_DF_UNKNOWN_ESCAPE | GG_DF_NONCANONICAL;
       out.push_back(v);
     }
+  }
+  // every DRM driver's own commands (drm_drivers.def), on a node of that driver
+  const gg_drm_ioctl_entry* d = gg_table_drm_driver_ioctls(&n);
+  for (int i = 0; i < n; i++) {
+    Vector v;
+    unsigned nr = d[i].key & 0xff;
+    v.name = "drm driver " + std::to_string(d[i].key >> 8) + " nr " + std::to_string(nr);
+    v.dev_kind = GG_DEV_DRM;
+    v.drm_driver = d[i].key >> 8;
+    v.request = iowr('d', nr, d[i].size);
+    v.arg.assign(d[i].size > 128 ? 128 : d[i].size, 0);
+    v.cls = d[i].cls;
+    v.flags_clear = GG_DF_UNKNOWN_ESCAPE | GG_DF_NONCANONICAL;
+    out.push_back(v);
   }
   const gg_nv_uvm_entry* uvm = gg_table_nv_uvm(&n);
   for (int i = 0; i < n; i++) {

@@ -54,9 +54,7 @@ TEST(Tables, NvidiaEscapesSortedAndSized) {
 
 TEST(Tables, IoctlTablesSortedUniqueWithValidClasses) {
   for (const auto& info : tables()) {
-    if (info.table == GG_TAB_NV_CONTROL || info.table == GG_TAB_NV_ESCAPE || info.table == GG_TAB_NV_LEGACY ||
-        info.table == GG_TAB_NV_UVM)
-      continue;
+    if (info.table != GG_TAB_DRM_CORE && info.table != GG_TAB_KFD) continue;
     int n = 0;
     const gg_ioctl_entry* t = gg_table_ioctls(info.table, &n);
     ASSERT_EQ(static_cast<size_t>(n), info.size) << info.name;
@@ -68,6 +66,44 @@ TEST(Tables, IoctlTablesSortedUniqueWithValidClasses) {
       ASSERT_TRUE(names.insert(std::string(table_entry_name(info.table, static_cast<size_t>(i)))).second);
     }
   }
+}
+
+// Every DRM driver is one block of drm_drivers.def: a row (name, vendor,
+// table id) and its commands. The commands of all drivers are one table,
+// sorted by driver then nr (binary-searched in BPF), named uniquely per
+// driver; each driver has commands, a name, a vendor and its own table id.
+TEST(Tables, DrmDriversAreOneRowEachWithTheirCommands) {
+  int nd = 0, n = 0;
+  const gg_drm_driver_entry* drivers = gg_table_drm_drivers(&nd);
+  const gg_drm_ioctl_entry* t = gg_table_drm_driver_ioctls(&n);
+  ASSERT_EQ(nd, GG_DRM_DRIVER_COUNT);
+  ASSERT_GT(n, 0);
+  std::set<unsigned> table_ids = {GG_TAB_NONE,   GG_TAB_NV_ESCAPE, GG_TAB_NV_CONTROL, GG_TAB_NV_LEGACY,
+                                  GG_TAB_NV_UVM, GG_TAB_DRM_CORE,  GG_TAB_KFD,        GG_TAB_NV_MODESET};
+  std::map<unsigned, std::set<std::string>> names;
+  for (int i = 0; i < n; i++) {
+    if (i) ASSERT_LT(t[i - 1].key, t[i].key) << "not sorted by driver, then nr, at " << i;
+    unsigned drv = t[i].key >> 8, nr = t[i].key & 0xff;
+    ASSERT_GT(drv, static_cast<unsigned>(GG_DRM_GENERIC));
+    ASSERT_LT(drv, static_cast<unsigned>(GG_DRM_DRIVER_COUNT));
+    ASSERT_GE(nr, 0x40u) << "a driver's own commands start at DRM_COMMAND_BASE";
+    ASSERT_LT(nr, 0xA0u);
+    ASSERT_LT(t[i].cls, GG_CLASS_COUNT);
+    std::string name(table_entry_name(drivers[drv].table, static_cast<size_t>(i)));
+    ASSERT_TRUE(names[drv].insert(name).second) << name;
+  }
+  for (unsigned d = GG_DRM_GENERIC + 1; d < static_cast<unsigned>(nd); d++) {
+    SCOPED_TRACE(drm_driver_name(d));
+    EXPECT_FALSE(names[d].empty()) << "a driver without commands";
+    EXPECT_EQ(drm_driver_from_name(drm_driver_name(d)), d);
+    EXPECT_LT(drivers[d].vendor, GG_VENDOR_COUNT);
+    EXPECT_LT(drivers[d].table, GG_TAB_COUNT);
+    EXPECT_TRUE(table_ids.insert(drivers[d].table).second) << "table id " << unsigned(drivers[d].table) << " reused";
+    EXPECT_EQ(table_name(drivers[d].table), drm_driver_name(d));
+  }
+  EXPECT_EQ(drivers[GG_DRM_AMDGPU].vendor, GG_VENDOR_AMD);
+  EXPECT_EQ(drivers[GG_DRM_AMDGPU].table, 6) << "ABI: the ids of the first tables stay";
+  EXPECT_EQ(drivers[GG_DRM_XE].table, 8);
 }
 
 TEST(Tables, LegacyAndUvmSortedUnique) {

@@ -302,9 +302,9 @@ int cmd_decode(const DecodeArgs& a) {
     kind = GG_DEV_NVIDIA_MODESET;
   } else if (dv == "dri" || dv == "drm") {
     kind = GG_DEV_DRM;
-  } else if (dv == "amdgpu" || dv == "i915" || dv == "xe") {
+  } else if (auto driver = drm_driver_from_name(dv)) {
     kind = GG_DEV_DRM;
-    drm = dv == "amdgpu" ? GG_DRM_AMDGPU : dv == "i915" ? GG_DRM_I915 : GG_DRM_XE;
+    drm = *driver;
   } else if (dv == "kfd") {
     kind = GG_DEV_KFD;
   } else {

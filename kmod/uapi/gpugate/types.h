@@ -41,9 +41,9 @@ enum gg_vendor {
 /* Which DRM driver owns a /dev/dri node (driver ioctls are per driver). */
 enum gg_drm_driver {
 	GG_DRM_GENERIC = 0, /* core ioctls only */
-	GG_DRM_AMDGPU = 1,
-	GG_DRM_I915 = 2,
-	GG_DRM_XE = 3,
+#define GG_DRM_DRIVER(ident, name, vendor, table) GG_DRM_##ident,
+#include "drm_drivers.def"
+#undef GG_DRM_DRIVER
 	GG_DRM_DRIVER_COUNT
 };
 
@@ -72,12 +72,10 @@ enum gg_table {
 	GG_TAB_NV_LEGACY = 3,
 	GG_TAB_NV_UVM = 4,
 	GG_TAB_DRM_CORE = 5,
-	GG_TAB_DRM_AMDGPU = 6,
-	GG_TAB_DRM_I915 = 7,
-	GG_TAB_DRM_XE = 8,
+	/* 6, 7, 8: amdgpu, i915, xe; a DRM driver's table id is in drm_drivers.def */
 	GG_TAB_KFD = 9,
 	GG_TAB_NV_MODESET = 10,
-	GG_TAB_COUNT
+	GG_TAB_COUNT = 32 /* every table id is below this */
 };
 
 /* Where a record was made. */

@@ -51,6 +51,8 @@ std::string_view vendor_name(unsigned vendor);
 std::string_view dev_kind_name(unsigned kind);
 std::optional<unsigned> dev_kind_from_name(std::string_view name);
 std::string_view drm_driver_name(unsigned driver);
+// A DRM driver by its kernel name ("amdgpu"), from drm_drivers.def; none for others.
+std::optional<unsigned> drm_driver_from_name(std::string_view name);
 std::vector<std::string_view> flag_names(uint32_t flags);
 std::string_view nv_escape_name(unsigned nr);
 std::string_view nv_object_class_name(uint32_t cls);

@@ -50,10 +50,17 @@ const struct gg_nv_uvm_entry* gg_table_nv_uvm(int* len) {
 const struct gg_ioctl_entry* gg_table_ioctls(unsigned table, int* len) {
   switch (table) {
     case GG_TAB_DRM_CORE: *len = GG_ARRAY_LEN(gg_drm_core); return gg_drm_core;
-    case GG_TAB_DRM_AMDGPU: *len = GG_ARRAY_LEN(gg_drm_amdgpu); return gg_drm_amdgpu;
-    case GG_TAB_DRM_I915: *len = GG_ARRAY_LEN(gg_drm_i915); return gg_drm_i915;
-    case GG_TAB_DRM_XE: *len = GG_ARRAY_LEN(gg_drm_xe); return gg_drm_xe;
     case GG_TAB_KFD: *len = GG_ARRAY_LEN(gg_kfd); return gg_kfd;
     default: *len = 0; return 0;
   }
+}
+
+const struct gg_drm_driver_entry* gg_table_drm_drivers(int* len) {
+  *len = GG_DRM_DRIVER_COUNT;
+  return gg_drm_drivers;
+}
+
+const struct gg_drm_ioctl_entry* gg_table_drm_driver_ioctls(int* len) {
+  *len = GG_DRM_DRIVER_IOCTLS_LEN;
+  return gg_drm_driver_ioctls;
 }

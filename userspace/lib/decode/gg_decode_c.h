@@ -17,7 +17,9 @@ const struct gg_nv_esc_entry* gg_table_nv_escapes(int* len);
 const struct gg_nv_ctrl_entry* gg_table_nv_controls(int* len);
 const struct gg_nv_legacy_entry* gg_table_nv_legacy(int* len);
 const struct gg_nv_uvm_entry* gg_table_nv_uvm(int* len);
-const struct gg_ioctl_entry* gg_table_ioctls(unsigned table, int* len);
+const struct gg_ioctl_entry* gg_table_ioctls(unsigned table, int* len);  // DRM core, KFD
+const struct gg_drm_driver_entry* gg_table_drm_drivers(int* len);        // drm_drivers.def, GENERIC first
+const struct gg_drm_ioctl_entry* gg_table_drm_driver_ioctls(int* len);   // every driver's own commands
 
 struct gg_policy;
 struct gg_ioctl_enter;

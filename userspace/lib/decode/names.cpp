@@ -70,20 +70,41 @@ constexpr ObjClass kNvObjClasses[] = {
 constexpr const char* kDrmCoreNames[] = {
 #include "gpugate/drm.def"
 };
-constexpr const char* kAmdgpuNames[] = {
-#include "gpugate/amdgpu.def"
-};
-constexpr const char* kI915Names[] = {
-#include "gpugate/i915.def"
-};
-constexpr const char* kXeNames[] = {
-#include "gpugate/xe.def"
-};
 constexpr const char* kKfdNames[] = {
 #include "gpugate/kfd.def"
 };
 #undef GG_DRM_IOCTL
 #undef GG_KFD_IOCTL
+
+// DRM drivers (drm_drivers.def): names, and every driver's own commands in
+// the order of gg_drm_driver_ioctls.
+struct DrmDriverInfo {
+  const char* name;
+  unsigned table;
+};
+constexpr DrmDriverInfo kDrmDrivers[] = {
+    {"generic", GG_TAB_NONE},
+#define GG_DRM_DRIVER(ident, name, vendor, table) {name, table},
+#include "gpugate/drm_drivers.def"
+#undef GG_DRM_DRIVER
+};
+static_assert(std::size(kDrmDrivers) == GG_DRM_DRIVER_COUNT);
+constexpr const char* kDrmDriverIoctlNames[] = {
+#define GG_DRM_DRIVER(ident, name, vendor, table)
+#define GG_DRM_DRIVER_TABLES
+#define GG_DRM_DRIVER_IOCTL(drv, nr, name, size, cls) #name,
+#include "gpugate/drm_drivers.def"
+#undef GG_DRM_DRIVER_IOCTL
+#undef GG_DRM_DRIVER_TABLES
+#undef GG_DRM_DRIVER
+};
+
+// The driver whose own command table has this id, if any.
+std::optional<unsigned> drm_driver_of_table(unsigned table) {
+  for (unsigned i = 1; i < std::size(kDrmDrivers); i++)
+    if (kDrmDrivers[i].table == table) return i;
+  return std::nullopt;
+}
 
 constexpr const char* kPkindNames[] = {
 #define GG_PKIND(ident, names, o0, w0, o1, w1, o2, w2, o3, w3) names,
@@ -337,12 +358,13 @@ std::optional<unsigned> dev_kind_from_name(std::string_view name) {
 }
 
 std::string_view drm_driver_name(unsigned driver) {
-  switch (driver) {
-    case GG_DRM_AMDGPU: return "amdgpu";
-    case GG_DRM_I915: return "i915";
-    case GG_DRM_XE: return "xe";
-    default: return "generic";
-  }
+  return driver < std::size(kDrmDrivers) ? kDrmDrivers[driver].name : "generic";
+}
+
+std::optional<unsigned> drm_driver_from_name(std::string_view name) {
+  for (unsigned i = 1; i < std::size(kDrmDrivers); i++)
+    if (name == kDrmDrivers[i].name) return i;
+  return std::nullopt;
 }
 
 std::vector<std::string_view> flag_names(uint32_t flags) {
@@ -371,12 +393,11 @@ std::string_view table_name(unsigned table) {
     case GG_TAB_NV_LEGACY: return "nvidia-legacy";
     case GG_TAB_NV_UVM: return "nvidia-uvm";
     case GG_TAB_DRM_CORE: return "drm";
-    case GG_TAB_DRM_AMDGPU: return "amdgpu";
-    case GG_TAB_DRM_I915: return "i915";
-    case GG_TAB_DRM_XE: return "xe";
     case GG_TAB_KFD: return "kfd";
     case GG_TAB_NV_MODESET: return "nvidia-modeset";
-    default: return "none";
+    default:
+      if (auto drv = drm_driver_of_table(table)) return kDrmDrivers[*drv].name;
+      return "none";
   }
 }
 
@@ -387,32 +408,33 @@ std::string_view table_entry_name(unsigned table, size_t i) {
     case GG_TAB_NV_LEGACY: return pick(kNvLegacyNames, i);
     case GG_TAB_NV_UVM: return pick(kNvUvmNames, i);
     case GG_TAB_DRM_CORE: return pick(kDrmCoreNames, i);
-    case GG_TAB_DRM_AMDGPU: return pick(kAmdgpuNames, i);
-    case GG_TAB_DRM_I915: return pick(kI915Names, i);
-    case GG_TAB_DRM_XE: return pick(kXeNames, i);
     case GG_TAB_KFD: return pick(kKfdNames, i);
     case GG_TAB_NV_MODESET: return "NVKMS_IOCTL_CMD";
-    default: return "?";
+    default:
+      // a DRM driver's own command: i indexes every driver's commands together
+      if (drm_driver_of_table(table)) return pick(kDrmDriverIoctlNames, i);
+      return "?";
   }
 }
 
 std::vector<TableInfo> tables() {
-  return {
+  std::vector<TableInfo> out = {
       {GG_TAB_NV_ESCAPE, "nvidia-escape", std::size(kNvEscapes)},
       {GG_TAB_NV_CONTROL, "nvidia-control", std::size(kNvControlNames)},
       {GG_TAB_NV_LEGACY, "nvidia-legacy", std::size(kNvLegacyNames)},
       {GG_TAB_NV_UVM, "nvidia-uvm", std::size(kNvUvmNames)},
       {GG_TAB_DRM_CORE, "drm", std::size(kDrmCoreNames)},
-      {GG_TAB_DRM_AMDGPU, "amdgpu", std::size(kAmdgpuNames)},
-      {GG_TAB_DRM_I915, "i915", std::size(kI915Names)},
-      {GG_TAB_DRM_XE, "xe", std::size(kXeNames)},
       {GG_TAB_KFD, "kfd", std::size(kKfdNames)},
   };
+  // each DRM driver's table indexes the commands of every driver (gg_drm_driver_ioctls)
+  for (unsigned i = 1; i < std::size(kDrmDrivers); i++)
+    out.push_back({kDrmDrivers[i].table, kDrmDrivers[i].name, std::size(kDrmDriverIoctlNames)});
+  return out;
 }
 
 std::string command_name(const gg_raw& raw, const gg_decoded& d) {
-  if (d.table == GG_TAB_NV_CONTROL || d.table == GG_TAB_NV_UVM || d.table == GG_TAB_DRM_CORE ||
-      d.table == GG_TAB_DRM_AMDGPU || d.table == GG_TAB_DRM_I915 || d.table == GG_TAB_DRM_XE || d.table == GG_TAB_KFD)
+  if (d.table == GG_TAB_NV_CONTROL || d.table == GG_TAB_NV_UVM || d.table == GG_TAB_DRM_CORE || d.table == GG_TAB_KFD ||
+      drm_driver_of_table(d.table))
     return std::string(table_entry_name(d.table, d.index));
   if (d.table == GG_TAB_NV_LEGACY)
     return fmt::format("NV{:04X}_CTRL_LEGACY_{}_{:#010x}", d.command >> 16, table_entry_name(d.table, d.index),

@@ -1,5 +1,7 @@
 #include "gpugate/device.hpp"
 
+#include "gg_decode_c.h"
+
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -60,20 +62,14 @@ gg_device make_info(unsigned kind, unsigned vendor, unsigned drm, int index) {
   return d;
 }
 
-unsigned drm_driver_of(std::string_view driver) {
-  if (driver == "amdgpu") return GG_DRM_AMDGPU;
-  if (driver == "i915") return GG_DRM_I915;
-  if (driver == "xe") return GG_DRM_XE;
-  return GG_DRM_GENERIC;
-}
+unsigned drm_driver_of(std::string_view driver) { return drm_driver_from_name(driver).value_or(GG_DRM_GENERIC); }
 
+// The vendor of a DRM driver's node: drm_drivers.def's, else by name.
 unsigned drm_vendor_of(unsigned drm, std::string_view driver) {
-  switch (drm) {
-    case GG_DRM_AMDGPU: return GG_VENDOR_AMD;
-    case GG_DRM_I915:
-    case GG_DRM_XE: return GG_VENDOR_INTEL;
-    default: return driver.starts_with("nvidia") || driver == "nouveau" ? GG_VENDOR_NVIDIA : GG_VENDOR_OTHER;
-  }
+  int n = 0;
+  const gg_drm_driver_entry* drivers = gg_table_drm_drivers(&n);
+  if (drm != GG_DRM_GENERIC && static_cast<int>(drm) < n) return drivers[drm].vendor;
+  return driver.starts_with("nvidia") || driver == "nouveau" ? GG_VENDOR_NVIDIA : GG_VENDOR_OTHER;
 }
 
 }  // namespace
@@ -220,7 +216,7 @@ Result<void> DeviceTable::add_alias(std::string_view spec) {
     d.info = make_info(GG_DEV_NVIDIA_UVM, GG_VENDOR_NVIDIA, 0, -1);
   } else if (vendor == "nvidia-modeset") {
     d.info = make_info(GG_DEV_NVIDIA_MODESET, GG_VENDOR_NVIDIA, 0, -1);
-  } else if (vendor == "drm" || vendor == "amdgpu" || vendor == "i915" || vendor == "xe") {
+  } else if (vendor == "drm" || drm_driver_from_name(vendor)) {
     unsigned drm = drm_driver_of(vendor);
     d.info = make_info(GG_DEV_DRM, drm_vendor_of(drm, vendor), drm, -1);
   } else if (vendor == "kfd") {
