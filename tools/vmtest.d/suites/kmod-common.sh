@@ -1,7 +1,7 @@
 # Shared by the kmod suites: load the simulated driver and gpugate.ko (its
 # own self-test first: it must gate the driver), run the tests for a gate.
 # The list of gating tests that hold for every gate is kmod-tests.txt.
-run_kmod_suite() { # suite-name gate
+run_kmod_suite() { # suite-name gate [gtest filter; default kmod-tests.txt]
 	grep -q "^gpusim " /proc/modules || insmod /modules/gpusim.ko || { echo "suite $1: insmod gpusim.ko failed"; return 1; }
 	if ! grep -q "^gpugate " /proc/modules; then
 		insmod /modules/gpugate.ko mode=observe || { echo "suite $1: insmod gpugate.ko failed"; dmesg | tail -20; return 1; }
@@ -10,7 +10,10 @@ run_kmod_suite() { # suite-name gate
 	# a kernel complaint during the tests comes with its stack on the console
 	echo 7 >/proc/sys/kernel/printk
 	echo 1 >/proc/sys/kernel/softlockup_all_cpu_backtrace 2>/dev/null
-	filter=$(grep -v '^#' /suites/kmod-tests.txt | tr '\n' ':')
+	# gtest: the patterns to run, then "-" and those to leave out ("-" lines)
+	pos=$(grep -v -e '^#' -e '^-' /suites/kmod-tests.txt | tr '\n' ':')
+	neg=$(grep '^-' /suites/kmod-tests.txt | cut -c2- | tr '\n' ':')
+	filter=${3:-${pos%:}${neg:+-${neg%:}}}
 	out=/tmp/vm-$1.out
 	rcfile=/tmp/vm-$1.rc
 	{ GG_VM_GATE=$2 GG_REQUIRE_IA32=1 "$GG_TESTS/gpugate_vm_tests" --gtest_color=no \
