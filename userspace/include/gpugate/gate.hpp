@@ -42,6 +42,15 @@ struct Grant {
 // class is gated, the window and uses make sense, the scope is one of three.
 Result<void> check_grant(const Grant& grant, const DeviceTable* devices);
 
+// The kernel homes' form of a grant, the same in the BPF maps and gpugate.ko:
+// one key a node (gg_grant_key) sharing one value (gg_grant) and its uses.
+gg_grant_key grant_key(const Grant& grant, uint32_t dev);
+gg_grant grant_value(const Grant& grant);
+// Folds one kernel row back into grants: a new grant, or one more node of
+// the grant with its id. Sort with sort_grants when all rows are in.
+void fold_grant_row(std::vector<Grant>& grants, const gg_grant_key& key, const gg_grant& value, int64_t uses);
+void sort_grants(std::vector<Grant>& grants);
+
 // What start() found of a daemon before this one (the kernel state it left).
 struct Takeover {
   bool happened = false;

@@ -607,16 +607,10 @@ Result<uint32_t> BpfEngine::install_grant(Grant grant) {
   // Uses first: a node key without them allows nothing.
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grant_uses), &grant.id, &grant.uses, BPF_NOEXIST) != 0)
     return make_error(fmt::format("cannot install the grant: {}", std::strerror(errno)), errno);
-  gg_grant value{grant.not_before_ns,
-                 grant.not_after_ns,
-                 grant.id,
-                 static_cast<uint8_t>(grant.pkind),
-                 static_cast<uint8_t>(grant.key_index),
-                 {0, 0},
-                 grant.key_value};
+  gg_grant value = grant_value(grant);
   installed_.push_back(grant);
   for (uint32_t dev : grant.devs) {
-    gg_grant_key key{dev, static_cast<uint16_t>(grant.cls), static_cast<uint16_t>(grant.scope), grant.scope_id};
+    gg_grant_key key = grant_key(grant, dev);
     if (bpf_map_update_elem(bpf_map__fd(skel_->maps.grants), &key, &value, BPF_ANY) != 0) {
       int err = errno;
       (void)revoke_grant(grant.id);
@@ -660,26 +654,11 @@ Result<std::vector<Grant>> BpfEngine::grants() const {
   if (!skel_) return make_error("BPF engine not started");
   std::vector<Grant> out;
   for_each_grant(bpf_map__fd(skel_->maps.grants), [&](const gg_grant_key& key, const gg_grant& g) {
-    for (auto& o : out)
-      if (o.id == g.id) {
-        o.devs.push_back(key.dev);
-        return;
-      }
     int64_t uses = 0;
     (void)bpf_map_lookup_elem(bpf_map__fd(skel_->maps.grant_uses), &g.id, &uses);
-    out.push_back({{key.dev},
-                   key.cls,
-                   g.not_before_ns,
-                   g.not_after_ns,
-                   uses,
-                   key.scope,
-                   key.scope_id,
-                   g.id,
-                   g.pkind,
-                   g.key_index,
-                   g.key_value});
+    fold_grant_row(out, key, g, uses);
   });
-  std::sort(out.begin(), out.end(), [](const Grant& a, const Grant& b) { return a.id < b.id; });
+  sort_grants(out);
   return out;
 }
 

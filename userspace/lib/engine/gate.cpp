@@ -1,5 +1,6 @@
 #include "gpugate/gate.hpp"
 
+#include <algorithm>
 #include <optional>
 
 #include <fmt/format.h>
@@ -32,6 +33,43 @@ Result<void> check_grant(const Grant& grant, const DeviceTable* devices) {
       (grant.scope == GG_SCOPE_UID && grant.scope_id > UINT32_MAX))
     return make_error("grant: a scope is any process (no id), a cgroup id or a uid");
   return {};
+}
+
+gg_grant_key grant_key(const Grant& grant, uint32_t dev) {
+  return {dev, static_cast<uint16_t>(grant.cls), static_cast<uint16_t>(grant.scope), grant.scope_id};
+}
+
+gg_grant grant_value(const Grant& grant) {
+  return {grant.not_before_ns,
+          grant.not_after_ns,
+          grant.id,
+          static_cast<uint8_t>(grant.pkind),
+          static_cast<uint8_t>(grant.key_index),
+          {0, 0},
+          grant.key_value};
+}
+
+void fold_grant_row(std::vector<Grant>& grants, const gg_grant_key& key, const gg_grant& value, int64_t uses) {
+  for (auto& g : grants)
+    if (g.id == value.id) {
+      g.devs.push_back(key.dev);
+      return;
+    }
+  grants.push_back({{key.dev},
+                    key.cls,
+                    value.not_before_ns,
+                    value.not_after_ns,
+                    uses,
+                    key.scope,
+                    key.scope_id,
+                    value.id,
+                    value.pkind,
+                    value.key_index,
+                    value.key_value});
+}
+
+void sort_grants(std::vector<Grant>& grants) {
+  std::sort(grants.begin(), grants.end(), [](const Grant& a, const Grant& b) { return a.id < b.id; });
 }
 
 Takeover claim_restart_state(gg_state& st, bool found_earlier) {

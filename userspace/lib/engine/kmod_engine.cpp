@@ -232,14 +232,8 @@ Result<uint32_t> KmodEngine::install_grant(Grant grant) {
   if (auto w = write_state(*st); !w) return w.error();
   for (uint32_t dev : grant.devs) {
     gg_kmod_grant g{};
-    g.key = {dev, static_cast<uint16_t>(grant.cls), static_cast<uint16_t>(grant.scope), grant.scope_id};
-    g.grant = {grant.not_before_ns,
-               grant.not_after_ns,
-               grant.id,
-               static_cast<uint8_t>(grant.pkind),
-               static_cast<uint8_t>(grant.key_index),
-               {0, 0},
-               grant.key_value};
+    g.key = grant_key(grant, dev);
+    g.grant = grant_value(grant);
     g.uses = grant.uses;
     if (auto r = ioctl_checked(GG_KIOC_GRANT_ADD, &g, "installing a grant"); !r) {
       (void)revoke_grant(grant.id);
@@ -267,25 +261,8 @@ Result<std::vector<Grant>> KmodEngine::grants() const {
   if (auto r = ioctl_checked(GG_KIOC_GRANTS, &a, "listing grants"); !r) return r.error();
   g.resize(a.count);
   std::vector<Grant> out;
-  for (const auto& k : g) {
-    auto it = std::find_if(out.begin(), out.end(), [&](const Grant& o) { return o.id == k.grant.id; });
-    if (it != out.end()) {
-      it->devs.push_back(k.key.dev);
-      continue;
-    }
-    out.push_back({{k.key.dev},
-                   k.key.cls,
-                   k.grant.not_before_ns,
-                   k.grant.not_after_ns,
-                   k.uses,
-                   k.key.scope,
-                   k.key.scope_id,
-                   k.grant.id,
-                   k.grant.pkind,
-                   k.grant.key_index,
-                   k.grant.key_value});
-  }
-  std::sort(out.begin(), out.end(), [](const Grant& a, const Grant& b) { return a.id < b.id; });
+  for (const auto& k : g) fold_grant_row(out, k.key, k.grant, k.uses);
+  sort_grants(out);
   return out;
 }
 
