@@ -138,6 +138,26 @@ static __always_inline int gg_find_nv_control_body(__u32 id)
 }
 
 /*
+ * The DRM/KFD searches, one function per table: the table's address stays a
+ * constant in each, so the verifier reads its entries as known values.
+ */
+static __always_inline int gg_find_drm_core_body(__u32 nr)
+{
+	return GG_BSEARCH(gg_drm_core, GG_DRM_CORE_LEN, nr, nr);
+}
+
+static __always_inline int gg_find_kfd_body(__u32 nr)
+{
+	return GG_BSEARCH(gg_kfd, GG_KFD_LEN, nr, nr);
+}
+
+/* key: driver << 8 | nr */
+static __always_inline int gg_find_drm_driver_body(__u32 key)
+{
+	return GG_BSEARCH(gg_drm_driver_ioctls, GG_DRM_DRIVER_IOCTLS_LEN, key, key);
+}
+
+/*
  * In BPF the table searches and the decoder are global functions: the
  * verifier checks each once on its own instead of once per call path,
  * which keeps the observer far below the instruction limit.
@@ -145,6 +165,9 @@ static __always_inline int gg_find_nv_control_body(__u32 id)
 #if defined(__bpf__)
 int gg_find_nv_escape(__u32 nr);
 int gg_find_nv_control(__u32 id);
+int gg_find_drm_core(__u32 nr);
+int gg_find_kfd(__u32 nr);
+int gg_find_drm_driver(__u32 key);
 int gg_decode(const struct gg_raw *raw, struct gg_decoded *d);
 #else
 static inline int gg_find_nv_escape(__u32 nr)
@@ -156,7 +179,64 @@ static inline int gg_find_nv_control(__u32 id)
 {
 	return gg_find_nv_control_body(id);
 }
+
+static inline int gg_find_drm_core(__u32 nr)
+{
+	return gg_find_drm_core_body(nr);
+}
+
+static inline int gg_find_kfd(__u32 nr)
+{
+	return gg_find_kfd_body(nr);
+}
+
+static inline int gg_find_drm_driver(__u32 key)
+{
+	return gg_find_drm_driver_body(key);
+}
 #endif
+
+/*
+ * An entry of a DRM/KFD table by the index its search returned. In BPF the
+ * search is a global function, checked once: the index comes back as one
+ * unknown value, bounded here by the table's constant length, instead of a
+ * known index per path through the search that the verifier would follow
+ * through the rest of the decoder (6.1's verifier ran out that way).
+ */
+#define GG_IOCTL_AT(tab, len, i, cls, size)                                                        \
+	({                                                                                         \
+		__u32 at_ = (__u32)(i); /* -1 becomes too large: one unsigned bound */             \
+		int found_at_ = -1;                                                                \
+		GG_PIN(at_);                                                                       \
+		if (at_ < (__u32)(len)) {                                                          \
+			*(cls) = (tab)[at_].cls;                                                   \
+			*(size) = (tab)[at_].size;                                                 \
+			found_at_ = (int)at_;                                                      \
+		}                                                                                  \
+		found_at_;                                                                         \
+	})
+
+/* Index of nr in the DRM core or the KFD table, -1 if absent. */
+static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u32 *size)
+{
+	switch (table) {
+	case GG_TAB_DRM_CORE:
+		return GG_IOCTL_AT(gg_drm_core, GG_DRM_CORE_LEN, gg_find_drm_core(nr), cls, size);
+	case GG_TAB_KFD:
+		return GG_IOCTL_AT(gg_kfd, GG_KFD_LEN, gg_find_kfd(nr), cls, size);
+	default:
+		return -1;
+	}
+}
+
+/* Index of a DRM driver's own command in gg_drm_driver_ioctls, -1 if absent. */
+static __always_inline int gg_find_drm_driver_ioctl(__u32 driver, __u32 nr, __u32 *cls, __u32 *size)
+{
+	__u32 key = (driver & 0xff) << 8 | (nr & 0xff);
+
+	return GG_IOCTL_AT(gg_drm_driver_ioctls, GG_DRM_DRIVER_IOCTLS_LEN, gg_find_drm_driver(key),
+			   cls, size);
+}
 
 static __always_inline int gg_find_nv_legacy(__u32 cmd_class, __u32 category)
 {
@@ -181,52 +261,6 @@ static __always_inline int gg_find_nv_uvm(__u32 request)
 			return i;
 	}
 	return -1;
-}
-
-/*
- * DRM/KFD tables share one entry type. Inlined once per table so that the
- * length is a constant at each call: the verifier can then bound the index.
- */
-static __always_inline int gg_ioctl_lookup(const struct gg_ioctl_entry *tab, int len, __u32 nr,
-					   __u32 *cls, __u32 *size)
-{
-	int i = GG_BSEARCH(tab, len, nr, nr);
-
-	GG_PIN(i);
-	if (i < 0 || i >= len)
-		return -1;
-	*cls = tab[i].cls;
-	*size = tab[i].size;
-	return i;
-}
-
-#define GG_IOCTL_LOOKUP(tab, nr, cls, size) gg_ioctl_lookup(tab, GG_ARRAY_LEN(tab), nr, cls, size)
-
-/* Index of nr in the DRM core or the KFD table, -1 if absent. */
-static __always_inline int gg_find_ioctl(__u32 table, __u32 nr, __u32 *cls, __u32 *size)
-{
-	switch (table) {
-	case GG_TAB_DRM_CORE:
-		return GG_IOCTL_LOOKUP(gg_drm_core, nr, cls, size);
-	case GG_TAB_KFD:
-		return GG_IOCTL_LOOKUP(gg_kfd, nr, cls, size);
-	default:
-		return -1;
-	}
-}
-
-/* Index of a DRM driver's own command in gg_drm_driver_ioctls, -1 if absent. */
-static __always_inline int gg_find_drm_driver_ioctl(__u32 driver, __u32 nr, __u32 *cls, __u32 *size)
-{
-	__u32 key = (driver & 0xff) << 8 | (nr & 0xff);
-	int i = GG_BSEARCH(gg_drm_driver_ioctls, GG_DRM_DRIVER_IOCTLS_LEN, key, key);
-
-	GG_PIN(i);
-	if (i < 0 || i >= GG_DRM_DRIVER_IOCTLS_LEN)
-		return -1;
-	*cls = gg_drm_driver_ioctls[i].cls;
-	*size = gg_drm_driver_ioctls[i].size;
-	return i;
 }
 
 /* A DRM driver's row (drm_drivers.def): a constant bound for the verifier. */
