@@ -8,6 +8,8 @@
  *   nvidia.c   the NVIDIA family: nvidia_unlocked_ioctl, rm_ioctl,
  *              os_memcpy_from_user
  *   drm.c      the DRM family: drm_ioctl, drm_compat_ioctl, drm_ioctl_kernel
+ *   kfd.c      the AMD KFD family: kfd_ioctl and every handler of amdkfd's
+ *              dispatch table
  *   call.c     per-call context, from a driver's ioctl entry to its copies
  *   gate.c     the decision (kmod/common/gg_gate.h) on the driver's copy,
  *              and the records it makes
@@ -84,7 +86,7 @@ void gg_get_state(struct gg_state *out);
 void gg_set_state(const struct gg_state *in);
 
 /* call.c: the context of one driver ioctl, on the stack of its wrapper */
-enum gg_family_id { GG_FAM_NVIDIA = 0, GG_FAM_DRM = 1, GG_FAM_COUNT };
+enum gg_family_id { GG_FAM_NVIDIA = 0, GG_FAM_DRM = 1, GG_FAM_KFD = 2, GG_FAM_COUNT };
 
 struct gg_call {
 	struct hlist_node node;
@@ -109,7 +111,7 @@ struct gg_call {
 	u8 deferred; /* NVIDIA: an RM control decided where its params are copied */
 	u8 refused;  /* denied: the driver never ran it */
 	u8 orphan;   /* no wrapper around it: no per-call state */
-	u8 compat;   /* a 32-bit caller (DRM: drm_compat_ioctl) */
+	u8 compat;   /* a 32-bit caller (DRM: drm_compat_ioctl; KFD: compat_ptr_ioctl) */
 	/* NVIDIA: the RM escape as rm_ioctl got it */
 	u32 escape;
 	u32 size;
@@ -156,6 +158,15 @@ struct gg_khook {
 	kprobe_pre_handler_t pre;
 	kretprobe_handler_t entry, ret;
 	size_t ret_data;
+	/*
+	 * table: read the dispatch table at table (in module) into
+	 * funcs/nfuncs, or refuse with why; on_call runs at a handler's entry
+	 */
+	int (*read_table)(struct gg_khook *h, unsigned long table, const char *module, char *why,
+			  size_t len);
+	void (*on_call)(struct gg_khook *h, unsigned long ip, struct pt_regs *regs);
+	unsigned long *funcs;
+	unsigned int nfuncs;
 	/* runtime */
 	unsigned long addr;
 	struct ftrace_ops ops;
@@ -180,7 +191,10 @@ struct gg_family {
 
 extern struct gg_family gg_nvidia_family;
 extern struct gg_family gg_drm_family;
+extern struct gg_family gg_kfd_family;
 
+unsigned long gg_symbol_info(unsigned long addr, char *name, size_t name_len, char *module,
+			     size_t len);
 int gg_hooks_init(void);
 void gg_hooks_exit(void);
 bool gg_family_attached(u32 family);

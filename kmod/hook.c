@@ -12,7 +12,13 @@
  *            (NVIDIA's RM core is built without -mfentry). An empty
  *            post-handler keeps the probe unoptimized, since an optimized
  *            probe ignores a changed regs->ip (Documentation/trace/kprobes.rst).
- *            A kretprobe beside it sees the function's result.
+ *            A kretprobe beside it sees the function's result;
+ *   table    one IPMODIFY ftrace_ops on every handler a driver's dispatch
+ *            table names (the symbol is the table; the family reads it):
+ *            the family's callback decides at the handler's entry, on its
+ *            arguments, and may send the call to a refusal stub. For
+ *            drivers whose only post-copy points are their handlers
+ *            (amdkfd); the table, not a list of names, says which exist.
  *
  * Symbols are resolved with kallsyms_lookup_name (found once through a
  * kprobe on it, as it is not exported). A family attaches whole or not at
@@ -31,6 +37,7 @@
 static struct gg_family *gg_families[GG_FAM_COUNT] = {
 	[GG_FAM_NVIDIA] = &gg_nvidia_family,
 	[GG_FAM_DRM] = &gg_drm_family,
+	[GG_FAM_KFD] = &gg_kfd_family,
 };
 
 static DEFINE_MUTEX(gg_hooks_lock);
@@ -51,16 +58,32 @@ static void notrace gg_ftrace_thunk(unsigned long ip, unsigned long parent_ip,
 	regs->ip = (unsigned long)h->wrapper;
 }
 
+static void notrace gg_ftrace_table_thunk(unsigned long ip, unsigned long parent_ip,
+					  struct ftrace_ops *ops, struct ftrace_regs *fregs)
+{
+	struct gg_khook *h = container_of(ops, struct gg_khook, ops);
+	struct pt_regs *regs = ftrace_get_regs(fregs);
+
+	if (!regs)
+		return;
+	atomic64_inc(&h->hits);
+	h->on_call(h, ip, regs);
+}
+
 /* An empty post-handler: it keeps the kprobe unoptimized (see above). */
 static void gg_kprobe_post(struct kprobe *p, struct pt_regs *regs, unsigned long flags)
 {
 }
 
 /*
- * The start of the function that holds addr (an IBT kernel probes after
- * the ENDBR), from sprint_symbol's "name+off/size [module]", and its module.
+ * The symbol that holds addr, from sprint_symbol's "name+off/size [module]":
+ * its start (an IBT kernel probes after the ENDBR), its name and its module
+ * ("" when built in). Returns the start; name and module may be NULL. (The
+ * size is not taken: for a module's data symbols kallsyms measures it to
+ * the end of the module's text, which lies below them.)
  */
-static unsigned long gg_symbol_start(unsigned long addr, char *module, size_t len)
+unsigned long gg_symbol_info(unsigned long addr, char *name, size_t name_len, char *module,
+			     size_t len)
 {
 	char buf[KSYM_SYMBOL_LEN], *plus, *slash, *open;
 	unsigned long off = 0;
@@ -73,6 +96,13 @@ static unsigned long gg_symbol_start(unsigned long addr, char *module, size_t le
 		if (kstrtoul(plus + 1, 0, &off))
 			off = 0;
 		*slash = '/';
+	}
+	if (name) {
+		if (plus)
+			*plus = 0;
+		strscpy(name, buf, name_len);
+		if (plus)
+			*plus = '+';
 	}
 	if (module) {
 		module[0] = 0;
@@ -100,7 +130,7 @@ static int gg_find_kallsyms(void)
 
 	if (err)
 		return err;
-	gg_kallsyms_lookup_name = (void *)gg_symbol_start((unsigned long)kp.addr, NULL, 0);
+	gg_kallsyms_lookup_name = (void *)gg_symbol_info((unsigned long)kp.addr, NULL, 0, NULL, 0);
 	unregister_kprobe(&kp);
 	return 0;
 }
@@ -112,7 +142,7 @@ static int gg_resolve(const char *symbol, unsigned long *start, char *module, si
 
 	if (!addr)
 		return -ENOENT;
-	*start = gg_symbol_start(addr, module, len);
+	*start = gg_symbol_info(addr, NULL, 0, module, len);
 	return 0;
 }
 
@@ -136,11 +166,39 @@ static void gg_hook_detach(struct gg_khook *h)
 static int gg_hook_attach(struct gg_khook *h, char *why, size_t len)
 {
 	char module[MODULE_NAME_LEN];
+	unsigned int i;
 	int err = gg_resolve(h->symbol, &h->addr, module, sizeof(module));
 
 	if (err) {
 		snprintf(why, len, "no symbol %s (%d)", h->symbol, err);
 		return err;
+	}
+	if (h->kind == GG_KHOOK_TABLE) {
+		memset(&h->ops, 0, sizeof(h->ops));
+		h->ops.func = gg_ftrace_table_thunk;
+		h->ops.flags =
+			FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_RECURSION;
+		err = h->read_table(h, h->addr, module, why, len);
+		if (err)
+			return err;
+		for (i = 0; i < h->nfuncs; i++) {
+			err = ftrace_set_filter_ip(&h->ops, h->funcs[i], 0, 0);
+			if (err) {
+				ftrace_free_filter(&h->ops);
+				snprintf(why, len, "%s: %ps has no ftrace site (%d)", h->symbol,
+					 (void *)h->funcs[i], err);
+				return err;
+			}
+		}
+		err = register_ftrace_function(&h->ops);
+		if (err) {
+			ftrace_free_filter(&h->ops);
+			snprintf(why, len, "%s: ftrace refused (%d; another IPMODIFY user?)",
+				 h->symbol, err);
+			return err;
+		}
+		h->ftrace_on = true;
+		return 0;
 	}
 	if (h->kind == GG_KHOOK_FTRACE) {
 		memset(&h->ops, 0, sizeof(h->ops));

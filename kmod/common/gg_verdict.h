@@ -157,6 +157,8 @@ static inline int gg_kmod_owns(const struct gg_policy *p, __u32 dev_kind)
 	if ((p->flags & GG_POLF_KMOD_NVIDIA) &&
 	    (dev_kind == GG_DEV_NVIDIA_CTL || dev_kind == GG_DEV_NVIDIA_GPU))
 		return 1;
+	if ((p->flags & GG_POLF_KMOD_KFD) && dev_kind == GG_DEV_KFD)
+		return 1;
 	return (p->flags & GG_POLF_KMOD_DRM) && dev_kind == GG_DEV_DRM;
 }
 

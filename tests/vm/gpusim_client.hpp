@@ -55,12 +55,15 @@ inline uint64_t boot_ns() {
 // engine running in it.
 struct Collector : gpugate::EventHandler {
   std::vector<gg_ioctl_enter> enters;
+  std::vector<gg_ioctl_exit> exits;
   std::vector<gg_guard_event> guards;
   bool any_pid = false;
   void on_enter(const gg_ioctl_enter& e) override {
     if (any_pid || e.hdr.pid == static_cast<uint32_t>(getpid())) enters.push_back(e);
   }
-  void on_exit(const gg_ioctl_exit&) override {}
+  void on_exit(const gg_ioctl_exit& x) override {
+    if (any_pid || x.hdr.pid == static_cast<uint32_t>(getpid())) exits.push_back(x);
+  }
   void on_guard(const gg_guard_event& g) override { guards.push_back(g); }
 };
 

@@ -29,6 +29,7 @@
 
 #include "gpugate/bpf_engine.hpp"
 
+#include "drivers.hpp"
 #include "gpusim_client.hpp"
 #include "ia32.hpp"
 #include "ledger_read.hpp"
@@ -442,31 +443,6 @@ TEST(Gate, ThirtyTwoBitCallersAreGatedTheSame) {
 
 namespace {
 
-// Loads vgem and the DRM modules it needs (tools/vmtest puts them in
-// /modules/drm in load order); unloads them when done.
-struct Vgem {
-  Vgem() {
-    std::vector<std::string> mods;
-    for (const auto& e : std::filesystem::directory_iterator("/modules/drm")) mods.push_back(e.path());
-    std::sort(mods.begin(), mods.end(), [](const std::string& a, const std::string& b) {
-      return std::stoi(std::filesystem::path(a).filename()) < std::stoi(std::filesystem::path(b).filename());
-    });
-    std::ifstream proc("/proc/modules");
-    std::string all((std::istreambuf_iterator<char>(proc)), std::istreambuf_iterator<char>());
-    for (const auto& m : mods) {
-      // "3-drm_kms_helper.ko" -> "drm_kms_helper": an earlier test may have left it loaded
-      std::string name = std::filesystem::path(m).stem();
-      name = name.substr(name.find('-') + 1);
-      std::replace(name.begin(), name.end(), '-', '_');
-      if (all.find("\n" + name + " ") != std::string::npos || all.rfind(name + " ", 0) == 0) continue;
-      loaded &= std::system(("insmod " + m).c_str()) == 0;
-    }
-    for (int i = 0; i < 100 && !std::filesystem::exists("/dev/dri/card0"); i++) std::this_thread::sleep_for(20ms);
-  }
-  ~Vgem() { (void)std::system("rmmod vgem"); }
-  bool loaded = true;
-};
-
 struct DumbCreate {
   uint32_t height, width, bpp, flags, handle, pitch;
   uint64_t size;
@@ -484,8 +460,8 @@ int create_dumb(int fd) {
 // A policy rule gates a DRM command on vgem's node only: the same command
 // elsewhere, and other commands on vgem, are untouched.
 TEST(Gate, ARuleGatesADrmCommandOnVgemOnly) {
-  Vgem vgem;
-  ASSERT_TRUE(vgem.loaded) << "insmod of /modules/drm failed";
+  gpugate::test::GuestDriver vgem("/modules/drm", "vgem", "/dev/dri/card0");
+  ASSERT_TRUE(vgem.loaded) << vgem.error;
   ASSERT_TRUE(std::filesystem::exists("/dev/dri/card0"));
   TempDir dir;
   std::string policy = dir.path / "policy.toml";

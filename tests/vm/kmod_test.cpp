@@ -19,12 +19,14 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "attack_pages.hpp"
+#include "drivers.hpp"
 #include "gpugate/decode.hpp"
 #include "gpusim_client.hpp"
 #include "ia32.hpp"
@@ -411,6 +413,138 @@ TEST(Kmod, OneVerdictAndOneRecordPerIoctl) {
     EXPECT_EQ(r["verdict"], gated ? "denied" : "allowed");
     EXPECT_FALSE(r["result"]["ret"].is_null()) << "the call's result is in the record";
   }
+}
+
+namespace {
+
+// amdkfd's ioctls (include/uapi/linux/kfd_ioctl.h; kmod/uapi/gpugate/kfd.def).
+constexpr unsigned long kKfdGetVersion = 0x80084B01;    // AMDKFD_IOR(0x01, {u32 major, minor})
+constexpr unsigned long kKfdCreateEvent = 0xC0204B08;   // AMDKFD_IOWR(0x08, kfd_ioctl_create_event_args)
+constexpr unsigned long kKfdDestroyEvent = 0x40084B09;  // AMDKFD_IOW(0x09, {u32 event_id, pad})
+constexpr unsigned long kKfdPastTheTable = 0xC0084B7F;  // nr 0x7f: no handler
+constexpr uint32_t kKfdEventMemory = 8;                 // KFD_IOC_EVENT_MEMORY: needs no GPU
+
+struct KfdCreateEvent {
+  uint64_t event_page_offset;
+  uint32_t event_trigger_data, event_type, auto_reset, node_id, event_id, event_slot_index;
+};
+
+int destroy_event(int fd, uint32_t id) {
+  uint32_t args[2] = {id, 0};
+  return ioctl(fd, kKfdDestroyEvent, args) < 0 ? -errno : 0;
+}
+
+}  // namespace
+
+// The real amdgpu of the guest's kernel creates /dev/kfd with no AMD GPU
+// present: the module attaches to every handler amdkfd's dispatch table
+// names, decides on kdata (the copy the handler uses), refuses with EPERM
+// as the driver refuses a caller without the right, and lets go when amdgpu
+// goes. 32-bit callers (an fd opened by a 64-bit process, used through
+// int 0x80 and compat_ptr_ioctl) meet the same gate; an ioctl kfd_ioctl
+// refuses before any handler is recorded as undecided.
+TEST(Kmod, GatesAmdKfdOnTheHandlersCopy) {
+  GuestDriver amd("/modules/amd", "amdgpu", "/dev/kfd");
+  ASSERT_TRUE(amd.loaded) << amd.error;
+  {
+    auto fs = families();
+    const auto* kfd = family(fs, "kfd");
+    ASSERT_NE(kfd, nullptr);
+    ASSERT_EQ(kfd->state, GG_KHOOK_ATTACHED) << kfd->why;
+    EXPECT_EQ(kfd->module, "amdgpu");
+    ASSERT_EQ(kfd->hooks.size(), 2u);
+    EXPECT_EQ(std::string(kfd->hooks[1].symbol), "amdkfd_ioctls");
+    EXPECT_EQ(kfd->hooks[1].kind, GG_KHOOK_TABLE);
+  }
+  std::string ftrace = enabled_functions();
+  for (const char* f :
+       {"kfd_ioctl ", "kfd_ioctl_get_version", "kfd_ioctl_set_xnack_mode", "kfd_ioctl_create_queue", "kfd_ioctl_criu"})
+    EXPECT_NE(ftrace.find(f), std::string::npos) << f << " is hooked:\n" << ftrace;
+
+  gg_policy policy = gpugate::default_policy(GG_MODE_ENFORCE);
+  policy.action[GG_CLASS_RESOURCE] = GG_ACT_DENY;  // DESTROY_EVENT's class
+  gg_policy allow = gpugate::default_policy(GG_MODE_ENFORCE);
+  InProcessGate gate(allow);
+  ASSERT_TRUE(gate.ok) << gate.error;
+  ASSERT_TRUE(gate.kmod->owned_policy_flags() & GG_POLF_KMOD_KFD) << "the module decides on /dev/kfd";
+  int fd = open("/dev/kfd", O_RDWR);
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  // closed before amdgpu is unloaded, however the test ends
+  std::unique_ptr<int, void (*)(int*)> closer(&fd, [](int* f) {
+    if (*f >= 0) close(*f);
+    *f = -1;
+  });
+  uint32_t version[2] = {0, 0};
+  ASSERT_EQ(ioctl(fd, kKfdGetVersion, version), 0) << "a query passes";
+  EXPECT_EQ(version[0], 1u) << "KFD interface major version";
+  KfdCreateEvent ev{};
+  ev.event_type = kKfdEventMemory;
+  ASSERT_EQ(ioctl(fd, kKfdCreateEvent, &ev), 0) << std::strerror(errno);
+
+  // Denied: the driver's state is what it was.
+  ASSERT_TRUE(gate.set_policy(policy).ok());
+  EXPECT_EQ(destroy_event(fd, ev.event_id), -EPERM) << "refused as the driver refuses";
+  int ia32_ret = 1;
+  {
+    ASSERT_EQ(ia32_syscalls(), Ia32::kAvailable) << "the guest kernels take 32-bit calls";
+    uint8_t* low = low_page();
+    ASSERT_NE(low, nullptr);
+    std::memcpy(low, &ev.event_id, 4);
+    ia32_ret = static_cast<int>(ioctl_ia32(fd, static_cast<uint32_t>(kKfdDestroyEvent), low32(low)));
+    munmap(low, 4096);
+  }
+  EXPECT_EQ(ia32_ret, -EPERM) << "a 32-bit caller meets the same gate";
+  EXPECT_EQ(ioctl(fd, kKfdPastTheTable, version), -1);
+  int past_errno = errno;
+  // Allowed, the same call works once: the event was still there, and the
+  // refusals were the gate's.
+  ASSERT_TRUE(gate.set_policy(allow).ok());
+  EXPECT_EQ(destroy_event(fd, ev.event_id), 0) << "neither refused call reached the driver";
+  EXPECT_EQ(destroy_event(fd, ev.event_id), -EINVAL) << "and this one did";
+
+  Collector col;
+  gate.drain_into(col);
+  closer.reset();
+  std::vector<gg_ioctl_enter> kfd;
+  for (const auto& e : col.enters)
+    if (e.device.kind == GG_DEV_KFD) kfd.push_back(e);
+  ASSERT_EQ(kfd.size(), 7u) << "one record per ioctl, from one gate";
+  for (const auto& e : kfd) {
+    EXPECT_EQ(e.hook, GG_HOOK_KMOD_KFD) << "the module decided, not BPF";
+    EXPECT_EQ(e.device.vendor, GG_VENDOR_AMD);
+  }
+  EXPECT_EQ(kfd[0].dec.cls, GG_CLASS_QUERY);
+  for (int i : {2, 3}) {
+    SCOPED_TRACE(i);
+    EXPECT_EQ(kfd[i].verdict, GG_VERDICT_DENY);
+    EXPECT_EQ(kfd[i].dec.cls, GG_CLASS_RESOURCE);
+    EXPECT_NE(gpugate::command_name(kfd[i].raw, kfd[i].dec).find("DESTROY_EVENT"), std::string::npos)
+        << gpugate::command_name(kfd[i].raw, kfd[i].dec);
+    uint32_t id = 0;
+    std::memcpy(&id, kfd[i].raw.arg, 4);
+    EXPECT_EQ(id, ev.event_id) << "decided on the id the handler got";
+  }
+  EXPECT_EQ(kfd[4].raw.capture_flags & GG_CAP_AFTER, GG_CAP_AFTER)
+      << "no handler ran: recorded after the call, undecided";
+  EXPECT_EQ(kfd[4].reason, GG_WHY_UNDECIDED);
+  bool exit_seen = false;
+  for (const auto& x : col.exits)
+    if (x.enter_seq == kfd[4].hdr.seq) {
+      exit_seen = true;
+      EXPECT_EQ(x.ret, -past_errno) << "the driver's own answer";
+    }
+  EXPECT_TRUE(exit_seen);
+  for (int i : {0, 1, 5, 6}) EXPECT_EQ(kfd[i].verdict, GG_VERDICT_ALLOW) << i;
+
+  // amdgpu goes: the module lets go of it first.
+  ASSERT_TRUE(amd.unload()) << "rmmod amdgpu";
+  auto fs = gate.kmod->families();
+  ASSERT_TRUE(fs.ok()) << fs.error().message;
+  const auto* kfd_family = family(*fs, "kfd");
+  ASSERT_NE(kfd_family, nullptr);
+  EXPECT_EQ(kfd_family->state, GG_KHOOK_WAITING);
+  EXPECT_EQ(enabled_functions().find("kfd_ioctl"), std::string::npos) << enabled_functions();
+  EXPECT_FALSE(gate.kmod->owned_policy_flags() & GG_POLF_KMOD_KFD);
 }
 
 // While it enforces the module holds itself against unload, until

@@ -124,6 +124,7 @@ struct InProcessGate {
   }
   Result<uint32_t> install_grant(const Grant& g) { return gates.install_grant(g); }
   Result<void> revoke_grant(uint32_t id) { return gates.revoke_grant(id); }
+  Result<void> set_policy(const gg_policy& p) { return gates.set_policy(p); }
   // The records of this process (or of any), from every engine of the gate.
   std::vector<gg_ioctl_enter> records(bool any_pid = false) {
     Collector c;

@@ -66,6 +66,7 @@ GG_ABI_ASSERT(sizeof(struct gg_kmod_grant) == 56, "gg_kmod_grant layout");
 enum gg_kmod_hook_kind {
 	GG_KHOOK_FTRACE = 1, /* ftrace with a wrapper (IPMODIFY) */
 	GG_KHOOK_KPROBE = 2, /* kprobe (int3 where the function has no ftrace site) */
+	GG_KHOOK_TABLE = 3,  /* ftrace on every handler of a dispatch table (symbol: the table) */
 };
 enum gg_kmod_hook_state {
 	GG_KHOOK_WAITING = 0,  /* the driver that has it is not loaded */

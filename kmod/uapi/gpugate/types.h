@@ -91,7 +91,7 @@ enum gg_hook {
 	GG_HOOK_KMOD_OS_MEMCPY = 7, /* ftrace on os_memcpy_from_user: an RM control's params */
 	GG_HOOK_KMOD_NV_IOCTL = 8,  /* ftrace on nvidia_unlocked_ioctl: escapes RM never sees */
 	GG_HOOK_KMOD_DRM = 9,	    /* ftrace on drm_ioctl_kernel: a DRM ioctl's kdata */
-	GG_HOOK_KMOD_KFD = 10,	    /* ftrace on an amdkfd ioctl handler: its kdata */
+	GG_HOOK_KMOD_KFD = 10,	    /* ftrace on every amdkfd ioctl handler: its kdata */
 	GG_HOOK_COUNT
 };
 

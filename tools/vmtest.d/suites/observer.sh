@@ -1,11 +1,12 @@
 #!/bin/sh
 # The observer and the shared decoder on a guest kernel: the host test binary,
-# unchanged (CO-RE), run inside the guest.
+# unchanged (CO-RE), run inside the guest. Output streams to the console as
+# the tests run (a hung test shows where it hung).
 grep -qw bpf /sys/kernel/security/lsm || echo "note: bpf is not in this kernel's active LSM list"
 out=/tmp/host-tests.out
-GG_REQUIRE_IA32=1 "$GG_TESTS/gpugate_host_tests" --gtest_color=no >"$out" 2>&1
-rc=$?
-cat "$out"
+rcfile=/tmp/host-tests.rc
+{ GG_REQUIRE_IA32=1 "$GG_TESTS/gpugate_host_tests" --gtest_color=no 2>&1; echo $? >"$rcfile"; } | tee "$out"
+rc=$(cat "$rcfile")
 passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out")
 failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out")
 echo "suite observer: ${passed:-0} passed, ${failed:-0} failed"

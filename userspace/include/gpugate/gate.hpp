@@ -112,6 +112,8 @@ class GateSet {
   Result<void> revoke_grant(uint32_t id);
   [[nodiscard]] Result<std::vector<Grant>> grants() const;
   Result<void> set_devices(const DeviceTable& devices);
+  // The same policy in every home (each keeps its mode).
+  Result<void> set_policy(const gg_policy& policy);
   // One line per difference, each naming its home ("kmod: ...").
   [[nodiscard]] std::vector<std::string> audit() const;
 

@@ -205,6 +205,13 @@ Json hooks_json(const std::vector<HookStatus>& hooks) {
   return j;
 }
 
+// The driver families gpugate.ko decides on (GG_POLF_KMOD_*), by name.
+Json owned_families_json(uint8_t owned) {
+  return {{"nvidia", (owned & GG_POLF_KMOD_NVIDIA) != 0},
+          {"drm", (owned & GG_POLF_KMOD_DRM) != 0},
+          {"kfd", (owned & GG_POLF_KMOD_KFD) != 0}};
+}
+
 unsigned mode_of(const std::string& text) {
   return text == "monitor"   ? static_cast<unsigned>(GG_MODE_MONITOR)
          : text == "observe" ? static_cast<unsigned>(GG_MODE_OBSERVE)
@@ -466,8 +473,7 @@ int run_daemon(const DaemonOptions& o) {
     st["kmod"] = kmod ? Json{{"device", kmod_device},
                              {"instance", fmt::format("{:016x}", kmod->hello().instance)},
                              {"held", !kmod->persists_at().empty()},
-                             {"owns", Json{{"nvidia", (kmod_owned & GG_POLF_KMOD_NVIDIA) != 0},
-                                           {"drm", (kmod_owned & GG_POLF_KMOD_DRM) != 0}}}}
+                             {"owns", owned_families_json(kmod_owned)}}
                       : Json(nullptr);
     st["control_socket"] = control ? Json(control->socket_path()) : Json(nullptr);
     st["hooks"] = hooks_json(hooks);
@@ -504,9 +510,9 @@ int run_daemon(const DaemonOptions& o) {
     auto rows = kmod->hook_rows();
     std::erase_if(hooks, [](const HookStatus& h) { return h.name.rfind("kmod/", 0) == 0; });
     hooks.insert(hooks.end(), rows.begin(), rows.end());
-    pipeline.write_event("kmod.families", {{"nvidia", (now & GG_POLF_KMOD_NVIDIA) != 0},
-                                           {"drm", (now & GG_POLF_KMOD_DRM) != 0},
-                                           {"hooks", hooks_json(rows)}});
+    Json families = owned_families_json(now);
+    families["hooks"] = hooks_json(rows);
+    pipeline.write_event("kmod.families", families);
   };
   int rc = 0;
   // A fatal error escaping the loop is recorded (daemon.crash, signed at

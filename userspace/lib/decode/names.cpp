@@ -260,7 +260,7 @@ std::string_view hook_name(unsigned hook) {
     case GG_HOOK_KMOD_OS_MEMCPY: return "kmod/os_memcpy_from_user";
     case GG_HOOK_KMOD_NV_IOCTL: return "kmod/nvidia_unlocked_ioctl";
     case GG_HOOK_KMOD_DRM: return "kmod/drm_ioctl_kernel";
-    case GG_HOOK_KMOD_KFD: return "kmod/kfd_ioctl";
+    case GG_HOOK_KMOD_KFD: return "kmod/kfd_handler";
     default: return "none";
   }
 }

@@ -663,7 +663,7 @@ Result<std::vector<Grant>> BpfEngine::grants() const {
 }
 
 Result<void> BpfEngine::set_kmod_owned(uint8_t policy_flags) {
-  kmod_owned_ = policy_flags & (GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM);
+  kmod_owned_ = policy_flags & GG_POLF_KMOD_ALL;
   if (!skel_) return {};
   gg_policy p = policy_;
   return set_policy(p);
@@ -672,7 +672,7 @@ Result<void> BpfEngine::set_kmod_owned(uint8_t policy_flags) {
 Result<void> BpfEngine::set_policy(gg_policy policy) {
   if (!skel_) return make_error("BPF engine not started");
   policy.mode = static_cast<uint8_t>(mode_);
-  policy.flags = static_cast<uint8_t>((policy.flags & ~(GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM)) | kmod_owned_);
+  policy.flags = static_cast<uint8_t>((policy.flags & ~GG_POLF_KMOD_ALL) | kmod_owned_);
   policy.fail_closed_vendors = gg_policy_fail_closed_vendors(&policy);
   uint32_t zero = 0;
   if (bpf_map_update_elem(bpf_map__fd(skel_->maps.policy), &zero, &policy, BPF_ANY) != 0)

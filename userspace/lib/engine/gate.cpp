@@ -155,6 +155,13 @@ Result<void> GateSet::set_devices(const DeviceTable& devices) {
   return {};
 }
 
+Result<void> GateSet::set_policy(const gg_policy& policy) {
+  for (auto* gate : gates_)
+    if (auto r = gate->set_policy(policy); !r)
+      return make_error(fmt::format("{} gate: {}", gate->gate_name(), r.error().message), r.error().code);
+  return {};
+}
+
 std::vector<std::string> GateSet::audit() const {
   std::vector<std::string> out;
   for (auto* gate : gates_)

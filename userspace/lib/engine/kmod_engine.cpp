@@ -18,7 +18,9 @@
 namespace gpugate {
 namespace {
 
-std::string hook_kind_name(unsigned kind) { return kind == GG_KHOOK_KPROBE ? "kprobe" : "ftrace"; }
+std::string hook_kind_name(unsigned kind) {
+  return kind == GG_KHOOK_KPROBE ? "kprobe" : kind == GG_KHOOK_TABLE ? "ftrace (each handler)" : "ftrace";
+}
 
 std::string_view hook_role(const gg_kmod_hook& h) {
   std::string_view symbol(h.symbol, strnlen(h.symbol, sizeof(h.symbol)));
@@ -200,6 +202,7 @@ uint8_t KmodEngine::owned_policy_flags() const {
     if (f.state != GG_KHOOK_ATTACHED) continue;
     if (f.name == "nvidia") flags |= GG_POLF_KMOD_NVIDIA;
     if (f.name == "drm") flags |= GG_POLF_KMOD_DRM;
+    if (f.name == "kfd") flags |= GG_POLF_KMOD_KFD;
   }
   return flags;
 }
@@ -216,7 +219,7 @@ Result<void> KmodEngine::set_devices(const DeviceTable& devices) {
 Result<void> KmodEngine::set_policy(gg_policy policy) {
   if (!fd_) return make_error("kmod engine not started");
   policy.mode = static_cast<uint8_t>(mode_);
-  policy.flags &= static_cast<uint8_t>(~(GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM));
+  policy.flags &= static_cast<uint8_t>(~GG_POLF_KMOD_ALL);
   policy.fail_closed_vendors = gg_policy_fail_closed_vendors(&policy);
   if (auto r = ioctl_checked(GG_KIOC_SET_POLICY, &policy, "installing the policy"); !r) return r.error();
   policy_ = policy;
