@@ -163,10 +163,39 @@ static void gg_hook_detach(struct gg_khook *h)
 	}
 }
 
+/* One IPMODIFY ftrace_ops on these functions' ftrace sites, calling thunk. */
+static int gg_ftrace_attach(struct gg_khook *h, ftrace_func_t thunk, const unsigned long *funcs,
+			    unsigned int n, char *why, size_t len)
+{
+	unsigned int i;
+	int err;
+
+	memset(&h->ops, 0, sizeof(h->ops));
+	h->ops.func = thunk;
+	h->ops.flags = FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_RECURSION;
+	for (i = 0; i < n; i++) {
+		err = ftrace_set_filter_ip(&h->ops, funcs[i], 0, 0);
+		if (err) {
+			ftrace_free_filter(&h->ops);
+			snprintf(why, len, "%s: %ps has no ftrace site (%d)", h->symbol,
+				 (void *)funcs[i], err);
+			return err;
+		}
+	}
+	err = register_ftrace_function(&h->ops);
+	if (err) {
+		ftrace_free_filter(&h->ops);
+		snprintf(why, len, "%s: ftrace refused (%d; another IPMODIFY user?)", h->symbol,
+			 err);
+		return err;
+	}
+	h->ftrace_on = true;
+	return 0;
+}
+
 static int gg_hook_attach(struct gg_khook *h, char *why, size_t len)
 {
 	char module[MODULE_NAME_LEN];
-	unsigned int i;
 	int err = gg_resolve(h->symbol, &h->addr, module, sizeof(module));
 
 	if (err) {
@@ -174,52 +203,13 @@ static int gg_hook_attach(struct gg_khook *h, char *why, size_t len)
 		return err;
 	}
 	if (h->kind == GG_KHOOK_TABLE) {
-		memset(&h->ops, 0, sizeof(h->ops));
-		h->ops.func = gg_ftrace_table_thunk;
-		h->ops.flags =
-			FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_RECURSION;
 		err = h->read_table(h, h->addr, module, why, len);
-		if (err)
-			return err;
-		for (i = 0; i < h->nfuncs; i++) {
-			err = ftrace_set_filter_ip(&h->ops, h->funcs[i], 0, 0);
-			if (err) {
-				ftrace_free_filter(&h->ops);
-				snprintf(why, len, "%s: %ps has no ftrace site (%d)", h->symbol,
-					 (void *)h->funcs[i], err);
-				return err;
-			}
-		}
-		err = register_ftrace_function(&h->ops);
-		if (err) {
-			ftrace_free_filter(&h->ops);
-			snprintf(why, len, "%s: ftrace refused (%d; another IPMODIFY user?)",
-				 h->symbol, err);
-			return err;
-		}
-		h->ftrace_on = true;
-		return 0;
+		return err ? err : gg_ftrace_attach(h, gg_ftrace_table_thunk, h->funcs, h->nfuncs,
+						    why, len);
 	}
 	if (h->kind == GG_KHOOK_FTRACE) {
-		memset(&h->ops, 0, sizeof(h->ops));
-		h->ops.func = gg_ftrace_thunk;
-		h->ops.flags =
-			FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_RECURSION;
 		*h->orig = h->addr;
-		err = ftrace_set_filter_ip(&h->ops, h->addr, 0, 0);
-		if (err) {
-			snprintf(why, len, "%s has no ftrace site (%d)", h->symbol, err);
-			return err;
-		}
-		err = register_ftrace_function(&h->ops);
-		if (err) {
-			ftrace_free_filter(&h->ops);
-			snprintf(why, len, "%s: ftrace refused (%d; another IPMODIFY user?)",
-				 h->symbol, err);
-			return err;
-		}
-		h->ftrace_on = true;
-		return 0;
+		return gg_ftrace_attach(h, gg_ftrace_thunk, &h->addr, 1, why, len);
 	}
 	if (h->kretprobe) {
 		memset(&h->krp, 0, sizeof(h->krp));
