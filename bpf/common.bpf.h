@@ -20,6 +20,11 @@
 #include "gg_verdict.h"
 #include "gg_device.h"
 
+/* the kernel's spelling, for the shared C (kmod/common) */
+#ifndef __maybe_unused
+#define __maybe_unused __attribute__((unused))
+#endif
+
 #define GG_S_IFMT  00170000
 #define GG_S_IFCHR 0020000
 #define GG_EPERM   1

@@ -140,13 +140,15 @@ static __always_inline void gg_apply_result(struct gg_ioctl_enter *e,
  * Its two halves are there too, for homes that see the bytes in two steps
  * (the module: the RM control's header at rm_ioctl, its params where the
  * driver copies them): name##_capture(ctx, pol, e, request, arg) and
- * name##_decide(ctx, pol, e, recorded, thread_state).
+ * name##_decide(ctx, pol, e, recorded, thread_state). A home need not call
+ * all three (user space's replay never calls the whole gate in one go), so
+ * each is __maybe_unused, which BPF and user space define as the kernel does.
  */
 #define GG_DEFINE_GATE(name, CTX, READ, VERIFY, OBJECT_CLASS, LAST_LOOK, TAKE_GRANT)               \
 	GG_DEFINE_GATE_CAPTURE(name##_stages, CTX, READ, VERIFY, OBJECT_CLASS)                     \
-	static __always_inline void name##_capture(CTX ctx, const struct gg_policy *pol,           \
-						   struct gg_ioctl_enter *e, __u32 request,        \
-						   __u64 arg)                                      \
+	static __always_inline __maybe_unused void name##_capture(                                 \
+		CTX ctx, const struct gg_policy *pol, struct gg_ioctl_enter *e, __u32 request,     \
+		__u64 arg)                                                                         \
 	{                                                                                          \
 		(void)pol; /* homes whose last look needs no policy */                             \
 		name##_stages(ctx, &e->raw, &e->dec, e->device.kind, e->device.drm_driver,         \
@@ -156,9 +158,9 @@ static __always_inline void gg_apply_result(struct gg_ioctl_enter *e,
 			e->dec.flags |= GG_DF_UNDECIDED;                                           \
 		}                                                                                  \
 	}                                                                                          \
-	static __always_inline void name##_decide(CTX ctx, const struct gg_policy *pol,            \
-						  struct gg_ioctl_enter *e, int recorded,          \
-						  int thread_state)                                \
+	static __always_inline __maybe_unused void name##_decide(                                  \
+		CTX ctx, const struct gg_policy *pol, struct gg_ioctl_enter *e, int recorded,      \
+		int thread_state)                                                                  \
 	{                                                                                          \
 		struct gg_subject subj_;                                                           \
 		struct gg_gate_result res_;                                                        \
@@ -170,9 +172,9 @@ static __always_inline void gg_apply_result(struct gg_ioctl_enter *e,
 			       TAKE_GRANT(ctx, e));                                                \
 		gg_apply_result(e, &res_);                                                         \
 	}                                                                                          \
-	static __always_inline void name(CTX ctx, const struct gg_policy *pol,                     \
-					 struct gg_ioctl_enter *e, __u32 request, __u64 arg,       \
-					 int recorded, int thread_state)                           \
+	static __always_inline __maybe_unused void name(                                           \
+		CTX ctx, const struct gg_policy *pol, struct gg_ioctl_enter *e, __u32 request,     \
+		__u64 arg, int recorded, int thread_state)                                         \
 	{                                                                                          \
 		name##_capture(ctx, pol, e, request, arg);                                         \
 		name##_decide(ctx, pol, e, recorded, thread_state);                                \

@@ -5,4 +5,7 @@
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif
+#ifndef __maybe_unused
+#define __maybe_unused __attribute__((unused))
+#endif
 #endif
