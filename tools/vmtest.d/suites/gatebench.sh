@@ -8,7 +8,9 @@
 # kernel's floor for syscall tracepoints. Not part of make test: run with
 #   tools/vmtest --suite gatebench
 grep -q "^gpusim " /proc/modules || insmod /modules/gpusim.ko || exit 1
-N=${GG_GATEBENCH_N:-200000}
+# 50,000 calls a workload: each config's daemon writes about 1.4 KB of
+# ledger a call into the guest's RAM (/tmp), and the ledger goes after each
+N=${GG_GATEBENCH_N:-50000}
 nv="$GG_BIN/gpugate-nvclient"
 out=/tmp/gatebench.tsv
 : >"$out"
@@ -34,12 +36,18 @@ daemon() { # config args...: gpugated until killed, enforcing
 	d=$!
 	i=0
 	while ! grep -q '"running"' /tmp/bench.json 2>/dev/null && [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
-	grep -q '"mode": "enforce"' /tmp/bench.json || { echo "gatebench: $cfg did not enforce"; cat /tmp/gd.out; exit 1; }
+	grep -q '"mode": "enforce"' /tmp/bench.json || {
+		echo "gatebench: $cfg did not enforce"
+		cat /tmp/gd.out /tmp/bench.json
+		free -m
+		exit 1
+	}
 	run_all "$cfg"
 	kill $d
 	wait $d
 	# the module holds the gate after its daemon: let it go before the next config
 	"$GG_BIN/gpugated" --unload --pin-dir /sys/fs/bpf/gg-bench --ledger /tmp/bench-ledger >/dev/null 2>&1
+	rm -rf /tmp/bench-ledger
 }
 for rep in 1 2 3 4 5; do
 	run_all bare
