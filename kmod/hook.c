@@ -204,8 +204,9 @@ static int gg_hook_attach(struct gg_khook *h, char *why, size_t len)
 	}
 	if (h->kind == GG_KHOOK_TABLE) {
 		err = h->read_table(h, h->addr, module, why, len);
-		return err ? err : gg_ftrace_attach(h, gg_ftrace_table_thunk, h->funcs, h->nfuncs,
-						    why, len);
+		return err ? err
+			   : gg_ftrace_attach(h, gg_ftrace_table_thunk, h->funcs, h->nfuncs, why,
+					      len);
 	}
 	if (h->kind == GG_KHOOK_FTRACE) {
 		*h->orig = h->addr;

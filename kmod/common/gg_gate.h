@@ -172,9 +172,9 @@ static __always_inline void gg_apply_result(struct gg_ioctl_enter *e,
 			       TAKE_GRANT(ctx, e));                                                \
 		gg_apply_result(e, &res_);                                                         \
 	}                                                                                          \
-	static __always_inline __maybe_unused void name(                                           \
-		CTX ctx, const struct gg_policy *pol, struct gg_ioctl_enter *e, __u32 request,     \
-		__u64 arg, int recorded, int thread_state)                                         \
+	static __always_inline __maybe_unused void name(CTX ctx, const struct gg_policy *pol,      \
+							struct gg_ioctl_enter *e, __u32 request,   \
+							__u64 arg, int recorded, int thread_state) \
 	{                                                                                          \
 		name##_capture(ctx, pol, e, request, arg);                                         \
 		name##_decide(ctx, pol, e, recorded, thread_state);                                \
