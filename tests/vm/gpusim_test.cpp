@@ -88,6 +88,9 @@ TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
   auto st = nlohmann::json::parse(slurp(status));
   ASSERT_EQ(st["devices"].size(), 2u) << st.dump();  // discovered, not aliased
   for (const auto& d : st["devices"]) EXPECT_FALSE(d["alias"].get<bool>());
+  bool vga_listed = false;  // the GPUs on the PCI bus (tests/vm/pci_test.cpp)
+  for (const auto& g : st["gpus"]) vga_listed |= g["pci"] == "0000:00:02.0";
+  EXPECT_TRUE(vga_listed) << st["gpus"].dump();
 
   pid_t client = spawn({kBin + "/gpugate-nvclient", "/dev/nvidiactl", "demo"}, dir.path / "client.out");
   ASSERT_EQ(wait_exit(client), 0) << slurp(dir.path / "client.out");
@@ -95,6 +98,9 @@ TEST(Gpusim, RecordsCarryTheDriversAnswersAndTheStateChanges) {
   kill(daemon, SIGTERM);
   ASSERT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
 
+  auto starts = gpugate::test::ledger_records(ledger, "daemon.start");
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(starts[0]["gpus"], st["gpus"]);  // recorded at start, as the status shows
   auto recs = gpugate::test::ledger_records(ledger, "ioctl");
   ASSERT_EQ(recs.size(), 10u) << gpugate::test::ledger_text(ledger);
   for (const auto& r : recs) {

@@ -19,6 +19,7 @@
 #include "gpugate/hex.hpp"
 #include "gpugate/log_reader.hpp"
 #include "gpugate/paths.hpp"
+#include "gpugate/pci.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
 #include "gpugate/request.hpp"
@@ -30,7 +31,7 @@ using namespace gpugate;
 
 namespace {
 
-int cmd_devices(const std::vector<std::string>& aliases, bool json) {
+int cmd_devices(const std::vector<std::string>& aliases, bool json, bool knobs) {
   DeviceTable t = DeviceTable::discover();
   for (const auto& a : aliases) {
     if (auto r = t.add_alias(a); !r) {
@@ -38,23 +39,46 @@ int cmd_devices(const std::vector<std::string>& aliases, bool json) {
       return 2;
     }
   }
+  auto gpus = discover_pci_gpus(t);
   if (json) {
-    auto arr = devices_json(t);
-    std::printf("%s\n", arr.dump(2).c_str());
+    nlohmann::ordered_json out{{"nodes", devices_json(t)}, {"gpus", pci_gpus_json(gpus)}};
+    std::printf("%s\n", out.dump(2).c_str());
     return 0;
   }
   if (t.empty()) {
     std::printf(
         "No GPU device nodes found (NVIDIA 195:*, nvidia-uvm, /dev/dri/*, /dev/kfd).\n"
         "Use --device PATH=VENDOR to treat another character device as one, e.g. --device /dev/full=nvidia\n");
+  } else {
+    std::printf("%-24s %-9s %-16s %-7s %-12s %-6s %s\n", "PATH", "RDEV", "KIND", "VENDOR", "DRIVER", "INDEX", "NOTE");
+    for (const auto& d : t.devices())
+      std::printf("%-24s %-9s %-16s %-7s %-12s %-6s %s\n", d.path.c_str(), d.rdev_string().c_str(),
+                  std::string(dev_kind_name(d.info.kind)).c_str(), std::string(vendor_name(d.info.vendor)).c_str(),
+                  d.driver.c_str(), d.info.gpu_index >= 0 ? std::to_string(d.info.gpu_index).c_str() : "-",
+                  d.alias() ? fmt::format("alias of {}", d.alias_of).c_str() : d.pci.c_str());
+  }
+  std::printf("\n");
+  if (gpus.empty()) {
+    std::printf("No GPU on the PCI bus (display class 03, or an NVIDIA, AMD or Intel accelerator or NVSwitch).\n");
     return 0;
   }
-  std::printf("%-24s %-9s %-16s %-7s %-12s %-6s %s\n", "PATH", "RDEV", "KIND", "VENDOR", "DRIVER", "INDEX", "NOTE");
-  for (const auto& d : t.devices())
-    std::printf("%-24s %-9s %-16s %-7s %-12s %-6s %s\n", d.path.c_str(), d.rdev_string().c_str(),
-                std::string(dev_kind_name(d.info.kind)).c_str(), std::string(vendor_name(d.info.vendor)).c_str(),
-                d.driver.c_str(), d.info.gpu_index >= 0 ? std::to_string(d.info.gpu_index).c_str() : "-",
-                d.alias() ? fmt::format("alias of {}", d.alias_of).c_str() : d.pci.c_str());
+  std::printf("%-13s %-7s %-9s %-11s %-9s %-13s %s\n", "PCI", "VENDOR", "ID", "KIND", "DRIVER", "BRIDGE",
+              "UUID / NODES");
+  for (const auto& g : gpus) {
+    std::string nodes;
+    for (const auto& n : g.nodes) nodes += (nodes.empty() ? "" : " ") + n;
+    std::printf("%-13s %-7s %04x:%04x %-11s %-9s %-13s %s%s%s\n", g.address.c_str(),
+                std::string(vendor_name(g.vendor)).c_str(), g.vendor_id, g.device_id, g.kind.c_str(),
+                g.driver.empty() ? "-" : g.driver.c_str(), g.bridge.empty() ? "(root bus)" : g.bridge.c_str(),
+                g.uuid.c_str(), g.uuid.empty() || nodes.empty() ? "" : " ", nodes.c_str());
+    if (!knobs) {
+      std::printf("%14s %zu knobs (--knobs lists them)\n", "", g.knobs.size());
+      continue;
+    }
+    for (const auto& k : g.knobs)
+      std::printf("%14s %-40s %-11s %-3s ino %-8llu %s\n", "", k.name.c_str(), std::string(class_name(k.cls)).c_str(),
+                  k.writable ? "rw" : "ro", static_cast<unsigned long long>(k.ino), k.effect.c_str());
+  }
   return 0;
 }
 
@@ -368,9 +392,15 @@ int run_cli(int argc, char** argv) {
 
   std::vector<std::string> aliases;
   bool json = false;
-  auto* devices = app.add_subcommand("devices", "List GPU device nodes (NVIDIA, DRM, KFD) and aliases");
+  bool knobs = false;
+  auto* devices = app.add_subcommand(
+      "devices",
+      "List GPU device nodes (NVIDIA, DRM, KFD, aliases) and the GPUs on the PCI bus: address, vendor and device "
+      "ids, driver, UUID, upstream bridge, nodes, and the sysfs/procfs knobs that power off, reset, throttle or map "
+      "them");
   devices->add_option("--device", aliases, "PATH=VENDOR alias to include (repeatable)");
-  devices->add_flag("--json", json, "JSON array");
+  devices->add_flag("--json", json, "JSON: {\"nodes\": [...], \"gpus\": [...]}");
+  devices->add_flag("--knobs", knobs, "List every GPU's knobs: name, class, mode, inode, effect");
 
   std::string status_file = paths::kStatus;
   auto* status = app.add_subcommand("status", "Show the daemon's hooks, devices and counters");
@@ -418,7 +448,7 @@ int run_cli(int argc, char** argv) {
   // Exceptions (malformed files the subcommands did not catch) stop at main.
   if (*policy_check) return cmd_policy_check(policy_path);
   if (*policy_show) return cmd_policy_show(policy_path);
-  if (*devices) return cmd_devices(aliases, json);
+  if (*devices) return cmd_devices(aliases, json, knobs);
   if (*status) return cmd_status(status_file, json);
   if (*tail) return cmd_tail(ledger, lines, follow, json);
   if (*decode_cmd) return cmd_decode(da);

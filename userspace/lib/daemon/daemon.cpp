@@ -20,6 +20,7 @@
 #include "gpugate/gate_upkeep.hpp"
 #include "gpugate/kmod_engine.hpp"
 #include "gpugate/paths.hpp"
+#include "gpugate/pci.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
 #include "gpugate/sim_engine.hpp"
@@ -295,6 +296,9 @@ int run_daemon(const DaemonOptions& o) {
       return 2;
     }
   }
+  // The GPUs behind the nodes, their bridges and knobs (issue 11), as the
+  // daemon found them at start.
+  auto gpus_at_start = pci_gpus_json(o.no_discover ? std::vector<PciGpu>{} : discover_pci_gpus(devices));
   HostInfo host = HostInfo::load(o.state_dir);
   auto ledger = open_ledger(o, host);
   if (!ledger) {
@@ -449,6 +453,7 @@ int run_daemon(const DaemonOptions& o) {
                                         {"mode", mode_name(gate_mode(engines))},
                                         {"hooks", hooks_json(hooks)},
                                         {"devices", devices_json(devices)},
+                                        {"gpus", gpus_at_start},
                                         {"ledger", {{"dir", ledger->path()}, {"key", ledger->key_text()}}}});
 
   auto started = std::chrono::steady_clock::now();
@@ -478,6 +483,7 @@ int run_daemon(const DaemonOptions& o) {
     st["control_socket"] = control ? Json(control->socket_path()) : Json(nullptr);
     st["hooks"] = hooks_json(hooks);
     st["devices"] = devices_json(devices);
+    st["gpus"] = gpus_at_start;
     st["ledger"] = ledger->path();
     st["ledger_next_seq"] = ledger->next_seq();
     st["records"] = pipeline.counters().records;

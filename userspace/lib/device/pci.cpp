@@ -1,0 +1,351 @@
+#include "gpugate/pci.hpp"
+
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string_view>
+
+#include <fmt/format.h>
+
+#include "gpugate/decode.hpp"
+
+namespace fs = std::filesystem;
+
+namespace gpugate {
+namespace {
+
+// PCI ids (the PCI-SIG vendor registry; pci.ids "10de", "1002", "8086").
+constexpr uint16_t kVendorNvidia = 0x10de;
+constexpr uint16_t kVendorAmd = 0x1002;
+constexpr uint16_t kVendorIntel = 0x8086;
+
+// Class codes (PCI Code and ID Assignment Specification, base class 03h
+// display controller, 12h processing accelerator, 06h/80h other bridge).
+constexpr uint32_t kClassVga = 0x0300;
+constexpr uint32_t kClass3d = 0x0302;
+constexpr uint32_t kClassDisplayBase = 0x03;
+constexpr uint32_t kClassAcceleratorBase = 0x12;
+constexpr uint32_t kClassBridgeOther = 0x0680;
+
+// The knobs under a GPU's own sysfs directory, what a write does and the
+// class it falls in (kmod-hooks.md §6 for the handlers). A name ending in
+// '*' stands for its numbered siblings (resource0, resource1, ...).
+struct KnobSpec {
+  std::string_view name;
+  unsigned cls;
+  std::string_view effect;
+};
+
+constexpr std::array kGpuKnobs{
+    KnobSpec{"power/control", GG_CLASS_POWER_OFF, "runtime PM: 'auto' lets the kernel power the GPU down"},
+    KnobSpec{"d3cold_allowed", GG_CLASS_POWER_OFF, "allows D3cold: the slot's power removed"},
+    KnobSpec{"reset", GG_CLASS_GPU_RESET, "function reset (pci_reset_function)"},
+    KnobSpec{"reset_method", GG_CLASS_GPU_RESET, "chooses how the function is reset"},
+    KnobSpec{"remove", GG_CLASS_POWER_OFF, "removes the GPU from the bus"},
+    KnobSpec{"rescan", GG_CLASS_OTHER, "rescans below the function"},
+    KnobSpec{"driver_override", GG_CLASS_BAR_MAP, "names the driver to bind (vfio-pci hands the BARs out)"},
+    KnobSpec{"config", GG_CLASS_POWER_OFF, "config space: PMCSR (D3hot), Link Control (link disable), DevCtl (FLR)"},
+    KnobSpec{"sriov_numvfs", GG_CLASS_MIG_CONFIG, "creates or removes virtual functions"},
+    KnobSpec{"rom", GG_CLASS_OTHER, "the expansion ROM"},
+    KnobSpec{"resource*", GG_CLASS_BAR_MAP, "a BAR: mmap gives the registers or the aperture"},
+    // amdgpu (Documentation/gpu/amdgpu/thermal.rst)
+    KnobSpec{"power_dpm_force_performance_level", GG_CLASS_PERF_STATE, "amdgpu: forces a performance level"},
+    KnobSpec{"power_dpm_state", GG_CLASS_PERF_STATE, "amdgpu: legacy power state"},
+    KnobSpec{"pp_power_profile_mode", GG_CLASS_PERF_STATE, "amdgpu: power profile"},
+    KnobSpec{"pp_od_clk_voltage", GG_CLASS_CLOCK_LIMIT, "amdgpu: overdrive clocks and voltages"},
+    KnobSpec{"pp_dpm_sclk", GG_CLASS_CLOCK_LIMIT, "amdgpu: allowed shader clock levels"},
+    KnobSpec{"pp_dpm_mclk", GG_CLASS_CLOCK_LIMIT, "amdgpu: allowed memory clock levels"},
+    KnobSpec{"pp_dpm_fclk", GG_CLASS_CLOCK_LIMIT, "amdgpu: allowed fabric clock levels"},
+    KnobSpec{"pp_dpm_socclk", GG_CLASS_CLOCK_LIMIT, "amdgpu: allowed SoC clock levels"},
+    KnobSpec{"pp_dpm_pcie", GG_CLASS_LINK_CONFIG, "amdgpu: allowed PCIe link levels"},
+    KnobSpec{"pp_sclk_od", GG_CLASS_CLOCK_LIMIT, "amdgpu: shader clock overdrive"},
+    KnobSpec{"pp_mclk_od", GG_CLASS_CLOCK_LIMIT, "amdgpu: memory clock overdrive"},
+    KnobSpec{"pp_features", GG_CLASS_PERF_STATE, "amdgpu: power features on or off"},
+    // xe (Documentation/ABI/testing/sysfs-driver-xe... freq0)
+    KnobSpec{"tile*/gt*/freq0/max_freq", GG_CLASS_CLOCK_LIMIT, "xe: highest GT frequency"},
+    KnobSpec{"tile*/gt*/freq0/min_freq", GG_CLASS_CLOCK_LIMIT, "xe: lowest GT frequency"},
+};
+
+// Under each drm/cardN of the GPU (i915's sysfs, drivers/gpu/drm/i915/i915_sysfs.c).
+constexpr std::array kCardKnobs{
+    KnobSpec{"gt_max_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: highest GT frequency"},
+    KnobSpec{"gt_min_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: lowest GT frequency"},
+    KnobSpec{"gt_boost_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: boost frequency"},
+};
+
+// Under each hwmon/hwmonN of the GPU (Documentation/hwmon/sysfs-interface.rst).
+constexpr std::array kHwmonKnobs{
+    KnobSpec{"power1_cap", GG_CLASS_POWER_LIMIT, "hwmon: power cap in microwatts"},
+    KnobSpec{"power2_cap", GG_CLASS_POWER_LIMIT, "hwmon: second power cap in microwatts"},
+    KnobSpec{"pwm1", GG_CLASS_OTHER, "hwmon: fan duty"},
+    KnobSpec{"pwm1_enable", GG_CLASS_OTHER, "hwmon: fan control mode"},
+};
+
+// The upstream bridge's: a Secondary Bus Reset through its Bridge Control,
+// or its link disabled, takes the GPU with it.
+constexpr std::array kBridgeKnobs{
+    KnobSpec{"config", GG_CLASS_GPU_RESET, "bridge config: Bridge Control SBR, Link Control (link disable)"},
+    KnobSpec{"reset", GG_CLASS_GPU_RESET, "resets the bridge and what is below it"},
+    KnobSpec{"power/control", GG_CLASS_POWER_OFF, "runtime PM of the bridge: the slot can lose power"},
+    KnobSpec{"remove", GG_CLASS_POWER_OFF, "removes the bridge and the GPU below"},
+};
+
+std::string read_line(const fs::path& p) {
+  std::ifstream in(p);
+  std::string s;
+  std::getline(in, s);
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+std::optional<uint32_t> read_hex(const fs::path& p) {
+  std::string s = read_line(p);
+  if (s.empty()) return std::nullopt;
+  try {
+    size_t used = 0;
+    unsigned long v = std::stoul(s, &used, 16);
+    if (used != s.size() || v > 0xffffffffUL) return std::nullopt;
+    return static_cast<uint32_t>(v);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
+bool is_pci_address(std::string_view s) {
+  static const std::regex re("^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]$");
+  return std::regex_match(s.begin(), s.end(), re);
+}
+
+unsigned gg_vendor_of(uint16_t id) {
+  switch (id) {
+    case kVendorNvidia: return GG_VENDOR_NVIDIA;
+    case kVendorAmd: return GG_VENDOR_AMD;
+    case kVendorIntel: return GG_VENDOR_INTEL;
+    default: return GG_VENDOR_OTHER;
+  }
+}
+
+Knob make_knob(const fs::path& path, std::string name, std::string owner, const KnobSpec& spec) {
+  Knob k;
+  k.name = std::move(name);
+  k.path = path.string();
+  k.owner = std::move(owner);
+  k.cls = spec.cls;
+  k.effect = spec.effect;
+  struct stat st {};
+  if (lstat(path.c_str(), &st) == 0) {
+    k.ino = st.st_ino;
+    k.fs_dev = kernel_dev(major(st.st_dev), minor(st.st_dev));
+    k.writable = (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) != 0;
+  }
+  k.mappable = spec.cls == GG_CLASS_BAR_MAP && k.name.starts_with("resource");
+  return k;
+}
+
+// Entries of dir matching one path component with an optional trailing '*'.
+std::vector<std::string> match_component(const fs::path& dir, std::string_view pattern) {
+  std::vector<std::string> out;
+  if (!pattern.ends_with('*')) {
+    std::error_code ec;
+    if (fs::exists(fs::symlink_status(dir / pattern, ec))) out.emplace_back(pattern);
+    return out;
+  }
+  auto prefix = pattern.substr(0, pattern.size() - 1);
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    auto n = e.path().filename().string();
+    if (!n.starts_with(prefix)) continue;
+    auto rest = std::string_view(n).substr(prefix.size());
+    // resourceN and resourceN_wc; tileN, gtN: digits, then at most "_wc"
+    auto digits = rest.substr(0, rest.find_first_not_of("0123456789"));
+    if (digits.empty() || (rest.size() != digits.size() && rest.substr(digits.size()) != "_wc")) continue;
+    out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Every existing path below dir that spec.name (with '*' components) names.
+void add_knobs(std::vector<Knob>& out, const fs::path& dir, const std::string& prefix, const std::string& owner,
+               const KnobSpec& spec) {
+  std::vector<std::string> partial{""};
+  std::string_view pattern = spec.name;
+  while (!pattern.empty()) {
+    auto slash = pattern.find('/');
+    auto comp = pattern.substr(0, slash);
+    pattern = slash == std::string_view::npos ? std::string_view{} : pattern.substr(slash + 1);
+    std::vector<std::string> next;
+    for (const auto& p : partial)
+      for (auto& m : match_component(p.empty() ? dir : dir / p, comp)) next.push_back(p.empty() ? m : p + "/" + m);
+    partial = std::move(next);
+  }
+  for (const auto& rel : partial) {
+    std::error_code ec;
+    if (fs::is_directory(dir / rel, ec)) continue;
+    out.push_back(make_knob(dir / rel, prefix + rel, owner, spec));
+  }
+}
+
+std::vector<std::string> subdirs(const fs::path& dir, std::string_view prefix) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    auto n = e.path().filename().string();
+    if (n.starts_with(prefix)) out.push_back(n);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// /proc/driver/nvidia/gpus/<address>/information: "Device Minor:" and "GPU UUID:".
+void read_nvidia_information(PciGpu& g, const DiscoveryRoots& roots) {
+  std::ifstream in(fmt::format("{}/driver/nvidia/gpus/{}/information", roots.proc, g.address));
+  std::string line;
+  while (std::getline(in, line)) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string key = line.substr(0, colon);
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(" \t"));
+    if (key == "GPU UUID") g.uuid = value;
+    if (key == "Device Minor" && !value.empty() && value.find_first_not_of("0123456789") == std::string::npos)
+      g.nodes.push_back(fmt::format("{}/nvidia{}", roots.dev, value));
+  }
+}
+
+}  // namespace
+
+std::optional<std::string> pci_gpu_kind(uint16_t vendor_id, uint32_t class_code) {
+  uint32_t cls = class_code >> 8;  // base class and subclass
+  uint32_t base = class_code >> 16;
+  if (cls == kClassVga) return "vga";
+  if (cls == kClass3d) return "3d";
+  if (base == kClassDisplayBase) return "display";
+  bool gpu_vendor = vendor_id == kVendorNvidia || vendor_id == kVendorAmd || vendor_id == kVendorIntel;
+  if (base == kClassAcceleratorBase && gpu_vendor) return "accelerator";
+  if (cls == kClassBridgeOther && vendor_id == kVendorNvidia) return "nvswitch";
+  return std::nullopt;
+}
+
+std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const DiscoveryRoots& roots) {
+  std::vector<PciGpu> gpus;
+  fs::path bus = fs::path(roots.sys) / "bus/pci/devices";
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(bus, ec)) {
+    std::string address = e.path().filename().string();
+    if (!is_pci_address(address)) continue;
+    fs::path dir = e.path();
+    auto vendor = read_hex(dir / "vendor");
+    auto device = read_hex(dir / "device");
+    auto cls = read_hex(dir / "class");
+    if (!vendor || !device || !cls) continue;
+    auto kind = pci_gpu_kind(static_cast<uint16_t>(*vendor), *cls);
+    if (!kind) continue;
+    PciGpu g;
+    g.address = address;
+    g.vendor_id = static_cast<uint16_t>(*vendor);
+    g.device_id = static_cast<uint16_t>(*device);
+    g.class_code = *cls;
+    g.vendor = gg_vendor_of(g.vendor_id);
+    g.kind = *kind;
+    std::error_code lec;
+    auto drv = fs::read_symlink(dir / "driver", lec);
+    if (!lec) g.driver = drv.filename().string();
+    std::string numa = read_line(dir / "numa_node");
+    if (!numa.empty() && numa.find_first_not_of("-0123456789") == std::string::npos) {
+      try {
+        g.numa_node = std::stoi(numa);
+      } catch (const std::exception&) {
+      }
+    }
+    // The parent in the device tree is the upstream bridge, unless it is
+    // the root bus ("pci0000:00").
+    auto real = fs::canonical(dir, lec);
+    if (!lec && is_pci_address(real.parent_path().filename().string()))
+      g.bridge = real.parent_path().filename().string();
+
+    if (g.vendor_id == kVendorNvidia) read_nvidia_information(g, roots);
+    if (g.uuid.empty()) g.uuid = read_line(dir / "unique_id");  // amdgpu
+    for (const auto& card : subdirs(dir / "drm", "card")) g.nodes.push_back(roots.dev + "/dri/" + card);
+    for (const auto& render : subdirs(dir / "drm", "renderD")) g.nodes.push_back(roots.dev + "/dri/" + render);
+    // The node table's own idea of which nodes are on this function (DRM
+    // nodes carry their PCI address), and the nodes every GPU of a driver
+    // shares (nvidiactl, nvidia-uvm, /dev/kfd).
+    for (const auto& d : devices.devices()) {
+      bool shared = (g.vendor == GG_VENDOR_NVIDIA && g.kind != "nvswitch" &&
+                     (d.info.kind == GG_DEV_NVIDIA_CTL || d.info.kind == GG_DEV_NVIDIA_UVM)) ||
+                    (g.driver == "amdgpu" && d.info.kind == GG_DEV_KFD);
+      if ((d.pci == g.address || shared) && !d.alias() &&
+          std::find(g.nodes.begin(), g.nodes.end(), d.path) == g.nodes.end())
+        g.nodes.push_back(d.path);
+    }
+
+    for (const auto& spec : kGpuKnobs) add_knobs(g.knobs, dir, "", "gpu", spec);
+    for (const auto& card : subdirs(dir / "drm", "card"))
+      if (card.find('-') == std::string::npos)  // card0, not its connectors (card0-HDMI-A-1)
+        for (const auto& spec : kCardKnobs) add_knobs(g.knobs, dir / "drm" / card, "drm/" + card + "/", "gpu", spec);
+    for (const auto& hw : subdirs(dir / "hwmon", "hwmon"))
+      for (const auto& spec : kHwmonKnobs) add_knobs(g.knobs, dir / "hwmon" / hw, "hwmon/" + hw + "/", "gpu", spec);
+    if (!g.driver.empty()) {
+      KnobSpec unbind{"unbind", GG_CLASS_POWER_OFF, "detaches the driver from the GPU"};
+      add_knobs(g.knobs, dir / "driver", "driver/", "driver", unbind);
+    }
+    if (g.vendor_id == kVendorNvidia) {
+      fs::path nvproc = fs::path(roots.proc) / "driver/nvidia";
+      KnobSpec unbind_lock{"unbindLock", GG_CLASS_POWER_OFF, "NVIDIA: releases the GPU for unbinding (vGPU hosts)"};
+      add_knobs(g.knobs, nvproc / "gpus" / g.address, "/proc/driver/nvidia/gpus/" + g.address + "/", "nvidia-proc",
+                unbind_lock);
+      KnobSpec suspend{"suspend", GG_CLASS_POWER_OFF, "NVIDIA: suspends or hibernates every GPU"};
+      add_knobs(g.knobs, nvproc, "/proc/driver/nvidia/", "nvidia-proc", suspend);
+    }
+    if (!g.bridge.empty())
+      for (const auto& spec : kBridgeKnobs)
+        add_knobs(g.knobs, real.parent_path(), "bridge/", "bridge", spec);
+    gpus.push_back(std::move(g));
+  }
+  std::sort(gpus.begin(), gpus.end(), [](const PciGpu& a, const PciGpu& b) { return a.address < b.address; });
+  return gpus;
+}
+
+nlohmann::ordered_json pci_gpus_json(const std::vector<PciGpu>& gpus) {
+  auto arr = nlohmann::ordered_json::array();
+  for (const auto& g : gpus) {
+    nlohmann::ordered_json j;
+    j["pci"] = g.address;
+    j["vendor"] = vendor_name(g.vendor);
+    j["vendor_id"] = fmt::format("0x{:04x}", g.vendor_id);
+    j["device_id"] = fmt::format("0x{:04x}", g.device_id);
+    j["class"] = fmt::format("0x{:06x}", g.class_code);
+    j["kind"] = g.kind;
+    j["driver"] = g.driver.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(g.driver);
+    j["uuid"] = g.uuid.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(g.uuid);
+    j["bridge"] = g.bridge.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(g.bridge);
+    j["numa_node"] = g.numa_node;
+    j["nodes"] = g.nodes;
+    auto knobs = nlohmann::ordered_json::array();
+    for (const auto& k : g.knobs) {
+      nlohmann::ordered_json kj;
+      kj["name"] = k.name;
+      kj["path"] = k.path;
+      kj["owner"] = k.owner;
+      kj["class"] = class_name(k.cls);
+      kj["effect"] = k.effect;
+      kj["ino"] = k.ino;
+      kj["fs_dev"] = fmt::format("{}:{}", kernel_dev_major(static_cast<uint32_t>(k.fs_dev)),
+                                 kernel_dev_minor(static_cast<uint32_t>(k.fs_dev)));
+      kj["writable"] = k.writable;
+      if (k.mappable) kj["mappable"] = true;
+      knobs.push_back(kj);
+    }
+    j["knobs"] = knobs;
+    arr.push_back(j);
+  }
+  return arr;
+}
+
+}  // namespace gpugate
