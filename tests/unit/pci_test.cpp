@@ -2,9 +2,9 @@
 // names never do; each GPU gets its nodes, UUID, bridge and knobs.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
 #include <filesystem>
 #include <fstream>
-#include <sys/stat.h>
 
 #include <fmt/format.h>
 
@@ -50,9 +50,9 @@ const Knob* knob(const PciGpu& g, std::string_view name) {
 }  // namespace
 
 TEST(PciGpus, KindComesFromClassAndVendorIds) {
-  EXPECT_EQ(pci_gpu_kind(0x10de, 0x030200), "3d");    // H100/H200
-  EXPECT_EQ(pci_gpu_kind(0x10de, 0x030000), "vga");   // a GeForce
-  EXPECT_EQ(pci_gpu_kind(0x1234, 0x030000), "vga");   // QEMU's std VGA (bochs)
+  EXPECT_EQ(pci_gpu_kind(0x10de, 0x030200), "3d");       // H100/H200
+  EXPECT_EQ(pci_gpu_kind(0x10de, 0x030000), "vga");      // a GeForce
+  EXPECT_EQ(pci_gpu_kind(0x1234, 0x030000), "vga");      // QEMU's std VGA (bochs)
   EXPECT_EQ(pci_gpu_kind(0x1002, 0x038000), "display");  // an Instinct MI200
   EXPECT_EQ(pci_gpu_kind(0x1002, 0x120000), "accelerator");
   EXPECT_EQ(pci_gpu_kind(0x10de, 0x068000), "nvswitch");

@@ -119,7 +119,10 @@ int cmd_status_checked(const std::string& path, bool json) {
                 s["control_socket"].get<std::string>().c_str());
   for (const auto& h : s["hooks"])
     std::printf("hook       %-30s %s  %s\n", h["hook"].get<std::string>().c_str(),
-                h["attached"].get<bool>() ? "attached" : "FAILED", h["detail"].get<std::string>().c_str());
+                h["attached"].get<bool>()          ? "attached"
+                : h.value("needed", true) == false ? "unneeded"
+                                                   : "FAILED",
+                h["detail"].get<std::string>().c_str());
   for (const auto& d : s["devices"])
     std::printf("device     %-22s %-8s %s%s\n", d["path"].get<std::string>().c_str(),
                 d["rdev"].get<std::string>().c_str(), d["kind"].get<std::string>().c_str(),

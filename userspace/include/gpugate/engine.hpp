@@ -38,6 +38,7 @@ struct HookStatus {
   std::string name;  // "tp/syscalls/sys_enter_ioctl"
   bool attached = false;
   std::string detail;  // why not, or what it does
+  bool needed = true;  // false: left out on purpose (detail says why), not a failure
 };
 
 struct EngineStats {

@@ -20,15 +20,15 @@ namespace gpugate {
 // and its filesystem's device are what the kernel sees: the gate keys on
 // them, never on the path.
 struct Knob {
-  std::string name;         // relative to its owner: "power/control", "resource0", "hwmon/hwmon3/power1_cap"
-  std::string path;         // where it was found
-  std::string owner;        // "gpu", "bridge" (the upstream bridge's), "driver" (the bound driver's), "nvidia-proc"
-  unsigned cls = 0;         // the class a write (or a map) falls in: GG_CLASS_*
-  std::string effect;       // what it does, in a few words
-  uint64_t ino = 0;         // inode number, 0 where stat failed
-  uint64_t fs_dev = 0;      // st_dev of its filesystem (kernel form, major << 20 | minor)
-  bool writable = false;    // has a write bit in its mode (root can write it)
-  bool mappable = false;    // a BAR: mmap is the access that matters
+  std::string name;       // relative to its owner: "power/control", "resource0", "hwmon/hwmon3/power1_cap"
+  std::string path;       // where it was found
+  std::string owner;      // "gpu", "bridge" (the upstream bridge's), "driver" (the bound driver's), "nvidia-proc"
+  unsigned cls = 0;       // the class a write (or a map) falls in: GG_CLASS_*
+  std::string effect;     // what it does, in a few words
+  uint64_t ino = 0;       // inode number, 0 where stat failed
+  uint64_t fs_dev = 0;    // st_dev of its filesystem (kernel form, major << 20 | minor)
+  bool writable = false;  // has a write bit in its mode (root can write it)
+  bool mappable = false;  // a BAR: mmap is the access that matters
 };
 
 struct PciGpu {

@@ -156,6 +156,12 @@ void check_kmod_removal(Pipeline& pipeline, const Json& last, const HostInfo& ho
                                   "module unload forced some other way): the module gate is not running"}});
 }
 
+Json hook_json(const HookStatus& h) {
+  Json j{{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}};
+  if (!h.needed) j["needed"] = false;
+  return j;
+}
+
 void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines, const std::vector<HookStatus>& hooks,
                     const DeviceTable& devices, const LedgerWriter& ledger) {
   Json j;
@@ -165,7 +171,7 @@ void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines,
   j["engine"] = engines.front()->name();
   j["mode"] = mode_name(gate_mode(engines));
   j["hooks"] = Json::array();
-  for (const auto& h : hooks) j["hooks"].push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
+  for (const auto& h : hooks) j["hooks"].push_back(hook_json(h));
   j["devices"] = devices_json(devices);
   j["ledger"] = ledger.path();
   j["ledger_next_seq"] = ledger.next_seq();
@@ -183,8 +189,8 @@ void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines,
                  std::string(mode_name(e->mode())).c_str(), what);
   }
   for (const auto& h : hooks)
-    std::fprintf(stderr, "  hook      %-30s %s  %s\n", h.name.c_str(), h.attached ? "attached" : "FAILED  ",
-                 h.detail.c_str());
+    std::fprintf(stderr, "  hook      %-30s %s  %s\n", h.name.c_str(),
+                 h.attached ? "attached" : (h.needed ? "FAILED  " : "unneeded"), h.detail.c_str());
   if (devices.empty())
     std::fprintf(stderr, "  devices   none found: no GPU nodes here; add --device PATH=VENDOR to watch a stand-in\n");
   for (const auto& d : devices.devices())
@@ -202,7 +208,7 @@ void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines,
 
 Json hooks_json(const std::vector<HookStatus>& hooks) {
   Json j = Json::array();
-  for (const auto& h : hooks) j.push_back({{"hook", h.name}, {"attached", h.attached}, {"detail", h.detail}});
+  for (const auto& h : hooks) j.push_back(hook_json(h));
   return j;
 }
 

@@ -304,8 +304,7 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
       add_knobs(g.knobs, nvproc, "/proc/driver/nvidia/", "nvidia-proc", suspend);
     }
     if (!g.bridge.empty())
-      for (const auto& spec : kBridgeKnobs)
-        add_knobs(g.knobs, real.parent_path(), "bridge/", "bridge", spec);
+      for (const auto& spec : kBridgeKnobs) add_knobs(g.knobs, real.parent_path(), "bridge/", "bridge", spec);
     gpus.push_back(std::move(g));
   }
   std::sort(gpus.begin(), gpus.end(), [](const PciGpu& a, const PciGpu& b) { return a.address < b.address; });
