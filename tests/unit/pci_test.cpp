@@ -160,6 +160,7 @@ TEST(PciGpus, DiscoversEachGpuWithNodesUuidBridgeAndKnobs) {
   const PciGpu& intel = gpus[0];
   EXPECT_EQ(intel.vendor, GG_VENDOR_INTEL);
   EXPECT_EQ(intel.driver, "");
+  EXPECT_EQ(intel.nodes, std::vector<std::string>{dev.string() + "/dri/card0"});  // not the connector
   EXPECT_EQ(knob(intel, "drm/card0/gt_max_freq_mhz")->cls, GG_CLASS_CLOCK_LIMIT);
   EXPECT_NE(knob(intel, "drm/card0/gt_min_freq_mhz"), nullptr);
   EXPECT_EQ(knob(intel, "drm/card0-eDP-1/gt_max_freq_mhz"), nullptr);

@@ -271,7 +271,10 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
 
     if (g.vendor_id == kVendorNvidia) read_nvidia_information(g, roots);
     if (g.uuid.empty()) g.uuid = read_line(dir / "unique_id");  // amdgpu
-    for (const auto& card : subdirs(dir / "drm", "card")) g.nodes.push_back(roots.dev + "/dri/" + card);
+    // card0, not a connector (card0-HDMI-A-1): the DRM device's cards, read once for nodes and knobs
+    std::vector<std::string> cards = subdirs(dir / "drm", "card");
+    std::erase_if(cards, [](const std::string& c) { return c.find('-') != std::string::npos; });
+    for (const auto& card : cards) g.nodes.push_back(roots.dev + "/dri/" + card);
     for (const auto& render : subdirs(dir / "drm", "renderD")) g.nodes.push_back(roots.dev + "/dri/" + render);
     // The node table's own idea of which nodes are on this function (DRM
     // nodes carry their PCI address), and the nodes every GPU of a driver
@@ -286,9 +289,8 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
     }
 
     for (const auto& spec : kGpuKnobs) add_knobs(g.knobs, dir, "", "gpu", spec);
-    for (const auto& card : subdirs(dir / "drm", "card"))
-      if (card.find('-') == std::string::npos)  // card0, not its connectors (card0-HDMI-A-1)
-        for (const auto& spec : kCardKnobs) add_knobs(g.knobs, dir / "drm" / card, "drm/" + card + "/", "gpu", spec);
+    for (const auto& card : cards)
+      for (const auto& spec : kCardKnobs) add_knobs(g.knobs, dir / "drm" / card, "drm/" + card + "/", "gpu", spec);
     for (const auto& hw : subdirs(dir / "hwmon", "hwmon"))
       for (const auto& spec : kHwmonKnobs) add_knobs(g.knobs, dir / "hwmon" / hw, "hwmon/" + hw + "/", "gpu", spec);
     if (!g.driver.empty()) {
