@@ -123,6 +123,14 @@ GG_MAP(globals, __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type
 GG_MAP(majors, __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, GG_MAJORS); __type(key, __u32);
        __type(value, __u8););
 
+/* A GPU's sysfs and procfs knobs (knob.bpf.c), written by the daemon only. */
+GG_MAP(knobs, __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096);
+       __type(key, struct gg_knob_key); __type(value, struct gg_knob););
+
+/* Where a knob's write is decided when the ring is full: it is not recorded. */
+GG_MAP(knob_spare, __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
+       __type(key, __u32); __type(value, struct gg_knob_event););
+
 #ifdef GG_DEFINE_MAPS
 /* Wake the reader once this much is queued; below it the reader polls. */
 const volatile __u32 wakeup_bytes = 512 * 1024;

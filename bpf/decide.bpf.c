@@ -35,30 +35,37 @@ static __always_inline __u32 gg_use_grant(struct gg_grant_key *key, __u64 now,
 }
 
 /* A grant scoped to the caller's cgroup first, then its uid, then any process. */
-static __always_inline __u32 gg_take_grant(const struct gg_ioctl_enter *e)
+static __always_inline __u32 gg_take_grant(__u32 dev, __u32 cls, __u64 cgroup_id, __u32 uid,
+					   const struct gg_decoded *dec)
 {
-	struct gg_grant_key key = {.dev = e->dev,
-				   .cls = e->dec.cls,
-				   .scope = GG_SCOPE_CGROUP,
-				   .scope_id = e->cgroup_id};
+	struct gg_grant_key key = {
+		.dev = dev, .cls = cls, .scope = GG_SCOPE_CGROUP, .scope_id = cgroup_id};
 	__u64 now = bpf_ktime_get_boot_ns();
-	__u32 id = gg_use_grant(&key, now, &e->dec);
+	__u32 id = gg_use_grant(&key, now, dec);
 
 	if (id)
 		return id;
 	key.scope = GG_SCOPE_UID;
-	key.scope_id = e->uid;
-	id = gg_use_grant(&key, now, &e->dec);
+	key.scope_id = uid;
+	id = gg_use_grant(&key, now, dec);
 	if (id)
 		return id;
 	key.scope = GG_SCOPE_ANY;
 	key.scope_id = 0;
-	return gg_use_grant(&key, now, &e->dec);
+	return gg_use_grant(&key, now, dec);
 }
 
 __noinline __u32 gg_bpf_take_grant(const struct gg_ioctl_enter *e)
 {
 	if (!e)
 		return 0;
-	return gg_take_grant(e);
+	return gg_take_grant(e->dev, e->dec.cls, e->cgroup_id, e->uid, &e->dec);
+}
+
+/* A knob's grant is for its GPU, named by its PCI address (GG_PCI_DEV). */
+__noinline __u32 gg_bpf_take_knob_grant(const struct gg_knob_event *e)
+{
+	if (!e)
+		return 0;
+	return gg_take_grant(e->knob.gpu_dev, e->dec.cls, e->cgroup_id, e->uid, &e->dec);
 }

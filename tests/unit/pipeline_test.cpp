@@ -3,10 +3,14 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include <fmt/format.h>
+
+#include "gpugate/gate.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/sim_engine.hpp"
 #include "ledger_read.hpp"
@@ -202,4 +206,67 @@ TEST(SimScript, ErrorsNameTheLine) {
   auto h = parse_sim_script(hex, "s");
   ASSERT_FALSE(h.ok());
   EXPECT_NE(h.error().message.find("arg"), std::string::npos);
+}
+
+// A knob write as the BPF gate sends it: one knob.write record naming the
+// GPU, the knob (from the daemon's table, by inode), the write and the verdict.
+TEST(Pipeline, AKnobWriteBecomesAKnobRecord) {
+  TempDir dir;
+  DeviceTable devices;
+  PciGpu gpu;
+  gpu.address = "0000:41:00.0";
+  gpu.vendor = GG_VENDOR_NVIDIA;
+  Knob knob;
+  knob.name = "power/control";
+  knob.path = "/sys/bus/pci/devices/0000:41:00.0/power/control";
+  knob.owner = "gpu";
+  knob.ino = 4242;
+  knob.fs_magic = GG_FS_SYSFS;
+  knob.rule = GG_KNOB_RUNTIME_PM;
+  knob.cls = GG_CLASS_POWER_OFF;
+  gpu.knobs.push_back(knob);
+  devices.set_gpus({gpu});
+  auto ledger = LedgerWriter::open(dir.path / "ledger");
+  ASSERT_TRUE(ledger.ok());
+  Pipeline pipeline(*ledger, devices, HostInfo{"host", "boot", "h"}, "bpf", nullptr);
+
+  gg_knob_event e{};
+  e.hdr.type = GG_EV_KNOB;
+  e.hdr.seq = 5;
+  e.hdr.pid = 1;
+  e.uid = 0;
+  std::strcpy(e.comm, "sh");
+  e.key = {4242, GG_FS_SYSFS, 0};
+  e.knob = knob_rows(devices)[0].second;
+  e.call = GG_WC_WRITE;
+  e.length = 5;
+  e.value_len = 5;
+  std::memcpy(e.value, "auto\n", 5);
+  e.hook = GG_HOOK_LSM_FILE_WRITE;
+  e.mode = GG_MODE_ENFORCE;
+  e.action = GG_ACT_REQUIRE_SIGNATURE;
+  e.verdict = GG_VERDICT_DENY;
+  e.reason = GG_WHY_CLASS;
+  e.dec.cls = GG_CLASS_POWER_OFF;
+  pipeline.on_knob(e);
+  ASSERT_TRUE(pipeline.flush().ok());
+  auto recs = read_ledger(dir.path / "ledger");
+  ASSERT_EQ(recs.size(), 1u);
+  const auto& r = recs[0];
+  EXPECT_EQ(r["type"], "knob.write");
+  EXPECT_EQ(r["gpu"]["pci"], "0000:41:00.0");
+  EXPECT_EQ(r["gpu"]["grant_dev"], fmt::format("4095:{}", 0x4100));
+  EXPECT_EQ(r["knob"]["name"], "power/control");
+  EXPECT_EQ(r["knob"]["ino"], 4242);
+  EXPECT_EQ(r["knob"]["rule"], "runtime-pm");
+  EXPECT_EQ(r["write"]["call"], "write");
+  EXPECT_EQ(r["write"]["value"], "auto\n");
+  EXPECT_EQ(r["write"]["length"], 5);
+  EXPECT_EQ(r["decoded"]["class"], "power.off");
+  EXPECT_EQ(r["hook"], "lsm/file_permission");
+  EXPECT_EQ(r["verdict"], "denied");
+  EXPECT_NE(r["verdict_reason"].get<std::string>().find("denied before the kernel's store ran"), std::string::npos)
+      << r["verdict_reason"];
+  EXPECT_EQ(r["kernel_seq"], 5);
+  EXPECT_EQ(pipeline.counters().knob_writes, 1u);
 }

@@ -57,6 +57,7 @@ struct Collector : gpugate::EventHandler {
   std::vector<gg_ioctl_enter> enters;
   std::vector<gg_ioctl_exit> exits;
   std::vector<gg_guard_event> guards;
+  std::vector<gg_knob_event> knobs;  // of every process: a knob's writer may be a child
   bool any_pid = false;
   void on_enter(const gg_ioctl_enter& e) override {
     if (any_pid || e.hdr.pid == static_cast<uint32_t>(getpid())) enters.push_back(e);
@@ -65,6 +66,7 @@ struct Collector : gpugate::EventHandler {
     if (any_pid || x.hdr.pid == static_cast<uint32_t>(getpid())) exits.push_back(x);
   }
   void on_guard(const gg_guard_event& g) override { guards.push_back(g); }
+  void on_knob(const gg_knob_event& k) override { knobs.push_back(k); }
 };
 
 // Everything the engine has queued for this process, delivered.

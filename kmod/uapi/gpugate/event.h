@@ -95,6 +95,7 @@ enum gg_event_type {
 	GG_EV_IOCTL_EXIT = 2,
 	GG_EV_GUARD = 3,       /* the gate refused an operation on its own objects */
 	GG_EV_KMOD_CONFIG = 4, /* gpugate.ko's tables changed (kmod.h) */
+	GG_EV_KNOB = 5,	       /* a write to a GPU's sysfs or procfs knob (gg_knob_event) */
 };
 
 struct gg_event_hdr {
@@ -207,6 +208,94 @@ struct gg_guard_event {
 	char exe_name[GG_EXE_NAME_LEN];
 };
 GG_ABI_ASSERT(sizeof(struct gg_guard_event) == 96, "gg_guard_event layout");
+
+/*
+ * The knobs: sysfs and procfs files whose write powers a GPU off, resets or
+ * throttles it (docs/paths.md). Keyed by inode number and filesystem
+ * (sysfs and procfs number their inodes once for every mount of them, so a
+ * second mount of sysfs names the same knob), never by path.
+ */
+#define GG_FS_SYSFS 0x62656572u /* SYSFS_MAGIC, include/uapi/linux/magic.h */
+#define GG_FS_PROC  0x9fa0u	/* PROC_SUPER_MAGIC */
+
+struct gg_knob_key {
+	__u64 ino;
+	__u32 fs_magic; /* GG_FS_SYSFS or GG_FS_PROC */
+	__u32 pad;
+};
+GG_ABI_ASSERT(sizeof(struct gg_knob_key) == 16, "gg_knob_key layout");
+
+/* How a write to a knob is decoded into a class (kmod/common/gg_knob.h). */
+enum gg_knob_rule {
+	GG_KNOB_NONE = 0,
+	GG_KNOB_ANY_WRITE = 1,	/* every write falls in the knob's class */
+	GG_KNOB_NUMBER = 2,	/* the same, and the number written is its key (uW, MHz) */
+	GG_KNOB_RUNTIME_PM = 3, /* power/control: a write too short to hold "auto" is harmless */
+	GG_KNOB_PCI_CONFIG = 4, /* config space: the registers the write's range touches */
+	GG_KNOB_RULE_COUNT
+};
+
+#define GG_KNOBF_BRIDGE (1u << 0) /* the upstream bridge's (Bridge Control's SBR counts) */
+#define GG_KNOBF_SHARED (1u << 1) /* shared by several GPUs: gpu_dev is the first of them */
+
+/* A GPU that has no device node of its own in a grant or a rule: its PCI address. */
+#define GG_PCI_DEV_MAJOR 0xfffu
+#define GG_PCI_DEV(domain, bus, devfn)                                                             \
+	((GG_PCI_DEV_MAJOR << 20) | (((domain)&0xfu) << 16) | (((bus)&0xffu) << 8) |               \
+	 ((devfn)&0xffu))
+
+/* Value of the knobs map. */
+struct gg_knob {
+	__u32 gpu_dev; /* GG_PCI_DEV of the GPU it acts on: grants and rules name it */
+	__u8 rule;     /* enum gg_knob_rule */
+	__u8 cls;      /* enum gg_class of a write (GG_KNOB_PCI_CONFIG: of a sensitive one) */
+	__u8 vendor;   /* enum gg_vendor of the GPU */
+	__u8 flags;    /* GG_KNOBF_* */
+	__u16 pm_cap;  /* config offset of the PCI PM capability, 0 if none */
+	__u16 exp_cap; /* config offset of the PCI Express capability, 0 if none */
+};
+GG_ABI_ASSERT(sizeof(struct gg_knob) == 12, "gg_knob layout");
+
+#define GG_KNOB_VALUE_MAX 64 /* bytes of a write captured (the whole value of a text knob) */
+
+/* Which system call wrote (gg_knob_event.syscall), as the gate read its arguments. */
+enum gg_write_call {
+	GG_WC_UNKNOWN = 0, /* another path (sendfile, splice, io_uring, ...): length unknown */
+	GG_WC_WRITE = 1,
+	GG_WC_PWRITE = 2,
+	GG_WC_WRITEV = 3, /* the vector is in user memory: its length is not trusted */
+	GG_WC_COUNT
+};
+
+/* One write to a knob, decided before the kernel's store function runs. */
+struct gg_knob_event {
+	struct gg_event_hdr hdr;
+	__u32 uid;
+	__u32 gid;
+	__u64 cgroup_id;
+	char comm[GG_COMM_LEN];
+	char exe_name[GG_EXE_NAME_LEN];
+	struct gg_knob_key key;
+	struct gg_knob knob;
+	__u32 syscall_nr; /* orig_ax as the task issued it */
+	__u64 offset;	  /* file position of the write */
+	__u64 length;	  /* bytes the call asks to write */
+	__u8 call;	  /* enum gg_write_call */
+	__u8 compat;	  /* a 32-bit (int 0x80) caller */
+	__u8 value_len;	  /* bytes of the value captured in value[] */
+	__u8 hook;	  /* GG_HOOK_LSM_FILE_WRITE */
+	__u8 mode;
+	__u8 action;
+	__u8 verdict;
+	__u8 reason;
+	__u32 grant_id;
+	__u32 rule;
+	__u16 capture_flags; /* GG_CAP_ARG_FAULT: the value could not be read */
+	__u8 pad[6];
+	__u8 value[GG_KNOB_VALUE_MAX];
+	struct gg_decoded dec;
+};
+GG_ABI_ASSERT(sizeof(struct gg_knob_event) == 320, "gg_knob_event layout");
 
 /* Per-class counters kept by the observer (per CPU, summed by user space). */
 struct gg_class_counters {

@@ -75,6 +75,7 @@ enum gg_table {
 	/* 6, 7, 8: amdgpu, i915, xe; a DRM driver's table id is in drm_drivers.def */
 	GG_TAB_KFD = 9,
 	GG_TAB_NV_MODESET = 10,
+	GG_TAB_KNOB = 11, /* a write to a knob: nr is its enum gg_knob_rule */
 	GG_TAB_COUNT = 32 /* every table id is below this */
 };
 
@@ -92,8 +93,13 @@ enum gg_hook {
 	GG_HOOK_KMOD_NV_IOCTL = 8,  /* ftrace on nvidia_unlocked_ioctl: escapes RM never sees */
 	GG_HOOK_KMOD_DRM = 9,	    /* ftrace on drm_ioctl_kernel: a DRM ioctl's kdata */
 	GG_HOOK_KMOD_KFD = 10,	    /* ftrace on every amdkfd ioctl handler: its kdata */
+	GG_HOOK_LSM_FILE_WRITE =
+		11, /* BPF LSM file_permission: a write to a GPU's sysfs/procfs knob */
 	GG_HOOK_COUNT
 };
+
+/* The hooks of gpugate.ko, which numbers its records on its own. */
+#define GG_HOOK_IS_KMOD(h) ((h) >= GG_HOOK_KMOD_RM_IOCTL && (h) <= GG_HOOK_KMOD_KFD)
 
 /* What the engine may do with a gated command. */
 enum gg_mode {

@@ -83,6 +83,8 @@ class BpfEngine final : public Engine, public Gate {
   [[nodiscard]] std::string_view gate_name() const override { return "bpf"; }
   Result<void> set_devices(const DeviceTable& devices) override;
   Result<void> set_policy(gg_policy policy) override;
+  // The knobs map from the table's GPUs (called by set_devices).
+  Result<void> set_knobs(const DeviceTable& devices);
   Result<uint32_t> install_grant(Grant grant) override;
   Result<void> revoke_grant(uint32_t id) override;
   [[nodiscard]] Result<std::vector<Grant>> grants() const override;

@@ -43,6 +43,45 @@ struct DiscoveryRoots {
   std::string sys = "/sys";
 };
 
+// A file whose write (or mmap, for a BAR) changes the GPU's state. The inode
+// and its filesystem's device are what the kernel sees: the gate keys on
+// them, never on the path.
+struct Knob {
+  std::string name;       // relative to its owner: "power/control", "resource0", "hwmon/hwmon3/power1_cap"
+  std::string path;       // where it was found
+  std::string owner;      // "gpu", "bridge" (the upstream bridge's), "driver" (the bound driver's), "nvidia-proc"
+  unsigned cls = 0;       // the class a write (or a map) falls in: GG_CLASS_*
+  std::string effect;     // what it does, in a few words
+  uint64_t ino = 0;       // inode number, 0 where stat failed
+  uint64_t fs_dev = 0;    // st_dev of its filesystem (kernel form, major << 20 | minor)
+  bool writable = false;  // has a write bit in its mode (root can write it)
+  bool mappable = false;  // a BAR: mmap is the access that matters
+  // What the gate keys and decides on (the knobs map, gg_knob.h).
+  uint32_t fs_magic = 0;  // statfs f_type: GG_FS_SYSFS or GG_FS_PROC, 0 if neither
+  unsigned rule = 0;      // enum gg_knob_rule
+  bool bridge = false;    // the upstream bridge's (its Bridge Control counts)
+  uint16_t pm_cap = 0;    // config: the PM capability's offset, 0 if none or unread
+  uint16_t exp_cap = 0;   // config: the PCI Express capability's offset
+};
+
+struct PciGpu {
+  std::string address;      // "0000:41:00.0"
+  uint16_t vendor_id = 0;   // sysfs vendor
+  uint16_t device_id = 0;   // sysfs device
+  uint32_t class_code = 0;  // sysfs class, 24 bits
+  unsigned vendor = 0;      // GG_VENDOR_*
+  std::string kind;         // "vga", "3d", "display", "accelerator", "nvswitch"
+  std::string driver;       // bound driver, empty if none
+  std::string uuid;         // "GPU-…" (NVIDIA), amdgpu's unique_id; empty where the driver says none
+  std::string bridge;       // upstream bridge's address; empty on a root bus
+  int numa_node = -1;
+  std::vector<std::string> nodes;  // device nodes that belong to it: /dev/nvidiaN, /dev/dri/cardN, /dev/kfd
+  std::vector<Knob> knobs;
+
+  // Grants and rules name a GPU without a node of its own by this (GG_PCI_DEV).
+  [[nodiscard]] uint32_t pci_dev() const;
+};
+
 class DeviceTable {
  public:
   // Every GPU node under roots.dev: NVIDIA 195:* and nvidia-uvm (major from
@@ -59,8 +98,15 @@ class DeviceTable {
   [[nodiscard]] bool empty() const { return devices_.empty(); }
   void add(Device d);
 
+  // The GPUs on the PCI bus and their knobs (discover_pci_gpus), where attached.
+  [[nodiscard]] const std::vector<PciGpu>& gpus() const { return gpus_; }
+  void set_gpus(std::vector<PciGpu> gpus) { gpus_ = std::move(gpus); }
+  // The GPU a GG_PCI_DEV names, or nullptr.
+  [[nodiscard]] const PciGpu* find_gpu(uint32_t pci_dev) const;
+
  private:
   std::vector<Device> devices_;
+  std::vector<PciGpu> gpus_;
 };
 
 std::string_view alias_vendors_help();

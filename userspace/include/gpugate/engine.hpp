@@ -31,6 +31,8 @@ class EventHandler {
   virtual void on_guard(const gg_guard_event& e) { (void)e; }
   // gpugate.ko's tables changed, or a driver family attached or detached.
   virtual void on_kmod_config(const gg_kmod_config_event& e) { (void)e; }
+  // A write to a GPU's sysfs or procfs knob, decided by the gate.
+  virtual void on_knob(const gg_knob_event& e) { (void)e; }
 };
 
 // One hook the engine tried to attach, for the startup self-test.

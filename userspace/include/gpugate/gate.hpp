@@ -51,6 +51,12 @@ gg_grant grant_value(const Grant& grant);
 void fold_grant_row(std::vector<Grant>& grants, const gg_grant_key& key, const gg_grant& value, int64_t uses);
 void sort_grants(std::vector<Grant>& grants);
 
+// The kernel homes' form of the GPUs' knobs: one row per file the gate keys
+// on (inode and filesystem), with its GPU, rule and class. A file several
+// GPUs share (a driver's unbind, NVIDIA's suspend) is one row for the first
+// of them, marked GG_KNOBF_SHARED.
+std::vector<std::pair<gg_knob_key, gg_knob>> knob_rows(const DeviceTable& devices);
+
 // What start() found of a daemon before this one (the kernel state it left).
 struct Takeover {
   bool happened = false;

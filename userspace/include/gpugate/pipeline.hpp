@@ -29,6 +29,7 @@ struct PipelineCounters {
   uint64_t write_errors = 0;
   uint64_t kernel_seq_gaps = 0;
   uint64_t guard_refusals = 0;  // guard.refused records written
+  uint64_t knob_writes = 0;     // knob.write records written
 };
 
 class Pipeline final : public EventHandler {
@@ -39,6 +40,7 @@ class Pipeline final : public EventHandler {
   void on_exit(const gg_ioctl_exit& e) override;
   void on_guard(const gg_guard_event& g) override;
   void on_kmod_config(const gg_kmod_config_event& c) override;
+  void on_knob(const gg_knob_event& k) override;
 
   // Write entries whose exit has not come within max_age (the call is still
   // blocked, or the process died in it): their result is recorded as unknown.
@@ -76,6 +78,7 @@ class Pipeline final : public EventHandler {
     std::string cgroup;
   };
   const ProcInfo& proc_info(uint32_t pid);
+  void track_kernel_seq(bool kmod, uint64_t seq);
   void finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
   // Append to the ledger and show it; false if the write failed (counted).
   bool emit(nlohmann::ordered_json rec);

@@ -278,7 +278,10 @@ ojson ControlService::list_grants(const ControlContext& ctx) {
     ojson devs = ojson::array();
     for (uint32_t d : g.devs) {
       const Device* dev = ctx.devices.find(d);
-      devs.push_back(dev ? dev->path : fmt::format("{}:{}", kernel_dev_major(d), kernel_dev_minor(d)));
+      const PciGpu* gpu = dev ? nullptr : ctx.devices.find_gpu(d);
+      devs.push_back(dev   ? dev->path
+                     : gpu ? "pci " + gpu->address + " (its knobs)"
+                           : fmt::format("{}:{}", kernel_dev_major(d), kernel_dev_minor(d)));
     }
     const char* kind = g.scope == GG_SCOPE_CGROUP ? "cgroup" : g.scope == GG_SCOPE_UID ? "uid" : "any";
     auto signed_scope = scopes_.find(g.id);

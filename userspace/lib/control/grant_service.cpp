@@ -107,6 +107,23 @@ std::optional<std::string> GrantService::check_request(const auth::AuthRequest& 
   // then the GPU, then the window.
   std::vector<std::string> names;
   auto nodes = grant_nodes(devices, req.gpu, &names);
+  // The GPU on the PCI bus it names (by address or UUID, or through one of
+  // its nodes): the grant covers its knobs too (GG_PCI_DEV).
+  const PciGpu* pci = nullptr;
+  for (const auto& g : devices.gpus()) {
+    bool named = g.address == req.gpu || (!g.uuid.empty() && g.uuid == req.gpu);
+    if (nodes)
+      for (const auto* d : *nodes) named = named || d->pci == g.address;
+    if (named) {
+      pci = &g;
+      break;
+    }
+  }
+  if (!nodes && pci) {
+    nodes = std::vector<const Device*>{};
+    names.push_back(pci->address);
+    if (!pci->uuid.empty()) names.push_back(pci->uuid);
+  }
   auto target = auth::check_request_scope(req, host_id_, names, now_unix);
   if (req.host != host_id_) return target.error().message;
   if (!nodes) return nodes.error().message;
@@ -209,6 +226,10 @@ std::optional<std::string> GrantService::check_request(const auth::AuthRequest& 
   for (const auto* d : *nodes) {
     out.grant.devs.push_back(d->dev);
     out.device_paths.push_back(d->path);
+  }
+  if (pci) {
+    out.grant.devs.push_back(pci->pci_dev());
+    out.device_paths.push_back("pci " + pci->address + " (its knobs)");
   }
   return std::nullopt;
 }

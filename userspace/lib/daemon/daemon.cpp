@@ -290,21 +290,20 @@ int unload_gates(const DaemonOptions& o) {
 }
 
 int run_daemon(const DaemonOptions& o) {
+  // The nodes, and the GPUs behind them with their bridges and knobs (issue 11).
   auto find_devices = [&o]() {
-    DeviceTable t = o.no_discover ? DeviceTable{} : DeviceTable::discover();
+    DeviceTable t = o.no_discover ? DeviceTable{} : discover_devices_and_gpus();
     for (const auto& spec : o.aliases) (void)t.add_alias(spec);  // checked at start
     return t;
   };
-  DeviceTable devices = o.no_discover ? DeviceTable{} : DeviceTable::discover();
+  DeviceTable devices = o.no_discover ? DeviceTable{} : discover_devices_and_gpus();
   for (const auto& spec : o.aliases) {
     if (auto r = devices.add_alias(spec); !r) {
       std::fprintf(stderr, "gpugated: %s\n", r.error().message.c_str());
       return 2;
     }
   }
-  // The GPUs behind the nodes, their bridges and knobs (issue 11), as the
-  // daemon found them at start.
-  auto gpus_at_start = pci_gpus_json(o.no_discover ? std::vector<PciGpu>{} : discover_pci_gpus(devices));
+  auto gpus_at_start = pci_gpus_json(devices.gpus());
   HostInfo host = HostInfo::load(o.state_dir);
   auto ledger = open_ledger(o, host);
   if (!ledger) {

@@ -31,6 +31,13 @@ void gg_replay_capture_c(const struct gg_raw* recorded, const struct gg_policy* 
 void gg_replay_decide_c(const struct gg_raw* recorded, const struct gg_policy* pol, struct gg_ioctl_enter* e,
                         unsigned grant_id, int recorded_ok, int thread_state);
 
+struct gg_knob_event;
+// The knob gate (gg_knob.h): decode fills e->dec from e's knob, call,
+// offset, length and captured value; decide fills e's mode and decision,
+// with grant_id (0: none) where a signature is required.
+void gg_knob_decode_c(struct gg_knob_event* e);
+void gg_knob_decide_c(const struct gg_policy* pol, struct gg_knob_event* e, int recorded, unsigned grant_id);
+
 #ifdef __cplusplus
 }
 #endif

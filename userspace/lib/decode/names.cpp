@@ -261,6 +261,7 @@ std::string_view hook_name(unsigned hook) {
     case GG_HOOK_KMOD_NV_IOCTL: return "kmod/nvidia_unlocked_ioctl";
     case GG_HOOK_KMOD_DRM: return "kmod/drm_ioctl_kernel";
     case GG_HOOK_KMOD_KFD: return "kmod/kfd_handler";
+    case GG_HOOK_LSM_FILE_WRITE: return "lsm/file_permission";
     default: return "none";
   }
 }
@@ -395,6 +396,7 @@ std::string_view table_name(unsigned table) {
     case GG_TAB_DRM_CORE: return "drm";
     case GG_TAB_KFD: return "kfd";
     case GG_TAB_NV_MODESET: return "nvidia-modeset";
+    case GG_TAB_KNOB: return "knob";
     default:
       if (auto drv = drm_driver_of_table(table)) return kDrmDrivers[*drv].name;
       return "none";

@@ -1,10 +1,12 @@
 #include "gpugate/pci.hpp"
 
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -39,17 +41,20 @@ struct KnobSpec {
   std::string_view name;
   unsigned cls;
   std::string_view effect;
+  unsigned rule = GG_KNOB_ANY_WRITE;  // how a write decodes (gg_knob.h)
 };
 
 constexpr std::array kGpuKnobs{
-    KnobSpec{"power/control", GG_CLASS_POWER_OFF, "runtime PM: 'auto' lets the kernel power the GPU down"},
+    KnobSpec{"power/control", GG_CLASS_POWER_OFF, "runtime PM: 'auto' lets the kernel power the GPU down",
+             GG_KNOB_RUNTIME_PM},
     KnobSpec{"d3cold_allowed", GG_CLASS_POWER_OFF, "allows D3cold: the slot's power removed"},
     KnobSpec{"reset", GG_CLASS_GPU_RESET, "function reset (pci_reset_function)"},
     KnobSpec{"reset_method", GG_CLASS_GPU_RESET, "chooses how the function is reset"},
     KnobSpec{"remove", GG_CLASS_POWER_OFF, "removes the GPU from the bus"},
     KnobSpec{"rescan", GG_CLASS_OTHER, "rescans below the function"},
     KnobSpec{"driver_override", GG_CLASS_BAR_MAP, "names the driver to bind (vfio-pci hands the BARs out)"},
-    KnobSpec{"config", GG_CLASS_POWER_OFF, "config space: PMCSR (D3hot), Link Control (link disable), DevCtl (FLR)"},
+    KnobSpec{"config", GG_CLASS_POWER_OFF, "config space: PMCSR (D3hot), Link Control (link disable), DevCtl (FLR)",
+             GG_KNOB_PCI_CONFIG},
     KnobSpec{"sriov_numvfs", GG_CLASS_MIG_CONFIG, "creates or removes virtual functions"},
     KnobSpec{"rom", GG_CLASS_OTHER, "the expansion ROM"},
     KnobSpec{"resource*", GG_CLASS_BAR_MAP, "a BAR: mmap gives the registers or the aperture"},
@@ -67,31 +72,33 @@ constexpr std::array kGpuKnobs{
     KnobSpec{"pp_mclk_od", GG_CLASS_CLOCK_LIMIT, "amdgpu: memory clock overdrive"},
     KnobSpec{"pp_features", GG_CLASS_PERF_STATE, "amdgpu: power features on or off"},
     // xe (Documentation/ABI/testing/sysfs-driver-xe... freq0)
-    KnobSpec{"tile*/gt*/freq0/max_freq", GG_CLASS_CLOCK_LIMIT, "xe: highest GT frequency"},
-    KnobSpec{"tile*/gt*/freq0/min_freq", GG_CLASS_CLOCK_LIMIT, "xe: lowest GT frequency"},
+    KnobSpec{"tile*/gt*/freq0/max_freq", GG_CLASS_CLOCK_LIMIT, "xe: highest GT frequency", GG_KNOB_NUMBER},
+    KnobSpec{"tile*/gt*/freq0/min_freq", GG_CLASS_CLOCK_LIMIT, "xe: lowest GT frequency", GG_KNOB_NUMBER},
 };
 
 // Under each drm/cardN of the GPU (i915's sysfs, drivers/gpu/drm/i915/i915_sysfs.c).
 constexpr std::array kCardKnobs{
-    KnobSpec{"gt_max_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: highest GT frequency"},
-    KnobSpec{"gt_min_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: lowest GT frequency"},
-    KnobSpec{"gt_boost_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: boost frequency"},
+    KnobSpec{"gt_max_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: highest GT frequency", GG_KNOB_NUMBER},
+    KnobSpec{"gt_min_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: lowest GT frequency", GG_KNOB_NUMBER},
+    KnobSpec{"gt_boost_freq_mhz", GG_CLASS_CLOCK_LIMIT, "i915: boost frequency", GG_KNOB_NUMBER},
 };
 
 // Under each hwmon/hwmonN of the GPU (Documentation/hwmon/sysfs-interface.rst).
 constexpr std::array kHwmonKnobs{
-    KnobSpec{"power1_cap", GG_CLASS_POWER_LIMIT, "hwmon: power cap in microwatts"},
-    KnobSpec{"power2_cap", GG_CLASS_POWER_LIMIT, "hwmon: second power cap in microwatts"},
-    KnobSpec{"pwm1", GG_CLASS_OTHER, "hwmon: fan duty"},
+    KnobSpec{"power1_cap", GG_CLASS_POWER_LIMIT, "hwmon: power cap in microwatts", GG_KNOB_NUMBER},
+    KnobSpec{"power2_cap", GG_CLASS_POWER_LIMIT, "hwmon: second power cap in microwatts", GG_KNOB_NUMBER},
+    KnobSpec{"pwm1", GG_CLASS_OTHER, "hwmon: fan duty", GG_KNOB_NUMBER},
     KnobSpec{"pwm1_enable", GG_CLASS_OTHER, "hwmon: fan control mode"},
 };
 
 // The upstream bridge's: a Secondary Bus Reset through its Bridge Control,
 // or its link disabled, takes the GPU with it.
 constexpr std::array kBridgeKnobs{
-    KnobSpec{"config", GG_CLASS_GPU_RESET, "bridge config: Bridge Control SBR, Link Control (link disable)"},
+    KnobSpec{"config", GG_CLASS_GPU_RESET, "bridge config: Bridge Control SBR, Link Control (link disable)",
+             GG_KNOB_PCI_CONFIG},
     KnobSpec{"reset", GG_CLASS_GPU_RESET, "resets the bridge and what is below it"},
-    KnobSpec{"power/control", GG_CLASS_POWER_OFF, "runtime PM of the bridge: the slot can lose power"},
+    KnobSpec{"power/control", GG_CLASS_POWER_OFF, "runtime PM of the bridge: the slot can lose power",
+             GG_KNOB_RUNTIME_PM},
     KnobSpec{"remove", GG_CLASS_POWER_OFF, "removes the bridge and the GPU below"},
 };
 
@@ -116,6 +123,29 @@ std::optional<uint32_t> read_hex(const fs::path& p) {
   }
 }
 
+// The PM and PCI Express capabilities' offsets from a config file's bytes
+// (the capability list at 0x34, when status bit 4 says there is one).
+struct Caps {
+  uint16_t pm = 0, exp = 0;
+};
+
+Caps read_caps(const fs::path& config) {
+  Caps caps;
+  std::ifstream in(config, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto at = [&](size_t i) { return i < bytes.size() ? static_cast<uint8_t>(bytes[i]) : uint8_t{0}; };
+  constexpr size_t kStatus = 0x06, kCapPtr = 0x34;
+  constexpr uint8_t kStatusCapList = 0x10, kCapIdPm = 0x01, kCapIdExp = 0x10;
+  if (!(at(kStatus) & kStatusCapList)) return caps;
+  size_t ptr = at(kCapPtr) & 0xfc;
+  for (int hops = 0; ptr >= 0x40 && ptr + 1 < bytes.size() && hops < 48; hops++) {
+    if (at(ptr) == kCapIdPm && !caps.pm) caps.pm = static_cast<uint16_t>(ptr);
+    if (at(ptr) == kCapIdExp && !caps.exp) caps.exp = static_cast<uint16_t>(ptr);
+    ptr = at(ptr + 1) & 0xfc;
+  }
+  return caps;
+}
+
 bool is_pci_address(std::string_view s) {
   static const std::regex re("^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]$");
   return std::regex_match(s.begin(), s.end(), re);
@@ -137,12 +167,17 @@ Knob make_knob(const fs::path& path, std::string name, std::string owner, const 
   k.owner = std::move(owner);
   k.cls = spec.cls;
   k.effect = spec.effect;
+  k.rule = spec.rule;
   struct stat st {};
   if (lstat(path.c_str(), &st) == 0) {
     k.ino = st.st_ino;
     k.fs_dev = kernel_dev(major(st.st_dev), minor(st.st_dev));
     k.writable = (st.st_mode & (S_IWUSR | S_IWGRP | S_IWOTH)) != 0;
   }
+  struct statfs sfs {};
+  if (statfs(path.c_str(), &sfs) == 0 &&
+      (static_cast<uint32_t>(sfs.f_type) == GG_FS_SYSFS || static_cast<uint32_t>(sfs.f_type) == GG_FS_PROC))
+    k.fs_magic = static_cast<uint32_t>(sfs.f_type);
   k.mappable = spec.cls == GG_CLASS_BAR_MAP && k.name.starts_with("resource");
   return k;
 }
@@ -307,10 +342,35 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
     }
     if (!g.bridge.empty())
       for (const auto& spec : kBridgeKnobs) add_knobs(g.knobs, real.parent_path(), "bridge/", "bridge", spec);
+    for (auto& k : g.knobs) {
+      k.bridge = k.owner == "bridge";
+      if (k.rule != GG_KNOB_PCI_CONFIG) continue;
+      Caps caps = read_caps(k.path);
+      k.pm_cap = caps.pm;
+      k.exp_cap = caps.exp;
+    }
     gpus.push_back(std::move(g));
   }
   std::sort(gpus.begin(), gpus.end(), [](const PciGpu& a, const PciGpu& b) { return a.address < b.address; });
   return gpus;
+}
+
+DeviceTable discover_devices_and_gpus(const DiscoveryRoots& roots) {
+  DeviceTable t = DeviceTable::discover(roots);
+  t.set_gpus(discover_pci_gpus(t, roots));
+  return t;
+}
+
+uint32_t PciGpu::pci_dev() const {
+  unsigned domain = 0, bus = 0, slot = 0, fn = 0;
+  if (std::sscanf(address.c_str(), "%4x:%2x:%2x.%1u", &domain, &bus, &slot, &fn) != 4) return 0;
+  return GG_PCI_DEV(domain, bus, (slot << 3) | fn);
+}
+
+const PciGpu* DeviceTable::find_gpu(uint32_t pci_dev) const {
+  for (const auto& g : gpus_)
+    if (g.pci_dev() == pci_dev) return &g;
+  return nullptr;
 }
 
 nlohmann::ordered_json pci_gpus_json(const std::vector<PciGpu>& gpus) {
@@ -327,6 +387,7 @@ nlohmann::ordered_json pci_gpus_json(const std::vector<PciGpu>& gpus) {
     j["uuid"] = g.uuid.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(g.uuid);
     j["bridge"] = g.bridge.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(g.bridge);
     j["numa_node"] = g.numa_node;
+    j["grant_dev"] = fmt::format("{}:{}", kernel_dev_major(g.pci_dev()), kernel_dev_minor(g.pci_dev()));
     j["nodes"] = g.nodes;
     auto knobs = nlohmann::ordered_json::array();
     for (const auto& k : g.knobs) {
@@ -341,6 +402,9 @@ nlohmann::ordered_json pci_gpus_json(const std::vector<PciGpu>& gpus) {
                                  kernel_dev_minor(static_cast<uint32_t>(k.fs_dev)));
       kj["writable"] = k.writable;
       if (k.mappable) kj["mappable"] = true;
+      kj["gated_on_write"] = k.fs_magic != 0 && k.ino != 0;
+      if (k.pm_cap) kj["pm_cap"] = fmt::format("0x{:02x}", k.pm_cap);
+      if (k.exp_cap) kj["exp_cap"] = fmt::format("0x{:02x}", k.exp_cap);
       knobs.push_back(kj);
     }
     j["knobs"] = knobs;

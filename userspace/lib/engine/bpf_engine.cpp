@@ -36,7 +36,24 @@ constexpr const char* kIoctlTracepoint = "/sys/kernel/tracing/events/syscalls/sy
 bool g_libbpf_verbose = false;
 bool g_libbpf_probing = false;  // a refusal here is an answer, not an error
 
+// The program whose load failed last ("prog 'NAME': failed to load"), so
+// that a refusal of one part does not cost the attempts meant for another.
+std::string g_libbpf_failed_prog;
+
 int libbpf_print(enum libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_WARN) {
+    va_list copy;
+    va_copy(copy, args);
+    char line[512];
+    vsnprintf(line, sizeof(line), format, copy);
+    va_end(copy);
+    std::string_view text(line);
+    if (auto at = text.find("prog '");
+        at != std::string_view::npos && text.find("failed to load") != std::string_view::npos) {
+      auto name = text.substr(at + 6);
+      g_libbpf_failed_prog = std::string(name.substr(0, name.find('\'')));
+    }
+  }
   if ((level == LIBBPF_DEBUG || g_libbpf_probing) && !g_libbpf_verbose) return 0;
   return vfprintf(stderr, format, args);
 }
@@ -267,9 +284,15 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   }
   bool fexit_results = false;
   std::string fexit_refusal;
-  for (int attempt = want_gate ? 0 : 2; attempt < 3; attempt++) {
-    bool gate = attempt < 2;
-    fexit_results = attempt == 0;
+  // Attempts, most complete first: the gate with fexit results and the knob
+  // hook; without fexit; without the knob hook (each with and without
+  // fexit); the observer alone. A kernel that refuses one part keeps the rest.
+  bool knob_hook = false;
+  std::string knob_refusal;
+  for (int attempt = want_gate ? 0 : 4; attempt < 5; attempt++) {
+    bool gate = attempt < 4;
+    fexit_results = gate && attempt % 2 == 0;
+    knob_hook = attempt < 2;
     skel_.reset(gpugate_bpf__open());
     if (!skel_)
       return make_error(fmt::format("cannot open the observer's BPF object: {}", std::strerror(errno)), errno);
@@ -283,6 +306,7 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     bpf_program__set_autoload(skel_->progs.gg_compat_ioctl_exit, !gate && has_compat_sys);
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl, gate);
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl_compat, gate && has_compat);
+    bpf_program__set_autoload(skel_->progs.gg_knob_write, gate && knob_hook);
     bpf_program__set_autoload(skel_->progs.gg_ioctl_exit, !fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_sys_ioctl_exit, fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_compat_sys_ioctl_exit, fexit_results && has_compat_sys);
@@ -304,23 +328,25 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
       bpf_object__for_each_program(vp, skel_->obj) bpf_program__set_log_level(vp, 4);
     }
     g_libbpf_probing = gate && !have_pins;
+    g_libbpf_failed_prog.clear();
     int err = gpugate_bpf__load(skel_.get());
     g_libbpf_probing = false;
-    if (err && gate && have_pins && !fexit_results)
+    if (err && gate && have_pins && attempt == 1)
       return make_error(fmt::format("the pinned gate at {} does not fit this gpugated's maps ({}): it was left by "
                                     "another version. Remove it with gpugated --unload (enforcement stops until "
                                     "this daemon starts) and start again",
                                     opts_.pin_dir, std::strerror(-err)),
                         -err);
     if (err) {
-      if (fexit_results) {
-        fexit_refusal = std::strerror(-err);
-        continue;
-      }
-      if (gate) {
+      if (fexit_results) fexit_refusal = std::strerror(-err);
+      if (knob_hook) knob_refusal = std::strerror(-err);
+      if (attempt == 3) lsm_refusal = std::strerror(-err);
+      // the knob hook was not what failed: the attempts without it would fail alike
+      if (attempt == 1 && g_libbpf_failed_prog != "gg_knob_write") {
         lsm_refusal = std::strerror(-err);
-        continue;
+        attempt = 3;
       }
+      if (gate) continue;
       return make_error(fmt::format("the kernel refused the observer's BPF programs: {}; run with --verbose "
                                     "for the verifier log",
                                     std::strerror(-err)),
@@ -341,7 +367,12 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
                     opts_.pin_dir, state->version, GG_STATE_VERSION));
   takeover_ = claim_restart_state(*state, pinned_ && have_pins);
   if (auto w = write_state(*state); !w) return w.error();
-  if (!fexit_refusal.empty() && mode_ != GG_MODE_OBSERVE)
+  if (!knob_hook && !knob_refusal.empty() && mode_ != GG_MODE_OBSERVE)
+    hooks.push_back({"lsm/file_permission", false,
+                     fmt::format("refused by this kernel ({}): writes to the GPUs' sysfs and procfs knobs are not "
+                                 "gated; run with --verbose for the verifier log",
+                                 knob_refusal)});
+  if (!fexit_results && !fexit_refusal.empty() && mode_ != GG_MODE_OBSERVE)
     hooks.push_back({"fexit/__x64_sys_ioctl", false,
                      fmt::format("refused by this kernel ({}): results come from the sys_exit_ioctl tracepoint, "
                                  "which slows every syscall",
@@ -365,6 +396,8 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
        "gate: every ioctl on a GPU node decided before the driver runs"},
       {"lsm/file_ioctl_compat", skel_->progs.gg_file_ioctl_compat, &skel_->links.gg_file_ioctl_compat,
        "gate: the same for 32-bit callers"},
+      {"lsm/file_permission", skel_->progs.gg_knob_write, &skel_->links.gg_knob_write,
+       "gate: writes to a GPU's sysfs and procfs knobs (power/control, reset, remove, config, power caps, ...)"},
       {"tp/syscalls/sys_enter_ioctl", use_btf ? skel_->progs.gg_ioctl_enter : skel_->progs.gg_ioctl_enter_core,
        use_btf ? &skel_->links.gg_ioctl_enter : &skel_->links.gg_ioctl_enter_core,
        "observe: every ioctl on a GPU node, decoded in the kernel"},
@@ -752,6 +785,28 @@ Result<void> BpfEngine::set_devices(const DeviceTable& devices) {
     if (!wanted_majors.count(m) && bpf_map_lookup_elem(mfd, &m, &was) == 0 && was)
       bpf_map_update_elem(mfd, &m, &off, BPF_ANY);
   }
+  return set_knobs(devices);
+}
+
+// The GPUs' knobs, keyed as the kernel sees them (inode, filesystem); new
+// ones first, stale ones after, as for the nodes.
+Result<void> BpfEngine::set_knobs(const DeviceTable& devices) {
+  int fd = bpf_map__fd(skel_->maps.knobs);
+  auto rows = knob_rows(devices);
+  std::set<std::pair<uint64_t, uint32_t>> wanted;
+  for (const auto& [key, value] : rows) {
+    if (bpf_map_update_elem(fd, &key, &value, BPF_ANY) != 0)
+      return make_error(
+          fmt::format("cannot add knob inode {} to the gate's knob map: {}", key.ino, std::strerror(errno)), errno);
+    wanted.insert({key.ino, key.fs_magic});
+  }
+  gg_knob_key key{}, next{};
+  std::vector<gg_knob_key> stale;
+  for (bool first = true; bpf_map_get_next_key(fd, first ? nullptr : &key, &next) == 0; first = false) {
+    key = next;
+    if (!wanted.count({next.ino, next.fs_magic})) stale.push_back(next);
+  }
+  for (const auto& k : stale) bpf_map_delete_elem(fd, &k);
   return {};
 }
 
@@ -769,6 +824,8 @@ int BpfEngine::on_record(void* ctx, void* data, size_t size) {
     self->handler_->on_exit(*static_cast<const gg_ioctl_exit*>(data));
   } else if (hdr.type == GG_EV_GUARD && size >= sizeof(gg_guard_event)) {
     self->handler_->on_guard(*static_cast<const gg_guard_event*>(data));
+  } else if (hdr.type == GG_EV_KNOB && size >= sizeof(gg_knob_event)) {
+    self->handler_->on_knob(*static_cast<const gg_knob_event*>(data));
   } else {
     self->malformed_++;
     return 0;

@@ -16,7 +16,7 @@ namespace gpugate {
 Result<void> check_grant(const Grant& grant, const DeviceTable* devices) {
   if (grant.devs.empty()) return make_error("grant: names no device node");
   for (uint32_t dev : grant.devs)
-    if (!devices || !devices->find(dev))
+    if (!devices || (!devices->find(dev) && !devices->find_gpu(dev)))
       return make_error(
           fmt::format("grant for device {}:{}: no such GPU device is watched; a grant names a device "
                       "gpugate knows (gpugate devices)",
@@ -33,6 +33,33 @@ Result<void> check_grant(const Grant& grant, const DeviceTable* devices) {
       (grant.scope == GG_SCOPE_UID && grant.scope_id > UINT32_MAX))
     return make_error("grant: a scope is any process (no id), a cgroup id or a uid");
   return {};
+}
+
+std::vector<std::pair<gg_knob_key, gg_knob>> knob_rows(const DeviceTable& devices) {
+  std::vector<std::pair<gg_knob_key, gg_knob>> rows;
+  for (const auto& g : devices.gpus()) {
+    for (const auto& k : g.knobs) {
+      if (!k.ino || !k.fs_magic || !k.rule) continue;  // not a file the gate can key on
+      gg_knob_key key{k.ino, k.fs_magic, 0};
+      auto same = std::find_if(rows.begin(), rows.end(), [&](const auto& r) {
+        return r.first.ino == key.ino && r.first.fs_magic == key.fs_magic;
+      });
+      if (same != rows.end()) {
+        if (same->second.gpu_dev != g.pci_dev()) same->second.flags |= GG_KNOBF_SHARED;
+        continue;
+      }
+      gg_knob v{};
+      v.gpu_dev = g.pci_dev();
+      v.rule = static_cast<uint8_t>(k.rule);
+      v.cls = static_cast<uint8_t>(k.cls);
+      v.vendor = static_cast<uint8_t>(g.vendor);
+      v.flags = k.bridge ? GG_KNOBF_BRIDGE : 0;
+      v.pm_cap = k.pm_cap;
+      v.exp_cap = k.exp_cap;
+      rows.emplace_back(key, v);
+    }
+  }
+  return rows;
 }
 
 gg_grant_key grant_key(const Grant& grant, uint32_t dev) {

@@ -2,6 +2,8 @@
 
 #include <set>
 
+#include <fmt/format.h>
+
 namespace gpugate {
 
 GateUpkeep::GateUpkeep(GateSet& gates, DeviceTable& devices, std::function<DeviceTable()> rescan, Pipeline& pipeline,
@@ -26,6 +28,11 @@ void GateUpkeep::rescan() {
   std::set<std::string> before, after;
   for (const auto& d : devices_.devices()) before.insert(d.path + " " + d.rdev_string());
   for (const auto& d : fresh.devices()) after.insert(d.path + " " + d.rdev_string());
+  // A GPU's knobs change inode when it is removed and found again.
+  for (const auto& g : devices_.gpus())
+    for (const auto& k : g.knobs) before.insert(fmt::format("{} inode {}", k.path, k.ino));
+  for (const auto& g : fresh.gpus())
+    for (const auto& k : g.knobs) after.insert(fmt::format("{} inode {}", k.path, k.ino));
   if (before == after) return;
   nlohmann::ordered_json added = nlohmann::ordered_json::array(), removed = nlohmann::ordered_json::array();
   for (const auto& a : after)

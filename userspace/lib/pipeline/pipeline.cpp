@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <fstream>
@@ -13,7 +14,39 @@
 #include "gpugate/json_out.hpp"
 
 namespace gpugate {
-namespace {}  // namespace
+namespace {
+
+// Why the gate decided as it did, in words, for every record it decides.
+std::string verdict_reason(unsigned verdict, unsigned mode, unsigned why_code, unsigned cls_id, unsigned action_id,
+                           uint32_t grant_id, unsigned capture_flags, std::string_view before_what) {
+  std::string_view cls = class_name(cls_id), action = action_name(action_id);
+  std::string why;
+  bool refused = verdict != GG_VERDICT_ALLOW;
+  switch (why_code) {
+    case GG_WHY_CAPTURE: {
+      auto causes = capture_reason_names(capture_flags);
+      why = fmt::format("the bytes this decision needs were not read as the driver will read them ({})",
+                        causes.empty() ? std::string("unreadable") : fmt::format("{}", fmt::join(causes, ", ")));
+      break;
+    }
+    case GG_WHY_UNRECORDED: why = fmt::format("{} is {}, and no record could be reserved", cls, action); break;
+    case GG_WHY_NO_THREAD_STATE: why = "the kernel had no per-thread state for the caller"; break;
+    case GG_WHY_STRICT: why = fmt::format("the strict profile gates this opaque privileged control ({})", cls); break;
+    default: why = fmt::format("{} is {} and no grant covers it", cls, action);
+  }
+  if (refused && verdict == GG_VERDICT_DENY) return fmt::format("{}: denied {}", why, before_what);
+  if (refused && mode == GG_MODE_MONITOR) return why + ": monitor mode lets it through";
+  if (refused) return why + ": this hook cannot deny (observe only)";
+  if (why_code == GG_WHY_UNDECIDED)
+    return fmt::format(
+        "{} is {}: no gate saw it before the driver ran (it never reached the driver's "
+        "post-copy hooks); recorded after the call from the caller's memory",
+        cls, action);
+  if (grant_id) return fmt::format("{} is {}: allowed by grant {}", cls, action, grant_id);
+  return fmt::format("{}: {}", cls, action);
+}
+
+}  // namespace
 
 Pipeline::Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo host, std::string engine, HumanSink sink)
     : ledger_(ledger),
@@ -150,35 +183,8 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   o.field("mode", mode_name(e.mode));
   o.field("verdict", verdict_name(e.verdict));
   std::string_view cls = class_name(dec.cls), action = action_name(e.action);
-  std::string reason, why;
-  bool refused = e.verdict != GG_VERDICT_ALLOW;
-  switch (e.reason) {
-    case GG_WHY_CAPTURE: {
-      auto causes = capture_reason_names(e.raw.capture_flags);
-      why = fmt::format("the bytes this decision needs were not read as the driver will read them ({})",
-                        causes.empty() ? std::string("unreadable") : fmt::format("{}", fmt::join(causes, ", ")));
-      break;
-    }
-    case GG_WHY_UNRECORDED: why = fmt::format("{} is {}, and no record could be reserved", cls, action); break;
-    case GG_WHY_NO_THREAD_STATE: why = "the kernel had no per-thread state for the caller"; break;
-    case GG_WHY_STRICT: why = fmt::format("the strict profile gates this opaque privileged control ({})", cls); break;
-    default: why = fmt::format("{} is {} and no grant covers it", cls, action);
-  }
-  if (refused && e.verdict == GG_VERDICT_DENY)
-    reason = why + ": denied before the driver ran";
-  else if (refused && e.mode == GG_MODE_MONITOR)
-    reason = why + ": monitor mode lets it through";
-  else if (refused)
-    reason = why + ": this hook cannot deny (observe only)";
-  else if (e.reason == GG_WHY_UNDECIDED)
-    reason = fmt::format(
-        "{} is {}: no gate saw it before the driver ran (it never reached the driver's "
-        "post-copy hooks); recorded after the call from the caller's memory",
-        cls, action);
-  else if (e.grant_id)
-    reason = fmt::format("{} is {}: allowed by grant {}", cls, action, e.grant_id);
-  else
-    reason = fmt::format("{}: {}", cls, action);
+  std::string reason = verdict_reason(e.verdict, e.mode, e.reason, dec.cls, e.action, e.grant_id, e.raw.capture_flags,
+                                      "before the driver ran");
   if (e.rule && e.rule <= rule_names_.size()) reason += fmt::format(" (policy rule \"{}\")", rule_names_[e.rule - 1]);
   if (dec.flags & GG_DF_DRIVER_REFUSES) reason += "; an attempt: the driver refuses this command from user space";
   o.field("verdict_reason", std::string_view(reason));
@@ -224,17 +230,13 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
     o.field("note", "no exit seen: the call was still running, or its exit record was lost");
   }
   o.end_object();
-  o.field("engine", e.hook >= GG_HOOK_KMOD_RM_IOCTL ? std::string_view("kmod") : std::string_view(engine_));
+  o.field("engine", GG_HOOK_IS_KMOD(e.hook) ? std::string_view("kmod") : std::string_view(engine_));
   o.field("kernel_seq", static_cast<uint64_t>(e.hdr.seq));
   return text;
 }
 
 void Pipeline::on_enter(const gg_ioctl_enter& e) {
-  // BPF and the module number their records each on their own
-  auto& src = kernel_seq_[e.hook >= GG_HOOK_KMOD_RM_IOCTL ? 1 : 0];
-  if (src.seen && e.hdr.seq > src.last + 1) counters_.kernel_seq_gaps += e.hdr.seq - src.last - 1;
-  if (!src.seen || e.hdr.seq > src.last) src.last = e.hdr.seq;
-  src.seen = true;
+  track_kernel_seq(GG_HOOK_IS_KMOD(e.hook), e.hdr.seq);
   auto it = pending_.find(e.hdr.tid);
   if (it != pending_.end()) {
     // A new call on the same thread: the old one's exit was lost.
@@ -253,6 +255,132 @@ void Pipeline::on_enter(const gg_ioctl_enter& e) {
     slots_.push_back(e);
   }
   pending_.emplace(e.hdr.tid, slot);
+}
+
+void Pipeline::track_kernel_seq(bool kmod, uint64_t seq) {
+  // BPF and the module number their records each on their own
+  auto& src = kernel_seq_[kmod ? 1 : 0];
+  if (src.seen && seq > src.last + 1) counters_.kernel_seq_gaps += seq - src.last - 1;
+  if (!src.seen || seq > src.last) src.last = seq;
+  src.seen = true;
+}
+
+namespace {
+
+std::string_view write_call_name(unsigned call) {
+  static constexpr const char* kCalls[] = {"unknown", "write", "pwrite64", "writev"};
+  static_assert(std::size(kCalls) == GG_WC_COUNT);
+  return call < std::size(kCalls) ? kCalls[call] : "?";
+}
+
+std::string_view knob_rule_name(unsigned rule) {
+  static constexpr const char* kRules[] = {"none", "any-write", "number", "runtime-pm", "pci-config"};
+  static_assert(std::size(kRules) == GG_KNOB_RULE_COUNT);
+  return rule < std::size(kRules) ? kRules[rule] : "?";
+}
+
+}  // namespace
+
+// A write to a GPU's knob: one record, decided before the kernel's store ran.
+void Pipeline::on_knob(const gg_knob_event& k) {
+  track_kernel_seq(false, k.hdr.seq);
+  auto rec = base("knob.write", k.hdr.boot_ns);
+  const auto& proc = proc_info(k.hdr.pid);
+  std::string exe_name(k.exe_name, strnlen(k.exe_name, GG_EXE_NAME_LEN));
+  nlohmann::ordered_json process{{"pid", k.hdr.pid},
+                                 {"tid", k.hdr.tid},
+                                 {"uid", k.uid},
+                                 {"gid", k.gid},
+                                 {"comm", std::string(k.comm, strnlen(k.comm, GG_COMM_LEN))}};
+  if (!proc.exe.empty()) {
+    process["exe"] = proc.exe;
+  } else {
+    process["exe"] = exe_name.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(exe_name);
+    if (!exe_name.empty()) process["exe_is_basename"] = true;
+  }
+  process["cgroup_id"] = k.cgroup_id;
+  process["cgroup"] = proc.cgroup.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(proc.cgroup);
+  rec["process"] = std::move(process);
+
+  // What the daemon knows of the knob and its GPU (the kernel sent the inode).
+  const PciGpu* gpu = devices_.find_gpu(k.knob.gpu_dev);
+  const Knob* knob = nullptr;
+  for (const auto& g : devices_.gpus())
+    for (const auto& kn : g.knobs)
+      if (kn.ino == k.key.ino && kn.fs_magic == k.key.fs_magic && !knob) knob = &kn;
+  rec["gpu"] = {
+      {"pci", gpu ? nlohmann::ordered_json(gpu->address) : nlohmann::ordered_json(nullptr)},
+      {"vendor", vendor_name(k.knob.vendor)},
+      {"grant_dev", fmt::format("{}:{}", kernel_dev_major(k.knob.gpu_dev), kernel_dev_minor(k.knob.gpu_dev))}};
+  nlohmann::ordered_json kj;
+  kj["name"] = knob ? nlohmann::ordered_json(knob->name) : nlohmann::ordered_json(nullptr);
+  kj["path"] = knob ? nlohmann::ordered_json(knob->path) : nlohmann::ordered_json(nullptr);
+  kj["owner"] = knob ? nlohmann::ordered_json(knob->owner) : nlohmann::ordered_json(nullptr);
+  kj["ino"] = k.key.ino;
+  kj["fs"] = k.key.fs_magic == GG_FS_PROC ? "procfs" : "sysfs";
+  kj["rule"] = knob_rule_name(k.knob.rule);
+  if (k.knob.flags & GG_KNOBF_SHARED) kj["shared"] = true;
+  rec["knob"] = std::move(kj);
+
+  nlohmann::ordered_json w;
+  w["call"] = write_call_name(k.call);
+  w["syscall_nr"] = k.syscall_nr;
+  w["compat"] = static_cast<bool>(k.compat);
+  bool known = k.call == GG_WC_WRITE || k.call == GG_WC_PWRITE;
+  w["offset"] = known ? nlohmann::ordered_json(k.offset) : nlohmann::ordered_json(nullptr);
+  w["length"] = known ? nlohmann::ordered_json(k.length) : nlohmann::ordered_json(nullptr);
+  size_t n = std::min<size_t>(k.value_len, GG_KNOB_VALUE_MAX);
+  std::string value(reinterpret_cast<const char*>(k.value), n);
+  bool text = std::all_of(value.begin(), value.end(), [](char c) { return c == '\n' || (c >= 0x20 && c < 0x7f); });
+  if (k.capture_flags & GG_CAP_ARG_FAULT) {
+    w["value"] = nullptr;
+    w["value_note"] = "the buffer could not be read without a fault (the class does not depend on it)";
+  } else if (n && text) {
+    w["value"] = value;
+  } else {
+    w["value"] = nullptr;
+  }
+  w["value_hex"] = to_hex(std::span<const uint8_t>(k.value, n));
+  if (known && k.length > n) w["value_cut"] = true;
+  rec["write"] = std::move(w);
+
+  nlohmann::ordered_json d;
+  d["class"] = class_name(k.dec.cls);
+  d["class_source"] = source_name(k.dec.cls_source);
+  nlohmann::ordered_json params = nlohmann::ordered_json::object();
+  if (k.dec.flags & GG_DF_KEYS_VALID) params["written"] = k.dec.key[0];
+  d["params"] = std::move(params);
+  auto flags = nlohmann::ordered_json::array();
+  for (auto f : flag_names(k.dec.flags)) flags.push_back(std::string(f));
+  d["flags"] = std::move(flags);
+  rec["decoded"] = std::move(d);
+
+  rec["hook"] = hook_name(k.hook);
+  rec["mode"] = mode_name(k.mode);
+  rec["verdict"] = verdict_name(k.verdict);
+  std::string reason =
+      verdict_reason(k.verdict, k.mode, k.reason, k.dec.cls, k.action, k.grant_id,
+                     (k.dec.flags & GG_DF_UNDECIDED) ? GG_CAP_ARG_FAULT : 0u, "before the kernel's store ran");
+  if (k.reason == GG_WHY_CAPTURE)
+    reason = fmt::format(
+        "a {} call: its length and position are not in registers, so the gate cannot tell what it "
+        "writes; denied before the kernel's store ran (use write or pwrite)",
+        write_call_name(k.call));
+  if (k.rule && k.rule <= rule_names_.size()) reason += fmt::format(" (policy rule \"{}\")", rule_names_[k.rule - 1]);
+  rec["verdict_reason"] = reason;
+  rec["reason"] = reason_name(k.reason);
+  nlohmann::ordered_json rule{{"source", policy_source_}, {"class", class_name(k.dec.cls)}};
+  if (k.rule) {
+    rule["rule"] = k.rule;
+    rule["name"] = k.rule <= rule_names_.size() ? rule_names_[k.rule - 1] : std::string("?");
+  }
+  rule["action"] = action_name(k.action);
+  rec["rule"] = std::move(rule);
+  rec["grant"] = k.grant_id ? nlohmann::ordered_json{{"id", k.grant_id}} : nlohmann::ordered_json(nullptr);
+  rec["engine"] = engine_;
+  rec["kernel_seq"] = k.hdr.seq;
+  counters_.knob_writes++;
+  emit(std::move(rec));
 }
 
 // The gate refused an operation on its own objects: one record each, at
