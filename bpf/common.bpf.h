@@ -127,6 +127,10 @@ GG_MAP(majors, __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, GG_MAJORS);
 GG_MAP(knobs, __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096);
        __type(key, struct gg_knob_key); __type(value, struct gg_knob););
 
+/* The GPUs' memory BARs, for a mapping of /dev/mem (written by the daemon only). */
+GG_MAP(bar_ranges, __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, GG_BAR_RANGES_MAX);
+       __type(key, __u32); __type(value, struct gg_bar_range););
+
 /* Where a knob's write is decided when the ring is full: it is not recorded. */
 GG_MAP(knob_spare, __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY); __uint(max_entries, 1);
        __type(key, __u32); __type(value, struct gg_knob_event););

@@ -25,6 +25,8 @@
 #define GG_NR_PWRITEV2	   328
 #define GG_NR32_WRITE	   4
 #define GG_NR32_PWRITE64   181
+#define GG_NR_MMAP	   9
+#define GG_NR32_MMAP2	   192
 #define GG_X32_SYSCALL_BIT 0x40000000
 
 __u32 gg_bpf_take_knob_grant(const struct gg_knob_event *e);
@@ -35,17 +37,24 @@ __u32 gg_bpf_take_knob_grant(const struct gg_knob_event *e);
  * writev the lengths are in user memory, so the call is named but its
  * length is not trusted; any other path is unknown.
  */
-static __always_inline __u64 gg_knob_args(struct gg_knob_event *e, struct file *file)
+/* The caller's registers at the system call, and whether it is a 32-bit one. */
+static __always_inline struct pt_regs *gg_syscall_regs(__u8 *compat)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(task);
+
+	*compat = (task->thread_info.status & GG_TS_COMPAT) != 0;
+	return (struct pt_regs *)bpf_task_pt_regs(task);
+}
+
+static __always_inline __u64 gg_knob_args(struct gg_knob_event *e, struct file *file)
+{
+	struct pt_regs *regs = gg_syscall_regs(&e->compat);
 	__u64 buf = 0;
 	long nr;
 
 	e->call = GG_WC_UNKNOWN;
 	e->offset = 0;
 	e->length = 0;
-	e->compat = (task->thread_info.status & GG_TS_COMPAT) != 0;
 	if (!regs)
 		return 0;
 	nr = regs->orig_ax;
@@ -100,16 +109,48 @@ __noinline int gg_bpf_knob_decide(struct gg_knob_event *e, const struct gg_polic
 {
 	if (!e || !pol)
 		return GG_VERDICT_DENY;
-	gg_knob_decode(&e->knob, e->call, e->offset, e->length, e->value, e->value_len,
-		       e->capture_flags, &e->dec);
+	if (e->op == GG_KOP_MMAP)
+		gg_knob_decode_map(&e->knob, e->call, e->offset, e->length, &e->dec);
+	else
+		gg_knob_decode(&e->knob, e->call, e->offset, e->length, e->value, e->value_len,
+			       e->capture_flags, &e->dec);
 	GG_KNOB_DECIDE(pol, e, recorded, gg_bpf_take_knob_grant(e));
 	return e->verdict;
 }
 
-/* Who, which knob, and what the system call asks to write. */
+/*
+ * The running mmap's (x86-64) or mmap2's (ia32) offset and length, from
+ * registers: 1, or 0 where the mapping comes from another system call.
+ */
+static __always_inline int gg_map_range(__u64 *offset, __u64 *length, __u32 *nr_out, __u8 *compat)
+{
+	struct pt_regs *regs = gg_syscall_regs(compat);
+	long nr;
+
+	*offset = 0;
+	*length = 0;
+	*nr_out = 0;
+	if (!regs)
+		return 0;
+	nr = regs->orig_ax;
+	*nr_out = (__u32)nr;
+	if (*compat && nr == GG_NR32_MMAP2) {
+		*length = (__u32)regs->cx;
+		*offset = (__u64)(__u32)regs->bp << 12; /* in 4 KiB pages */
+		return 1;
+	}
+	if (!*compat && nr == GG_NR_MMAP) {
+		*length = regs->si;
+		*offset = regs->r9;
+		return 1;
+	}
+	return 0;
+}
+
+/* Who, which knob, and what the system call asks to write or map. */
 static __always_inline void gg_knob_fill(struct gg_knob_event *e, struct gg_globals *gl,
 					 struct file *file, const struct gg_knob_key *key,
-					 const struct gg_knob *k)
+					 const struct gg_knob *k, __u32 op, __u32 prot, __u32 bar)
 {
 	__u32 len;
 	__u64 buf;
@@ -119,11 +160,19 @@ static __always_inline void gg_knob_fill(struct gg_knob_event *e, struct gg_glob
 	e->key = *key;
 	e->knob = *k;
 	e->syscall_nr = 0;
-	e->hook = GG_HOOK_LSM_FILE_WRITE;
+	e->hook = op == GG_KOP_MMAP ? GG_HOOK_LSM_MMAP_FILE : GG_HOOK_LSM_FILE_WRITE;
 	e->capture_flags = 0;
 	e->value_len = 0;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->op = op;
+	e->bar = bar;
+	e->prot = prot;
 	__builtin_memset(e->value, 0, sizeof(e->value));
+	if (op == GG_KOP_MMAP) {
+		e->call = gg_map_range(&e->offset, &e->length, &e->syscall_nr, &e->compat)
+				  ? GG_WC_MMAP
+				  : GG_WC_UNKNOWN;
+		return;
+	}
 	buf = gg_knob_args(e, file);
 	len = e->length < GG_KNOB_VALUE_MAX ? (__u32)e->length : GG_KNOB_VALUE_MAX;
 	if (buf && len) {
@@ -136,7 +185,7 @@ static __always_inline void gg_knob_fill(struct gg_knob_event *e, struct gg_glob
 }
 
 static __always_inline int gg_knob_gate(struct file *file, const struct gg_knob_key *key,
-					const struct gg_knob *k)
+					const struct gg_knob *k, __u32 op, __u32 prot, __u32 bar)
 {
 	struct gg_knob_event *e;
 	struct gg_policy *pol;
@@ -149,7 +198,7 @@ static __always_inline int gg_knob_gate(struct file *file, const struct gg_knob_
 		return 0;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (e) {
-		gg_knob_fill(e, gl, file, key, k);
+		gg_knob_fill(e, gl, file, key, k, op, prot, bar);
 		verdict = gg_bpf_knob_decide(e, pol, 1);
 		gg_count(e->dec.cls, GG_CNT_SEEN);
 		bpf_ringbuf_submit(e, gg_ring_flags(sizeof(*e)));
@@ -162,7 +211,7 @@ static __always_inline int gg_knob_gate(struct file *file, const struct gg_knob_
 	e = bpf_map_lookup_elem(&knob_spare, &zero);
 	if (!e) /* a per-CPU slot is always there; fail closed if not */
 		return -GG_EPERM;
-	gg_knob_fill(e, gl, file, key, k);
+	gg_knob_fill(e, gl, file, key, k, op, prot, bar);
 	verdict = gg_bpf_knob_decide(e, pol, 0);
 	gg_count(e->dec.cls, GG_CNT_DROPPED);
 	if (verdict == GG_VERDICT_DENY)
@@ -170,20 +219,14 @@ static __always_inline int gg_knob_gate(struct file *file, const struct gg_knob_
 	return 0;
 }
 
-SEC("lsm/file_permission")
-int BPF_PROG(gg_knob_write, struct file *file, int mask, int ret)
+/* A file on sysfs or procfs whose inode is a knob: gated; any other: 0 at once. */
+static __always_inline int gg_knob_file(struct file *file, __u32 op, __u32 prot)
 {
 	struct gg_knob_key key = {};
-	struct inode *inode;
+	struct inode *inode = file->f_inode;
+	__u32 magic = inode->i_sb->s_magic;
 	struct gg_knob *k;
-	__u32 magic;
 
-	if (ret) /* an earlier LSM already said no: its errno, in the range the verifier checks */
-		return ret < 0 && ret >= -4095 ? ret : -GG_EPERM;
-	if (!(mask & GG_MAY_WRITE))
-		return 0;
-	inode = file->f_inode;
-	magic = inode->i_sb->s_magic;
 	if (magic != GG_FS_SYSFS && magic != GG_FS_PROC)
 		return 0;
 	key.ino = inode->i_ino;
@@ -191,5 +234,80 @@ int BPF_PROG(gg_knob_write, struct file *file, int mask, int ret)
 	k = bpf_map_lookup_elem(&knobs, &key);
 	if (!k)
 		return 0;
-	return gg_knob_gate(file, &key, k);
+	return gg_knob_gate(file, &key, k, op, prot, 0);
+}
+
+SEC("lsm/file_permission")
+int BPF_PROG(gg_knob_write, struct file *file, int mask, int ret)
+{
+	if (ret) /* an earlier LSM already said no: its errno, in the range the verifier checks */
+		return ret < 0 && ret >= -4095 ? ret : -GG_EPERM;
+	if (!(mask & GG_MAY_WRITE))
+		return 0;
+	return gg_knob_file(file, GG_KOP_WRITE, 0);
+}
+
+/*
+ * /dev/mem over a GPU's BAR: the first range the mapping overlaps, as a
+ * knob of that GPU (its BAR + 1 in *bar), or 0 where none does. A mapping
+ * whose offset is unknown overlaps the first BAR (the strictest answer).
+ */
+static __always_inline int gg_devmem_knob(struct gg_knob *out, __u32 *bar)
+{
+	__u64 off, len, last;
+	__u32 i, nr, known;
+	__u8 compat;
+
+	known = gg_map_range(&off, &len, &nr, &compat);
+	last = len ? off + len - 1 : off;
+	if (last < off)
+		last = ~0ull;
+	for (i = 0; i < GG_BAR_RANGES_MAX; i++) {
+		__u32 idx = i;
+		struct gg_bar_range *r = bpf_map_lookup_elem(&bar_ranges, &idx);
+
+		if (!r || !r->end)
+			continue;
+		if (known && (last < r->start || off > r->end))
+			continue;
+		out->gpu_dev = r->gpu_dev;
+		out->rule = GG_KNOB_ANY_WRITE;
+		out->cls = GG_CLASS_BAR_MAP;
+		out->vendor = r->vendor;
+		out->flags = GG_KNOBF_DEVMEM;
+		out->pm_cap = 0;
+		out->exp_cap = 0;
+		*bar = r->bar + 1;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Mappings: a BAR's file in sysfs (resourceN, resourceN_wc: every mapping
+ * is bar.map), or /dev/mem over a GPU's BAR. Any protection: a mapping
+ * refused here never exists, so no later mprotect can widen it.
+ */
+SEC("lsm/mmap_file")
+int BPF_PROG(gg_knob_mmap, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	struct gg_knob_key key = {};
+	struct gg_knob dm = {};
+	struct inode *inode;
+	__u32 bar = 0;
+
+	if (ret)
+		return ret < 0 && ret >= -4095 ? ret : -GG_EPERM;
+	if (!file)
+		return 0; /* anonymous memory */
+	inode = file->f_inode;
+	if ((inode->i_mode & GG_S_IFMT) == GG_S_IFCHR && inode->i_rdev == GG_MEM_RDEV) {
+		if (!gg_devmem_knob(&dm, &bar))
+			return 0;
+		key.ino = inode->i_ino;
+		key.fs_magic = 0;
+		return gg_knob_gate(file, &key, &dm, GG_KOP_MMAP, (__u32)prot, bar);
+	}
+	return gg_knob_file(file, GG_KOP_MMAP, (__u32)prot);
 }

@@ -89,20 +89,13 @@ static inline int gg_knob_number(const __u8 *value, __u32 len, __u64 *out)
 	return 1;
 }
 
-/*
- * Decode one write: call says whether length and offset are known (from
- * write or pwrite64), value holds value_len captured bytes (capture_flags
- * GG_CAP_ARG_FAULT where they could not be read).
- */
-static inline void gg_knob_decode(const struct gg_knob *k, __u32 call, __u64 offset, __u64 length,
-				  const __u8 *value, __u32 value_len, __u32 capture_flags,
-				  struct gg_decoded *d)
+/* The answer every knob decode starts from: the class, offset and length as keys. */
+static inline void gg_knob_decoded_init(const struct gg_knob *k, __u32 cls, __u64 offset,
+					__u64 length, struct gg_decoded *d)
 {
-	__u32 known = call == GG_WC_WRITE || call == GG_WC_PWRITE;
-	__u64 number = 0;
 	__u32 i;
 
-	d->cls = k->cls;
+	d->cls = cls;
 	d->cls_source = GG_SRC_TABLE;
 	d->priv = GG_PRIV_ROOT;
 	d->vendor = k->vendor;
@@ -125,6 +118,21 @@ static inline void gg_knob_decode(const struct gg_knob *k, __u32 call, __u64 off
 		d->key[i] = 0;
 	d->key[1] = offset;
 	d->key[2] = length;
+}
+
+/*
+ * Decode one write: call says whether length and offset are known (from
+ * write or pwrite64), value holds value_len captured bytes (capture_flags
+ * GG_CAP_ARG_FAULT where they could not be read).
+ */
+static inline void gg_knob_decode(const struct gg_knob *k, __u32 call, __u64 offset, __u64 length,
+				  const __u8 *value, __u32 value_len, __u32 capture_flags,
+				  struct gg_decoded *d)
+{
+	__u32 known = call == GG_WC_WRITE || call == GG_WC_PWRITE;
+	__u64 number = 0;
+
+	gg_knob_decoded_init(k, k->cls, offset, length, d);
 	if (!known) {
 		/* the strictest class of the knob, and no trust in what was read */
 		d->cls = k->rule == GG_KNOB_PCI_CONFIG ? GG_CLASS_POWER_OFF : k->cls;
@@ -145,6 +153,24 @@ static inline void gg_knob_decode(const struct gg_knob *k, __u32 call, __u64 off
 	if (value_len == length && gg_knob_number(value, value_len, &number)) {
 		d->key[0] = number;
 		d->flags |= GG_DF_KEYS_VALID;
+	}
+}
+
+/*
+ * Decode one mapping: of a BAR's file (resourceN, resourceN_wc) or of
+ * /dev/mem over a BAR (GG_KNOBF_DEVMEM). Every mapping of a BAR is bar.map,
+ * whatever its protection (a read of a register can act too); offset and
+ * length are recorded. Where /dev/mem's offset is not in registers (another
+ * system call than mmap or mmap2) the gate cannot tell which BAR it maps:
+ * undecided.
+ */
+static inline void gg_knob_decode_map(const struct gg_knob *k, __u32 call, __u64 offset,
+				      __u64 length, struct gg_decoded *d)
+{
+	gg_knob_decoded_init(k, GG_CLASS_BAR_MAP, offset, length, d);
+	if (call != GG_WC_MMAP && (k->flags & GG_KNOBF_DEVMEM)) {
+		d->cls_source = GG_SRC_INFERRED;
+		d->flags = GG_DF_UNDECIDED | GG_DF_WORST_CASE;
 	}
 }
 

@@ -218,3 +218,37 @@ TEST(Knob, RowsKeyOnInodeAndFilesystemAndMarkSharedFiles) {
   EXPECT_EQ(t.find_gpu(GG_PCI_DEV(0, 0xc1, 0))->address, "0000:c1:00.0");
   EXPECT_EQ(t.find_gpu(GG_PCI_DEV(0, 0xc2, 0)), nullptr);
 }
+
+TEST(Knob, EveryMappingOfABarIsBarMapAndDevMemWithoutAnOffsetIsUndecided) {
+  auto resource = knob_of(GG_KNOB_ANY_WRITE, GG_CLASS_BAR_MAP);
+  for (unsigned call : {GG_WC_MMAP, GG_WC_UNKNOWN}) {
+    gg_decoded d{};
+    gg_knob_decode_map_c(&resource, call, 0x1000, 4096, &d);
+    EXPECT_EQ(d.cls, GG_CLASS_BAR_MAP) << call;
+    EXPECT_EQ(d.key[1], 0x1000u);
+    EXPECT_EQ(d.key[2], 4096u);
+    EXPECT_FALSE(d.flags & GG_DF_UNDECIDED) << "a BAR's file is a BAR whatever the offset";
+  }
+  auto devmem = knob_of(GG_KNOB_ANY_WRITE, GG_CLASS_BAR_MAP, 0, 0, GG_KNOBF_DEVMEM);
+  gg_decoded d{};
+  gg_knob_decode_map_c(&devmem, GG_WC_MMAP, 0xfe000000, 4096, &d);
+  EXPECT_FALSE(d.flags & GG_DF_UNDECIDED);
+  gg_knob_decode_map_c(&devmem, GG_WC_UNKNOWN, 0, 0, &d);
+  EXPECT_TRUE(d.flags & GG_DF_UNDECIDED) << "which memory /dev/mem maps is not known";
+}
+
+TEST(Knob, BarRowsAreTheMemoryBarsOfEveryGpu) {
+  DeviceTable t;
+  PciGpu g;
+  g.address = "0000:41:00.0";
+  g.vendor = GG_VENDOR_NVIDIA;
+  g.bars = {{0, 0xfa000000, 0xfaffffff, true}, {1, 0x38000000000, 0x38fffffffff, true}, {5, 0x3000, 0x307f, false}};
+  t.set_gpus({g});
+  auto rows = bar_rows(t);
+  ASSERT_EQ(rows.size(), 2u) << "an I/O BAR is not in /dev/mem";
+  EXPECT_EQ(rows[0].start, 0xfa000000u);
+  EXPECT_EQ(rows[0].end, 0xfaffffffu);
+  EXPECT_EQ(rows[1].bar, 1u);
+  EXPECT_EQ(rows[1].gpu_dev, GG_PCI_DEV(0, 0x41, 0));
+  EXPECT_EQ(rows[1].vendor, GG_VENDOR_NVIDIA);
+}

@@ -74,10 +74,23 @@ TEST(PciGpus, DiscoversEachGpuWithNodesUuidBridgeAndKnobs) {
   write(bridge / "reset", "");
   write(bridge / "power/control", "on\n");
   fs::path h200 = add_function(sys, "pci0000:40/0000:40:01.1/0000:41:00.0", 0x10de, 0x2335, 0x030200);
-  for (auto f : {"config", "reset", "remove", "resource0", "resource1", "resource1_wc", "resource", "d3cold_allowed"})
-    write(h200 / f, "");
+  for (auto f : {"reset", "remove", "resource0", "resource1", "resource1_wc", "d3cold_allowed"}) write(h200 / f, "");
   write(h200 / "power/control", "on\n");
   write(h200 / "numa_node", "1\n");
+  {
+    // Config space with a capability list: PM at 0x60, PCI Express at 0x78.
+    std::string config(256, '\0');
+    config[0x06] = 0x10;  // status: capabilities list
+    config[0x34] = 0x60;
+    config[0x60] = 0x01, config[0x61] = 0x78;
+    config[0x78] = 0x10, config[0x79] = 0x00;
+    write(h200 / "config", config);
+    write(h200 / "resource",
+          "0x00000000fa000000 0x00000000faffffff 0x0000000000040200\n"
+          "0x0000038000000000 0x00000397ffffffff 0x000000000014220c\n"
+          "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+          "0x0000000000003000 0x000000000000307f 0x0000000000040101\n");
+  }
   bind(sys, h200, "nvidia");
   write(proc / "driver/nvidia/gpus/0000:41:00.0/information",
         "Model: \t\t NVIDIA H200\nIRQ:   \t\t 42\nGPU UUID: \t GPU-3f1c2d3e-0000-1111-2222-333344445555\n"
@@ -125,6 +138,24 @@ TEST(PciGpus, DiscoversEachGpuWithNodesUuidBridgeAndKnobs) {
   EXPECT_EQ(knob(nv, "reset")->cls, GG_CLASS_GPU_RESET);
   EXPECT_EQ(knob(nv, "remove")->cls, GG_CLASS_POWER_OFF);
   EXPECT_EQ(knob(nv, "d3cold_allowed")->cls, GG_CLASS_POWER_OFF);
+  // What the gate decides with: the rule per knob, the capability offsets of config.
+  EXPECT_EQ(knob(nv, "power/control")->rule, GG_KNOB_RUNTIME_PM);
+  EXPECT_EQ(knob(nv, "remove")->rule, GG_KNOB_ANY_WRITE);
+  ASSERT_NE(knob(nv, "config"), nullptr);
+  EXPECT_EQ(knob(nv, "config")->rule, GG_KNOB_PCI_CONFIG);
+  EXPECT_EQ(knob(nv, "config")->pm_cap, 0x60);
+  EXPECT_EQ(knob(nv, "config")->exp_cap, 0x78);
+  EXPECT_TRUE(knob(nv, "bridge/config")->bridge);
+  EXPECT_EQ(knob(nv, "bridge/config")->pm_cap, 0) << "the fake bridge's config is empty";
+  // The BARs: two memory, one I/O; an empty slot is none.
+  ASSERT_EQ(nv.bars.size(), 3u);
+  EXPECT_EQ(nv.bars[0].start, 0xfa000000u);
+  EXPECT_TRUE(nv.bars[0].memory);
+  EXPECT_EQ(nv.bars[1].index, 1u);
+  EXPECT_EQ(nv.bars[1].end, 0x397ffffffffu);
+  EXPECT_EQ(nv.bars[2].index, 3u);
+  EXPECT_FALSE(nv.bars[2].memory);
+  EXPECT_EQ(nv.pci_dev(), GG_PCI_DEV(0, 0x41, 0));
   for (auto bar : {"resource0", "resource1", "resource1_wc"}) {
     ASSERT_NE(knob(nv, bar), nullptr) << bar;
     EXPECT_EQ(knob(nv, bar)->cls, GG_CLASS_BAR_MAP);

@@ -9,9 +9,11 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +22,8 @@
 #include <fstream>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "attack_pages.hpp"
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/decode.hpp"
@@ -27,12 +31,16 @@
 #include "gpugate/pci.hpp"
 #include "gpusim_client.hpp"
 #include "ia32.hpp"
+#include "ledger_read.hpp"
+#include "process.hpp"
+#include "tempdir.hpp"
 
 using namespace gpugate;
 using namespace gpugate::test;
 
 namespace {
 
+const std::string kBin = GG_BIN_DIR;
 const std::string kVga = "0000:00:02.0";
 const std::string kVgaDir = "/sys/bus/pci/devices/" + kVga;
 const std::string kHostBridgeControl = "/sys/bus/pci/devices/0000:00:00.0/power/control";
@@ -298,4 +306,118 @@ TEST(Knobs, AGrantForTheGpuAllowsExactlyItsUsesAndAnotherDevicesKnobIsUntouched)
   }
   EXPECT_EQ(granted, 1);
   EXPECT_EQ(denied, 2);
+}
+
+TEST(Knobs, MappingsOfTheGpusBarsAreDeniedUnlessGrantedThroughSysfsOrDevMem) {
+  KnobGate g;
+  ASSERT_GATE(g);
+  const PciGpu* vga = g.devices.find_gpu(g.vga);
+  ASSERT_TRUE(vga);
+  const PciGpu::Bar* mmio = nullptr;
+  for (const auto& b : vga->bars)
+    if (b.index == 2 && b.memory) mmio = &b;
+  ASSERT_TRUE(mmio) << "the std VGA's BAR 2 (its registers) is missing from discovery";
+
+  auto map_file = [](const std::string& path, int prot, off_t off = 0) {
+    int fd = open(path.c_str(), (prot & PROT_WRITE) ? O_RDWR : O_RDONLY);
+    if (fd < 0) return -errno;
+    void* p = mmap(nullptr, 4096, prot, MAP_SHARED, fd, off);
+    int r = p == MAP_FAILED ? -errno : 0;
+    if (p != MAP_FAILED) munmap(p, 4096);
+    close(fd);
+    return r;
+  };
+  EXPECT_EQ(map_file(kVgaDir + "/resource2", PROT_READ | PROT_WRITE), -EPERM) << "the registers";
+  EXPECT_EQ(map_file(kVgaDir + "/resource0", PROT_READ), -EPERM) << "the framebuffer, read-only";
+
+  // /dev/mem over the BAR, through a node of our own (the key is 1:1, not a path).
+  const std::string mem = "/tmp/gg-mem";
+  unlink(mem.c_str());
+  ASSERT_EQ(mknod(mem.c_str(), S_IFCHR | 0600, makedev(1, 1)), 0) << std::strerror(errno);
+  EXPECT_EQ(map_file(mem, PROT_READ | PROT_WRITE, static_cast<off_t>(mmio->start)), -EPERM);
+  (void)map_file(mem, PROT_READ, 0);  // low memory, no GPU's: not this gate's (the kernel may refuse it)
+
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+  auto id = g.engine->install_grant({{g.vga}, GG_CLASS_BAR_MAP, now, now + minute, 1});
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  EXPECT_EQ(map_file(kVgaDir + "/resource2", PROT_READ | PROT_WRITE), 0) << "granted once";
+  EXPECT_EQ(map_file(kVgaDir + "/resource2", PROT_READ | PROT_WRITE), -EPERM) << "spent";
+  unlink(mem.c_str());
+
+  auto recs = g.records();
+  int denied = 0, granted = 0, devmem = 0;
+  for (const auto& r : recs) {
+    if (r.op != GG_KOP_MMAP) continue;
+    EXPECT_EQ(r.dec.cls, GG_CLASS_BAR_MAP);
+    EXPECT_EQ(r.call, GG_WC_MMAP);
+    EXPECT_EQ(r.length, 4096u);
+    EXPECT_EQ(r.knob.gpu_dev, g.vga);
+    EXPECT_EQ(r.hook, GG_HOOK_LSM_MMAP_FILE);
+    if (r.verdict == GG_VERDICT_DENY) denied++;
+    if (r.verdict == GG_VERDICT_ALLOW && r.grant_id == *id) granted++;
+    if (r.knob.flags & GG_KNOBF_DEVMEM) {
+      devmem++;
+      EXPECT_EQ(r.bar, 3u) << "BAR 2, + 1";
+      EXPECT_EQ(r.offset, mmio->start);
+    }
+  }
+  EXPECT_EQ(denied, 4) << "resource2, resource0, /dev/mem over BAR 2, the spent grant";
+  EXPECT_EQ(granted, 1);
+  EXPECT_EQ(devmem, 1) << "the low-memory mapping is no GPU's";
+}
+
+// The whole chain: gpugated finds the GPU's knobs itself, its gate refuses
+// the write and the mapping, the ledger has them, and the log tools read
+// and verify it.
+TEST(Knobs, TheDaemonDeniesAndRecordsAKnobWriteAndABarMapping) {
+  TempDir dir;
+  std::string ledger = dir.path / "ledger", status = dir.path / "status.json";
+  pid_t daemon = spawn({kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path,
+                        "--mode", "enforce", "--no-pin", "--kmod", "off"},
+                       dir.path / "daemon.out");
+  for (int i = 0; i < 600 && slurp(status).find("\"running\"") == std::string::npos; i++) usleep(50'000);
+  ASSERT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / "daemon.out");
+  auto st = nlohmann::json::parse(slurp(status), nullptr, false);
+  bool write_hook = false, map_hook = false;
+  for (const auto& h : st["hooks"]) {
+    write_hook |= h["hook"] == "lsm/file_permission" && h["attached"] == true;
+    map_hook |= h["hook"] == "lsm/mmap_file" && h["attached"] == true;
+  }
+  EXPECT_TRUE(write_hook && map_hook) << st["hooks"].dump(2);
+
+  EXPECT_EQ(write_knob(kVgaDir + "/power/control", "auto"), -EPERM);
+  int fd = open((kVgaDir + "/resource2").c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  EXPECT_EQ(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), MAP_FAILED);
+  EXPECT_EQ(errno, EPERM);
+  close(fd);
+  usleep(1'500'000);
+  kill(daemon, SIGTERM);
+  EXPECT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+
+  auto writes = ledger_records(ledger, "knob.write");
+  ASSERT_EQ(writes.size(), 1u) << ledger_text(ledger);
+  EXPECT_EQ(writes[0]["verdict"], "denied");
+  EXPECT_EQ(writes[0]["knob"]["name"], "power/control");
+  EXPECT_EQ(writes[0]["gpu"]["pci"], kVga);
+  EXPECT_EQ(writes[0]["write"]["value"], "auto");
+  EXPECT_EQ(writes[0]["decoded"]["class"], "power.off");
+  EXPECT_EQ(writes[0]["process"]["pid"], getpid());
+  auto maps = ledger_records(ledger, "knob.mmap");
+  ASSERT_EQ(maps.size(), 1u) << ledger_text(ledger);
+  EXPECT_EQ(maps[0]["verdict"], "denied");
+  EXPECT_EQ(maps[0]["knob"]["name"], "resource2");
+  EXPECT_EQ(maps[0]["map"]["length"], 4096);
+  EXPECT_EQ(maps[0]["map"]["prot"], nlohmann::json::array({"read", "write"}));
+  auto start = ledger_records(ledger, "daemon.start");
+  ASSERT_EQ(start.size(), 1u);
+  bool vga_listed = false;
+  for (const auto& g : start[0]["gpus"]) vga_listed |= g["pci"] == kVga && !g["bars"].empty();
+  EXPECT_TRUE(vga_listed);
+
+  auto verify = run_shell(kBin + "/gpugate log verify " + ledger);
+  EXPECT_EQ(verify.status, 0) << verify.output;
+  auto show = run_shell(kBin + "/gpugate log show " + ledger);
+  EXPECT_EQ(show.status, 0) << show.output;
+  EXPECT_NE(show.output.find("knob.write"), std::string::npos) << show.output;
 }

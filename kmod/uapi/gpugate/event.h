@@ -264,8 +264,32 @@ enum gg_write_call {
 	GG_WC_WRITE = 1,
 	GG_WC_PWRITE = 2,
 	GG_WC_WRITEV = 3, /* the vector is in user memory: its length is not trusted */
+	GG_WC_MMAP = 4,	  /* mmap (x86-64) or mmap2 (ia32): offset and length in registers */
 	GG_WC_COUNT
 };
+
+/* What was done to the knob (gg_knob_event.op). */
+enum gg_knob_op {
+	GG_KOP_WRITE = 0, /* a write (file_permission) */
+	GG_KOP_MMAP = 1,  /* a mapping (mmap_file): a BAR's file, or /dev/mem over a BAR */
+	GG_KOP_COUNT
+};
+
+#define GG_KNOBF_DEVMEM (1u << 2) /* /dev/mem over a BAR (gg_knob_event.bar says which) */
+
+/* A GPU's memory BAR as /dev/mem reaches it: physical addresses [start, end]. */
+struct gg_bar_range {
+	__u64 start;
+	__u64 end;     /* inclusive, as sysfs resource says; 0: an unused slot */
+	__u32 gpu_dev; /* GG_PCI_DEV of its GPU */
+	__u8 bar;      /* BAR index */
+	__u8 vendor;   /* enum gg_vendor */
+	__u8 pad[2];
+};
+GG_ABI_ASSERT(sizeof(struct gg_bar_range) == 24, "gg_bar_range layout");
+
+#define GG_BAR_RANGES_MAX 64
+#define GG_MEM_RDEV	  ((1u << 20) | 1u) /* /dev/mem: char 1:1, by device number (any node) */
 
 /* One write to a knob, decided before the kernel's store function runs. */
 struct gg_knob_event {
@@ -291,7 +315,9 @@ struct gg_knob_event {
 	__u32 grant_id;
 	__u32 rule;
 	__u16 capture_flags; /* GG_CAP_ARG_FAULT: the value could not be read */
-	__u8 pad[6];
+	__u8 op;	     /* enum gg_knob_op */
+	__u8 bar;	     /* a mapping of /dev/mem: the BAR it overlaps + 1; 0 otherwise */
+	__u32 prot;	     /* a mapping: PROT_* asked for */
 	__u8 value[GG_KNOB_VALUE_MAX];
 	struct gg_decoded dec;
 };

@@ -93,8 +93,9 @@ enum gg_hook {
 	GG_HOOK_KMOD_NV_IOCTL = 8,  /* ftrace on nvidia_unlocked_ioctl: escapes RM never sees */
 	GG_HOOK_KMOD_DRM = 9,	    /* ftrace on drm_ioctl_kernel: a DRM ioctl's kdata */
 	GG_HOOK_KMOD_KFD = 10,	    /* ftrace on every amdkfd ioctl handler: its kdata */
-	GG_HOOK_LSM_FILE_WRITE =
-		11, /* BPF LSM file_permission: a write to a GPU's sysfs/procfs knob */
+	/* BPF LSM on a GPU's sysfs/procfs knobs (docs/paths.md) */
+	GG_HOOK_LSM_FILE_WRITE = 11, /* file_permission: a write */
+	GG_HOOK_LSM_MMAP_FILE = 12,  /* mmap_file: a BAR's file, or /dev/mem over a BAR */
 	GG_HOOK_COUNT
 };
 

@@ -77,6 +77,13 @@ struct PciGpu {
   int numa_node = -1;
   std::vector<std::string> nodes;  // device nodes that belong to it: /dev/nvidiaN, /dev/dri/cardN, /dev/kfd
   std::vector<Knob> knobs;
+  // Its BARs from sysfs `resource` (physical addresses, inclusive end).
+  struct Bar {
+    unsigned index = 0;
+    uint64_t start = 0, end = 0;
+    bool memory = false;  // a memory BAR (IORESOURCE_MEM), which /dev/mem can map
+  };
+  std::vector<Bar> bars;
 
   // Grants and rules name a GPU without a node of its own by this (GG_PCI_DEV).
   [[nodiscard]] uint32_t pci_dev() const;

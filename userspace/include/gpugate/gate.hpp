@@ -56,6 +56,9 @@ void sort_grants(std::vector<Grant>& grants);
 // GPUs share (a driver's unbind, NVIDIA's suspend) is one row for the first
 // of them, marked GG_KNOBF_SHARED.
 std::vector<std::pair<gg_knob_key, gg_knob>> knob_rows(const DeviceTable& devices);
+// The GPUs' memory BARs as /dev/mem reaches them, at most GG_BAR_RANGES_MAX
+// (the first ones by GPU address).
+std::vector<gg_bar_range> bar_rows(const DeviceTable& devices);
 
 // What start() found of a daemon before this one (the kernel state it left).
 struct Takeover {

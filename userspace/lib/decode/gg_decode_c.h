@@ -37,6 +37,9 @@ struct gg_knob_event;
 // with grant_id (0: none) where a signature is required.
 void gg_knob_decode_c(struct gg_knob_event* e);
 void gg_knob_decide_c(const struct gg_policy* pol, struct gg_knob_event* e, int recorded, unsigned grant_id);
+struct gg_knob;
+void gg_knob_decode_map_c(const struct gg_knob* k, unsigned call, unsigned long long offset, unsigned long long length,
+                          struct gg_decoded* d);
 
 #ifdef __cplusplus
 }

@@ -12,3 +12,8 @@ void gg_knob_decode_c(struct gg_knob_event* e) {
 void gg_knob_decide_c(const struct gg_policy* pol, struct gg_knob_event* e, int recorded, unsigned grant_id) {
   GG_KNOB_DECIDE(pol, e, recorded, grant_id);
 }
+
+void gg_knob_decode_map_c(const struct gg_knob* k, unsigned call, unsigned long long offset, unsigned long long length,
+                          struct gg_decoded* d) {
+  gg_knob_decode_map(k, call, offset, length, d);
+}

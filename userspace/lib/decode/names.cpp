@@ -262,6 +262,7 @@ std::string_view hook_name(unsigned hook) {
     case GG_HOOK_KMOD_DRM: return "kmod/drm_ioctl_kernel";
     case GG_HOOK_KMOD_KFD: return "kmod/kfd_handler";
     case GG_HOOK_LSM_FILE_WRITE: return "lsm/file_permission";
+    case GG_HOOK_LSM_MMAP_FILE: return "lsm/mmap_file";
     default: return "none";
   }
 }

@@ -146,6 +146,22 @@ Caps read_caps(const fs::path& config) {
   return caps;
 }
 
+// sysfs `resource`: one line per resource, "start end flags" in hex; the
+// first six are the BARs (include/linux/ioport.h IORESOURCE_MEM 0x200).
+std::vector<PciGpu::Bar> read_bars(const fs::path& resource) {
+  constexpr uint64_t kIoResourceMem = 0x200;
+  constexpr unsigned kBars = 6;
+  std::vector<PciGpu::Bar> bars;
+  std::ifstream in(resource);
+  std::string line;
+  for (unsigned i = 0; i < kBars && std::getline(in, line); i++) {
+    unsigned long long start = 0, end = 0, flags = 0;
+    if (std::sscanf(line.c_str(), "%llx %llx %llx", &start, &end, &flags) != 3 || end <= start) continue;
+    bars.push_back({i, start, end, (flags & kIoResourceMem) != 0});
+  }
+  return bars;
+}
+
 bool is_pci_address(std::string_view s) {
   static const std::regex re("^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\\.[0-7]$");
   return std::regex_match(s.begin(), s.end(), re);
@@ -332,6 +348,14 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
       KnobSpec unbind{"unbind", GG_CLASS_POWER_OFF, "detaches the driver from the GPU"};
       add_knobs(g.knobs, dir / "driver", "driver/", "driver", unbind);
     }
+    // Drivers that hand a function's BARs to user space: binding the GPU to
+    // one (its address to bind, its ids to new_id) maps its registers.
+    for (std::string_view drv : {"vfio-pci", "uio_pci_generic"})
+      for (std::string_view file : {"bind", "new_id"}) {
+        KnobSpec spec{file, GG_CLASS_BAR_MAP, "binds a function to a driver that hands its BARs to user space"};
+        add_knobs(g.knobs, fs::path(roots.sys) / "bus/pci/drivers" / drv, fmt::format("/sys/bus/pci/drivers/{}/", drv),
+                  "bar-driver", spec);
+      }
     if (g.vendor_id == kVendorNvidia) {
       fs::path nvproc = fs::path(roots.proc) / "driver/nvidia";
       KnobSpec unbind_lock{"unbindLock", GG_CLASS_POWER_OFF, "NVIDIA: releases the GPU for unbinding (vGPU hosts)"};
@@ -342,6 +366,7 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
     }
     if (!g.bridge.empty())
       for (const auto& spec : kBridgeKnobs) add_knobs(g.knobs, real.parent_path(), "bridge/", "bridge", spec);
+    g.bars = read_bars(dir / "resource");
     for (auto& k : g.knobs) {
       k.bridge = k.owner == "bridge";
       if (k.rule != GG_KNOB_PCI_CONFIG) continue;
@@ -408,6 +433,13 @@ nlohmann::ordered_json pci_gpus_json(const std::vector<PciGpu>& gpus) {
       knobs.push_back(kj);
     }
     j["knobs"] = knobs;
+    auto bars = nlohmann::ordered_json::array();
+    for (const auto& b : g.bars)
+      bars.push_back({{"bar", b.index},
+                      {"start", fmt::format("0x{:x}", b.start)},
+                      {"end", fmt::format("0x{:x}", b.end)},
+                      {"memory", b.memory}});
+    j["bars"] = bars;
     arr.push_back(j);
   }
   return arr;

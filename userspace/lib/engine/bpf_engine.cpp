@@ -307,6 +307,7 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl, gate);
     bpf_program__set_autoload(skel_->progs.gg_file_ioctl_compat, gate && has_compat);
     bpf_program__set_autoload(skel_->progs.gg_knob_write, gate && knob_hook);
+    bpf_program__set_autoload(skel_->progs.gg_knob_mmap, gate && knob_hook);
     bpf_program__set_autoload(skel_->progs.gg_ioctl_exit, !fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_sys_ioctl_exit, fexit_results);
     bpf_program__set_autoload(skel_->progs.gg_compat_sys_ioctl_exit, fexit_results && has_compat_sys);
@@ -342,7 +343,7 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
       if (knob_hook) knob_refusal = std::strerror(-err);
       if (attempt == 3) lsm_refusal = std::strerror(-err);
       // the knob hook was not what failed: the attempts without it would fail alike
-      if (attempt == 1 && g_libbpf_failed_prog != "gg_knob_write") {
+      if (attempt == 1 && g_libbpf_failed_prog != "gg_knob_write" && g_libbpf_failed_prog != "gg_knob_mmap") {
         lsm_refusal = std::strerror(-err);
         attempt = 3;
       }
@@ -369,8 +370,8 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
   if (auto w = write_state(*state); !w) return w.error();
   if (!knob_hook && !knob_refusal.empty() && mode_ != GG_MODE_OBSERVE)
     hooks.push_back({"lsm/file_permission", false,
-                     fmt::format("refused by this kernel ({}): writes to the GPUs' sysfs and procfs knobs are not "
-                                 "gated; run with --verbose for the verifier log",
+                     fmt::format("refused by this kernel ({}): writes to the GPUs' sysfs and procfs knobs and "
+                                 "mappings of their BARs are not gated; run with --verbose for the verifier log",
                                  knob_refusal)});
   if (!fexit_results && !fexit_refusal.empty() && mode_ != GG_MODE_OBSERVE)
     hooks.push_back({"fexit/__x64_sys_ioctl", false,
@@ -398,6 +399,8 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
        "gate: the same for 32-bit callers"},
       {"lsm/file_permission", skel_->progs.gg_knob_write, &skel_->links.gg_knob_write,
        "gate: writes to a GPU's sysfs and procfs knobs (power/control, reset, remove, config, power caps, ...)"},
+      {"lsm/mmap_file", skel_->progs.gg_knob_mmap, &skel_->links.gg_knob_mmap,
+       "gate: mappings of a GPU's BARs (resourceN, resourceN_wc) and of /dev/mem over them"},
       {"tp/syscalls/sys_enter_ioctl", use_btf ? skel_->progs.gg_ioctl_enter : skel_->progs.gg_ioctl_enter_core,
        use_btf ? &skel_->links.gg_ioctl_enter : &skel_->links.gg_ioctl_enter_core,
        "observe: every ioctl on a GPU node, decoded in the kernel"},
@@ -807,6 +810,14 @@ Result<void> BpfEngine::set_knobs(const DeviceTable& devices) {
     if (!wanted.count({next.ino, next.fs_magic})) stale.push_back(next);
   }
   for (const auto& k : stale) bpf_map_delete_elem(fd, &k);
+  // The BARs /dev/mem reaches: the whole array is rewritten, unused slots zero.
+  int rfd = bpf_map__fd(skel_->maps.bar_ranges);
+  auto ranges = bar_rows(devices);
+  for (uint32_t i = 0; i < GG_BAR_RANGES_MAX; i++) {
+    gg_bar_range r = i < ranges.size() ? ranges[i] : gg_bar_range{};
+    if (bpf_map_update_elem(rfd, &i, &r, BPF_ANY) != 0)
+      return make_error(fmt::format("cannot write the gate's BAR ranges: {}", std::strerror(errno)), errno);
+  }
   return {};
 }
 

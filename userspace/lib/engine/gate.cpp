@@ -62,6 +62,22 @@ std::vector<std::pair<gg_knob_key, gg_knob>> knob_rows(const DeviceTable& device
   return rows;
 }
 
+std::vector<gg_bar_range> bar_rows(const DeviceTable& devices) {
+  std::vector<gg_bar_range> rows;
+  for (const auto& g : devices.gpus())
+    for (const auto& b : g.bars) {
+      if (!b.memory || b.end <= b.start || rows.size() >= GG_BAR_RANGES_MAX) continue;
+      gg_bar_range r{};
+      r.start = b.start;
+      r.end = b.end;
+      r.gpu_dev = g.pci_dev();
+      r.bar = static_cast<uint8_t>(b.index);
+      r.vendor = static_cast<uint8_t>(g.vendor);
+      rows.push_back(r);
+    }
+  return rows;
+}
+
 gg_grant_key grant_key(const Grant& grant, uint32_t dev) {
   return {dev, static_cast<uint16_t>(grant.cls), static_cast<uint16_t>(grant.scope), grant.scope_id};
 }

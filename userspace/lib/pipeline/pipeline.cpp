@@ -1,5 +1,6 @@
 #include "gpugate/pipeline.hpp"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -268,7 +269,7 @@ void Pipeline::track_kernel_seq(bool kmod, uint64_t seq) {
 namespace {
 
 std::string_view write_call_name(unsigned call) {
-  static constexpr const char* kCalls[] = {"unknown", "write", "pwrite64", "writev"};
+  static constexpr const char* kCalls[] = {"unknown", "write", "pwrite64", "writev", "mmap"};
   static_assert(std::size(kCalls) == GG_WC_COUNT);
   return call < std::size(kCalls) ? kCalls[call] : "?";
 }
@@ -284,7 +285,8 @@ std::string_view knob_rule_name(unsigned rule) {
 // A write to a GPU's knob: one record, decided before the kernel's store ran.
 void Pipeline::on_knob(const gg_knob_event& k) {
   track_kernel_seq(false, k.hdr.seq);
-  auto rec = base("knob.write", k.hdr.boot_ns);
+  bool map = k.op == GG_KOP_MMAP;
+  auto rec = base(map ? "knob.mmap" : "knob.write", k.hdr.boot_ns);
   const auto& proc = proc_info(k.hdr.pid);
   std::string exe_name(k.exe_name, strnlen(k.exe_name, GG_EXE_NAME_LEN));
   nlohmann::ordered_json process{{"pid", k.hdr.pid},
@@ -313,11 +315,18 @@ void Pipeline::on_knob(const gg_knob_event& k) {
       {"vendor", vendor_name(k.knob.vendor)},
       {"grant_dev", fmt::format("{}:{}", kernel_dev_major(k.knob.gpu_dev), kernel_dev_minor(k.knob.gpu_dev))}};
   nlohmann::ordered_json kj;
-  kj["name"] = knob ? nlohmann::ordered_json(knob->name) : nlohmann::ordered_json(nullptr);
-  kj["path"] = knob ? nlohmann::ordered_json(knob->path) : nlohmann::ordered_json(nullptr);
-  kj["owner"] = knob ? nlohmann::ordered_json(knob->owner) : nlohmann::ordered_json(nullptr);
+  bool devmem = k.knob.flags & GG_KNOBF_DEVMEM;
+  if (devmem) {
+    kj["name"] = "/dev/mem";
+    kj["path"] = nullptr;  // any node of char 1:1
+    kj["owner"] = "host";
+  } else {
+    kj["name"] = knob ? nlohmann::ordered_json(knob->name) : nlohmann::ordered_json(nullptr);
+    kj["path"] = knob ? nlohmann::ordered_json(knob->path) : nlohmann::ordered_json(nullptr);
+    kj["owner"] = knob ? nlohmann::ordered_json(knob->owner) : nlohmann::ordered_json(nullptr);
+  }
   kj["ino"] = k.key.ino;
-  kj["fs"] = k.key.fs_magic == GG_FS_PROC ? "procfs" : "sysfs";
+  kj["fs"] = devmem ? "devtmpfs" : k.key.fs_magic == GG_FS_PROC ? "procfs" : "sysfs";
   kj["rule"] = knob_rule_name(k.knob.rule);
   if (k.knob.flags & GG_KNOBF_SHARED) kj["shared"] = true;
   rec["knob"] = std::move(kj);
@@ -326,23 +335,36 @@ void Pipeline::on_knob(const gg_knob_event& k) {
   w["call"] = write_call_name(k.call);
   w["syscall_nr"] = k.syscall_nr;
   w["compat"] = static_cast<bool>(k.compat);
-  bool known = k.call == GG_WC_WRITE || k.call == GG_WC_PWRITE;
+  bool known = k.call == GG_WC_WRITE || k.call == GG_WC_PWRITE || k.call == GG_WC_MMAP;
   w["offset"] = known ? nlohmann::ordered_json(k.offset) : nlohmann::ordered_json(nullptr);
   w["length"] = known ? nlohmann::ordered_json(k.length) : nlohmann::ordered_json(nullptr);
-  size_t n = std::min<size_t>(k.value_len, GG_KNOB_VALUE_MAX);
-  std::string value(reinterpret_cast<const char*>(k.value), n);
-  bool text = std::all_of(value.begin(), value.end(), [](char c) { return c == '\n' || (c >= 0x20 && c < 0x7f); });
-  if (k.capture_flags & GG_CAP_ARG_FAULT) {
-    w["value"] = nullptr;
-    w["value_note"] = "the buffer could not be read without a fault (the class does not depend on it)";
-  } else if (n && text) {
-    w["value"] = value;
+  if (map) {
+    auto prot = nlohmann::ordered_json::array();
+    if (k.prot & PROT_READ) prot.push_back("read");
+    if (k.prot & PROT_WRITE) prot.push_back("write");
+    if (k.prot & PROT_EXEC) prot.push_back("exec");
+    w["prot"] = std::move(prot);
+    if (k.knob.flags & GG_KNOBF_DEVMEM) {
+      w["via"] = "/dev/mem";
+      w["bar"] = k.bar ? nlohmann::ordered_json(k.bar - 1) : nlohmann::ordered_json(nullptr);
+    }
+    rec["map"] = std::move(w);
   } else {
-    w["value"] = nullptr;
+    size_t n = std::min<size_t>(k.value_len, GG_KNOB_VALUE_MAX);
+    std::string value(reinterpret_cast<const char*>(k.value), n);
+    bool text = std::all_of(value.begin(), value.end(), [](char c) { return c == '\n' || (c >= 0x20 && c < 0x7f); });
+    if (k.capture_flags & GG_CAP_ARG_FAULT) {
+      w["value"] = nullptr;
+      w["value_note"] = "the buffer could not be read without a fault (the class does not depend on it)";
+    } else if (n && text) {
+      w["value"] = value;
+    } else {
+      w["value"] = nullptr;
+    }
+    w["value_hex"] = to_hex(std::span<const uint8_t>(k.value, n));
+    if (known && k.length > n) w["value_cut"] = true;
+    rec["write"] = std::move(w);
   }
-  w["value_hex"] = to_hex(std::span<const uint8_t>(k.value, n));
-  if (known && k.length > n) w["value_cut"] = true;
-  rec["write"] = std::move(w);
 
   nlohmann::ordered_json d;
   d["class"] = class_name(k.dec.cls);
