@@ -8,6 +8,7 @@
 // and kernel-open/common/inc/nv-ioctl.h.
 #include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -138,6 +139,26 @@ int loop(long n, unsigned long request, bool getpid_only, uint32_t cmd = 0x20800
   return failures ? 1 : 0;
 }
 
+// N one-byte writes to the open file, or N one-page mappings of it (mmap
+// and munmap): what every write and mapping on the host pays for the
+// knob gate's hooks (file_permission, mmap_file), in ns per call.
+int file_loop(long n, bool map) {
+  char byte = 0;
+  uint64_t t0 = now_ns();
+  for (long i = 0; i < n; i++) {
+    if (map) {
+      void* p = mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, g_fd, 0);
+      if (p == MAP_FAILED) return 1;
+      munmap(p, 4096);
+    } else if (write(g_fd, &byte, 1) != 1) {
+      return 1;
+    }
+  }
+  uint64_t t1 = now_ns();
+  std::printf("%.1f ns/call %ld calls pid %d\n", static_cast<double>(t1 - t0) / static_cast<double>(n), n, getpid());
+  return 0;
+}
+
 int usage() {
   std::fprintf(stderr,
                "usage: gpugate-nvclient PATH demo\n"
@@ -146,6 +167,8 @@ int usage() {
                "       gpugate-nvclient PATH loop-checked N REQUEST CMD  the same, failing (exit 1) unless every\n"
                "                                                call returns 0 with NV_OK\n"
                "       gpugate-nvclient - getpid N              N getpid() calls\n"
+               "       gpugate-nvclient PATH write N            N one-byte writes to PATH (/dev/null)\n"
+               "       gpugate-nvclient PATH mmap N             N one-page read-only mappings of PATH (/dev/zero)\n"
                "PATH is a character device, e.g. an alias given to gpugated with --device PATH=nvidia.\n");
   return 2;
 }
@@ -163,6 +186,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (what == "demo") return demo();
+  if ((what == "write" || what == "mmap") && argc >= 4) return file_loop(std::atol(argv[3]), what == "mmap");
   if (what == "loop-checked" && argc >= 6)
     return loop(std::atol(argv[3]), std::strtoul(argv[4], nullptr, 0), false,
                 static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 0)), true);

@@ -4,7 +4,9 @@
 # gpugate.ko alone, and both, each for a non-GPU ioctl (TCGETS on
 # /dev/zero), an allowed RM control (the GPU_GET_NAME_STRING query) and a
 # denied one (GPU_SET_POWER without a grant) through /dev/nvidiactl of the
-# simulated driver; 5 interleaved repetitions of N calls, medians. Also the
+# simulated driver; a one-byte write to /dev/null and a one-page mapping of
+# /dev/zero (what every write and mapping on the host pays for the knob
+# gate's hooks, docs/paths.md); 5 interleaved repetitions of N calls, medians. Also the
 # kernel's floor for syscall tracepoints. Not part of make test: run with
 #   tools/vmtest --suite gatebench
 grep -q "^gpusim " /proc/modules || insmod /modules/gpusim.ko || exit 1
@@ -19,6 +21,8 @@ run() { # config workload
 	nongpu) r=$("$nv" /dev/zero loop "$N" 0x5401) ;;
 	allowed) r=$("$nv" /dev/nvidiactl loop "$N" 0xC020462A 0x20800110) ;;
 	denied) r=$("$nv" /dev/nvidiactl loop "$N" 0xC020462A 0x20800112) ;;
+	write) r=$("$nv" /dev/null write "$N") ;;
+	mmap) r=$("$nv" /dev/zero mmap "$N") ;;
 	esac
 	echo "$1 $2 $(echo "$r" | cut -d' ' -f1)" >>"$out"
 }
@@ -26,6 +30,8 @@ run_all() { # config
 	run "$1" nongpu
 	run "$1" allowed
 	run "$1" denied
+	run "$1" write
+	run "$1" mmap
 }
 daemon() { # config args...: gpugated until killed, enforcing
 	cfg=$1
@@ -68,7 +74,7 @@ done
 echo "gatebench raw (config workload ns/call):"
 cat "$out"
 median() { grep "^$1 $2 " "$out" | cut -d' ' -f3 | sort -n | sed -n 3p; }
-for w in nongpu allowed denied; do
+for w in nongpu allowed denied write mmap; do
 	b=$(median bare $w)
 	line="gatebench $w: bare $b ns"
 	for c in floor lsm kmod both; do
