@@ -1,6 +1,7 @@
 // Engine -> pipeline -> ledger, with the simulation engine: the same records
 // the daemon writes, checked field by field, and the ledger's own rules.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -269,4 +270,21 @@ TEST(Pipeline, AKnobWriteBecomesAKnobRecord) {
       << r["verdict_reason"];
   EXPECT_EQ(r["kernel_seq"], 5);
   EXPECT_EQ(pipeline.counters().knob_writes, 1u);
+
+  // The same knob mapped: a knob.mmap record, whose reason speaks of the mapping.
+  e.op = GG_KOP_MMAP;
+  e.hook = GG_HOOK_LSM_MMAP_FILE;
+  e.call = GG_WC_MMAP;
+  e.length = 4096;
+  e.prot = PROT_READ;
+  e.hdr.seq = 6;
+  pipeline.on_knob(e);
+  ASSERT_TRUE(pipeline.flush().ok());
+  recs = read_ledger(dir.path / "ledger");
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs[1]["type"], "knob.mmap");
+  EXPECT_EQ(recs[1]["map"]["length"], 4096);
+  EXPECT_EQ(recs[1]["map"]["prot"], nlohmann::json::array({"read"}));
+  EXPECT_NE(recs[1]["verdict_reason"].get<std::string>().find("denied before the mapping was made"), std::string::npos)
+      << recs[1]["verdict_reason"];
 }

@@ -380,14 +380,18 @@ void Pipeline::on_knob(const gg_knob_event& k) {
   rec["hook"] = hook_name(k.hook);
   rec["mode"] = mode_name(k.mode);
   rec["verdict"] = verdict_name(k.verdict);
+  // An undecided knob was never a read that failed: say which system call hid its length or offset.
   std::string reason =
-      verdict_reason(k.verdict, k.mode, k.reason, k.dec.cls, k.action, k.grant_id,
-                     (k.dec.flags & GG_DF_UNDECIDED) ? GG_CAP_ARG_FAULT : 0u, "before the kernel's store ran");
-  if (k.reason == GG_WHY_CAPTURE)
-    reason = fmt::format(
-        "a {} call: its length and position are not in registers, so the gate cannot tell what it "
-        "writes; denied before the kernel's store ran (use write or pwrite)",
-        write_call_name(k.call));
+      k.reason != GG_WHY_CAPTURE ? verdict_reason(k.verdict, k.mode, k.reason, k.dec.cls, k.action, k.grant_id, 0,
+                                                  map ? "before the mapping was made" : "before the kernel's store ran")
+      : map                      ? fmt::format(
+                                       "system call {} mapped /dev/mem with an offset not in registers, so the gate cannot tell "
+                                                            "which memory it maps; denied before the mapping was made (use mmap)",
+                                       k.syscall_nr)
+            : fmt::format(
+                  "a {} call: its length and position are not in registers, so the gate cannot tell what it "
+                  "writes; denied before the kernel's store ran (use write or pwrite)",
+                  write_call_name(k.call));
   if (k.rule && k.rule <= rule_names_.size()) reason += fmt::format(" (policy rule \"{}\")", rule_names_[k.rule - 1]);
   rec["verdict_reason"] = reason;
   rec["reason"] = reason_name(k.reason);
