@@ -109,11 +109,7 @@ __noinline int gg_bpf_knob_decide(struct gg_knob_event *e, const struct gg_polic
 {
 	if (!e || !pol)
 		return GG_VERDICT_DENY;
-	if (e->op == GG_KOP_MMAP)
-		gg_knob_decode_map(&e->knob, e->call, e->offset, e->length, &e->dec);
-	else
-		gg_knob_decode(&e->knob, e->call, e->offset, e->length, e->value, e->value_len,
-			       e->capture_flags, &e->dec);
+	gg_knob_decode_event(e);
 	GG_KNOB_DECIDE(pol, e, recorded, gg_bpf_take_knob_grant(e));
 	return e->verdict;
 }
@@ -196,6 +192,8 @@ static __always_inline int gg_knob_gate(struct file *file, const struct gg_knob_
 	pol = bpf_map_lookup_elem(&policy, &zero);
 	if (!pol || !gl)
 		return 0;
+	if (pol->flags & GG_POLF_KMOD_KNOB)
+		return 0; /* gpugate.ko decides and records the knobs: one verdict each */
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (e) {
 		gg_knob_fill(e, gl, file, key, k, op, prot, bar);

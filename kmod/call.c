@@ -26,7 +26,7 @@ static u32 gg_task_key(struct task_struct *t)
 }
 
 /* Basename of the executable (a label: user space reads /proc for more). */
-static void gg_exe_name(char *out, size_t len)
+void gg_exe_name(char *out, size_t len)
 {
 	struct mm_struct *mm = current->mm;
 	struct file *exe;
@@ -41,7 +41,7 @@ static void gg_exe_name(char *out, size_t len)
 	rcu_read_unlock();
 }
 
-static u64 gg_cgroup_id(void)
+u64 gg_cgroup_id(void)
 {
 	u64 id = 0;
 

@@ -151,6 +151,36 @@ static int gg_set_devices_ioctl(void __user *uarg)
 	return err;
 }
 
+/* The knob table, or the BAR ranges: rows of size elem, at most max. */
+static int gg_set_rows_ioctl(void __user *uarg, size_t elem, u32 max,
+			     int (*set)(const void *rows, u32 n), u32 op)
+{
+	struct gg_kmod_array a;
+	void *rows;
+	int err = gg_array_in(uarg, &a, elem, max, &rows);
+
+	if (err)
+		return err;
+	if (copy_from_user(rows, u64_to_user_ptr(a.ptr), (size_t)a.count * elem))
+		err = -EFAULT;
+	else
+		err = set(rows, a.count);
+	kvfree(rows);
+	if (!err)
+		gg_config_event(op, a.count, NULL);
+	return err;
+}
+
+static int gg_set_knob_rows(const void *rows, u32 n)
+{
+	return gg_set_knobs(rows, n);
+}
+
+static int gg_set_bar_rows(const void *rows, u32 n)
+{
+	return gg_set_bars(rows, n);
+}
+
 static int gg_grants_ioctl(void __user *uarg)
 {
 	struct gg_kmod_array a;
@@ -250,6 +280,12 @@ static long gg_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return err;
 	case GG_KIOC_SET_DEVICES:
 		return gg_set_devices_ioctl(uarg);
+	case GG_KIOC_SET_KNOBS:
+		return gg_set_rows_ioctl(uarg, sizeof(struct gg_kmod_knob), GG_KMOD_MAX_KNOBS,
+					 gg_set_knob_rows, GG_KCFG_KNOBS);
+	case GG_KIOC_SET_BARS:
+		return gg_set_rows_ioctl(uarg, sizeof(struct gg_bar_range), GG_BAR_RANGES_MAX,
+					 gg_set_bar_rows, GG_KCFG_BARS);
 	case GG_KIOC_GRANT_ADD:
 		if (copy_from_user(&grant, uarg, sizeof(grant)))
 			return -EFAULT;

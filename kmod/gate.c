@@ -16,8 +16,12 @@
 #include <linux/string.h>
 #include <linux/ktime.h>
 #include <linux/uaccess.h>
+#include <linux/compat.h>
+#include <linux/cred.h>
+#include <asm/syscall.h>
 
 #include "gpugate.h"
+#include "gg_knob.h"
 
 /* Read a stage from the driver's copy. Params not copied yet: deferred. */
 static u32 gg_kread(const struct gg_kcopy *k, struct gg_raw *raw, u32 stage, u32 len, u64 src)
@@ -255,4 +259,75 @@ void gg_config_event(u32 op, u64 object, const char *detail)
 	if (detail)
 		strscpy(ev->detail, detail, sizeof(ev->detail));
 	gg_ring_commit(ev);
+}
+
+static void gg_knob_fill(struct gg_knob_event *e, const struct gg_knob_call *w)
+{
+	const struct cred *cred = current_cred();
+
+	memset(e, 0, sizeof(*e));
+	gg_fill_hdr(&e->hdr, GG_EV_KNOB, sizeof(*e), 0);
+	e->uid = from_kuid(&init_user_ns, cred->uid);
+	e->gid = from_kgid(&init_user_ns, cred->gid);
+	e->cgroup_id = gg_cgroup_id();
+	get_task_comm(e->comm, current);
+	gg_exe_name(e->exe_name, sizeof(e->exe_name));
+	e->key = w->key;
+	e->knob = w->knob;
+	e->syscall_nr = (u32)syscall_get_nr(current, task_pt_regs(current));
+	e->compat = in_compat_syscall();
+	e->offset = w->offset;
+	e->length = w->length;
+	e->call = GG_WC_KERNEL;
+	e->hook = w->hook;
+	e->op = w->op;
+	e->bar = w->bar;
+	e->prot = w->prot;
+	e->capture_flags = w->capture_flags;
+	if (w->value) {
+		e->value_len = min_t(u32, w->value_len, GG_KNOB_VALUE_MAX);
+		memcpy(e->value, w->value, e->value_len);
+	}
+}
+
+static void gg_knob_decide_filled(struct gg_knob_event *e, const struct gg_policy *pol,
+				  bool recorded)
+{
+	gg_knob_decode_event(e);
+	GG_KNOB_DECIDE(pol, e, recorded, gg_take_knob_grant(e));
+}
+
+/*
+ * Decide on one write to a knob or mapping of a BAR and record it: true to
+ * refuse. The same decoder and GG_GATE_DECIDE as the BPF gate's, on what
+ * the kernel passes the file's own function. Without room in the ring the
+ * decision is made on the stack, unrecorded (a gated write is then denied).
+ */
+bool gg_knob_kdecide(const struct gg_knob_call *w)
+{
+	struct gg_knob_event *r, spare;
+	const struct gg_policy *pol;
+	bool deny;
+
+	preempt_disable();
+	rcu_read_lock();
+	pol = gg_policy_rcu();
+	r = gg_ring_reserve(sizeof(*r));
+	if (r) {
+		gg_knob_fill(r, w);
+		r->hdr.seq = gg_next_seq();
+		gg_knob_decide_filled(r, pol, true);
+		deny = r->verdict == GG_VERDICT_DENY;
+		gg_count(r->dec.cls, GG_CNT_SEEN);
+		atomic64_inc(&gg_stats.records);
+		gg_ring_commit(r);
+	} else {
+		gg_knob_fill(&spare, w);
+		gg_knob_decide_filled(&spare, pol, false);
+		deny = spare.verdict == GG_VERDICT_DENY;
+		gg_count(spare.dec.cls, GG_CNT_DROPPED);
+	}
+	rcu_read_unlock();
+	preempt_enable();
+	return deny;
 }

@@ -10,6 +10,8 @@
  *   drm.c      the DRM family: drm_ioctl, drm_compat_ioctl, drm_ioctl_kernel
  *   kfd.c      the AMD KFD family: kfd_ioctl and every handler of amdkfd's
  *              dispatch table
+ *   knob.c     the knob family: sysfs and procfs writes to a GPU's knobs,
+ *              mappings of its BARs (sysfs resourceN, /dev/mem)
  *   call.c     per-call context, from a driver's ioctl entry to its copies
  *   gate.c     the decision (kmod/common/gg_gate.h) on the driver's copy,
  *              and the records it makes
@@ -79,6 +81,11 @@ int gg_grant_add(const struct gg_kmod_grant *g);
 int gg_grant_del(u32 id);
 int gg_grants(struct gg_kmod_grant *out, u32 cap, u32 *total);
 u32 gg_take_grant(const struct gg_ioctl_enter *e);
+u32 gg_take_knob_grant(const struct gg_knob_event *e);
+int gg_set_knobs(const struct gg_kmod_knob *knobs, u32 n);
+int gg_set_bars(const struct gg_bar_range *bars, u32 n);
+bool gg_lookup_knob(u64 ino, u32 fs_magic, struct gg_knob *out);
+bool gg_lookup_bar(u64 start, u64 len, struct gg_knob *out, u8 *bar);
 u32 gg_object_class(u32 client, u32 object);
 void gg_object_learn(u32 client, u32 object, u32 cls);
 void gg_object_forget(u32 client, u32 object);
@@ -86,7 +93,13 @@ void gg_get_state(struct gg_state *out);
 void gg_set_state(const struct gg_state *in);
 
 /* call.c: the context of one driver ioctl, on the stack of its wrapper */
-enum gg_family_id { GG_FAM_NVIDIA = 0, GG_FAM_DRM = 1, GG_FAM_KFD = 2, GG_FAM_COUNT };
+enum gg_family_id {
+	GG_FAM_NVIDIA = 0,
+	GG_FAM_DRM = 1,
+	GG_FAM_KFD = 2,
+	GG_FAM_KNOB = 3,
+	GG_FAM_COUNT
+};
 
 struct gg_call {
 	struct hlist_node node;
@@ -123,6 +136,8 @@ struct gg_call {
 };
 
 void gg_call_begin(struct gg_call *c, u32 family, struct file *file, u32 request, u64 arg);
+void gg_exe_name(char *out, size_t len);
+u64 gg_cgroup_id(void);
 void gg_call_end(struct gg_call *c);
 struct gg_call *gg_call_current(u32 family);
 
@@ -146,6 +161,22 @@ enum gg_decision gg_kdecide(struct gg_call *c, u32 hook, u32 request, const stru
 void gg_record_unseen(struct gg_call *c, u32 hook);
 void gg_record_exit(struct gg_call *c, long ret);
 void gg_config_event(u32 op, u64 object, const char *detail);
+
+/* One write to a knob or mapping of a BAR, as the knob family's hooks see it. */
+struct gg_knob_call {
+	struct file *file;
+	struct gg_knob_key key;
+	struct gg_knob knob;
+	u32 op;	  /* enum gg_knob_op */
+	u32 hook; /* GG_HOOK_KMOD_KNOB_* */
+	u64 offset, length;
+	const u8 *value; /* NULL: value_len bytes were not captured */
+	u32 value_len;
+	u32 capture_flags;
+	u32 prot;
+	u8 bar;
+};
+bool gg_knob_kdecide(const struct gg_knob_call *w);
 
 /* hook.c */
 struct gg_khook {
@@ -192,6 +223,7 @@ struct gg_family {
 extern struct gg_family gg_nvidia_family;
 extern struct gg_family gg_drm_family;
 extern struct gg_family gg_kfd_family;
+extern struct gg_family gg_knob_family;
 
 unsigned long gg_symbol_info(unsigned long addr, char *name, size_t name_len, char *module,
 			     size_t len);

@@ -38,6 +38,7 @@ static struct gg_family *gg_families[GG_FAM_COUNT] = {
 	[GG_FAM_NVIDIA] = &gg_nvidia_family,
 	[GG_FAM_DRM] = &gg_drm_family,
 	[GG_FAM_KFD] = &gg_kfd_family,
+	[GG_FAM_KNOB] = &gg_knob_family,
 };
 
 static DEFINE_MUTEX(gg_hooks_lock);

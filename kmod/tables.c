@@ -36,6 +36,15 @@ struct gg_device_table {
 };
 static struct gg_device_table __rcu *gg_devices_ptr;
 
+/* The knobs (sorted by key) and the BARs /dev/mem reaches, replaced whole. */
+struct gg_rcu_table {
+	struct rcu_head rcu;
+	u32 n;
+	u64 rows[]; /* gg_kmod_knob or gg_bar_range: 8-byte aligned */
+};
+static struct gg_rcu_table __rcu *gg_knobs_ptr;
+static struct gg_rcu_table __rcu *gg_bars_ptr;
+
 static DEFINE_MUTEX(gg_write_lock); /* writers of the RCU tables */
 
 static DEFINE_SPINLOCK(gg_grants_lock);
@@ -306,29 +315,150 @@ static u32 gg_use_grant(const struct gg_grant_key *key, u64 now, const struct gg
 }
 
 /* A grant scoped to the caller's cgroup first, then its uid, then any process. */
-u32 gg_take_grant(const struct gg_ioctl_enter *e)
+static u32 gg_take_grant_for(u32 dev, u64 cgroup_id, u32 uid, const struct gg_decoded *dec)
 {
-	struct gg_grant_key key = {.dev = e->dev, .cls = e->dec.cls};
+	struct gg_grant_key key = {.dev = dev, .cls = dec->cls};
 	u64 now = ktime_get_boot_fast_ns();
 	unsigned long flags;
 	u32 id;
 
 	spin_lock_irqsave(&gg_grants_lock, flags);
 	key.scope = GG_SCOPE_CGROUP;
-	key.scope_id = e->cgroup_id;
-	id = gg_use_grant(&key, now, &e->dec);
+	key.scope_id = cgroup_id;
+	id = gg_use_grant(&key, now, dec);
 	if (!id) {
 		key.scope = GG_SCOPE_UID;
-		key.scope_id = e->uid;
-		id = gg_use_grant(&key, now, &e->dec);
+		key.scope_id = uid;
+		id = gg_use_grant(&key, now, dec);
 	}
 	if (!id) {
 		key.scope = GG_SCOPE_ANY;
 		key.scope_id = 0;
-		id = gg_use_grant(&key, now, &e->dec);
+		id = gg_use_grant(&key, now, dec);
 	}
 	spin_unlock_irqrestore(&gg_grants_lock, flags);
 	return id;
+}
+
+u32 gg_take_grant(const struct gg_ioctl_enter *e)
+{
+	return gg_take_grant_for(e->dev, e->cgroup_id, e->uid, &e->dec);
+}
+
+/* A knob's grant is its GPU's (GG_PCI_DEV), as in the BPF gate. */
+u32 gg_take_knob_grant(const struct gg_knob_event *e)
+{
+	return gg_take_grant_for(e->knob.gpu_dev, e->cgroup_id, e->uid, &e->dec);
+}
+
+static int gg_cmp_knob(const void *a, const void *b)
+{
+	const struct gg_knob_key *x = &((const struct gg_kmod_knob *)a)->key,
+				 *y = &((const struct gg_kmod_knob *)b)->key;
+
+	if (x->ino != y->ino)
+		return x->ino < y->ino ? -1 : 1;
+	return x->fs_magic < y->fs_magic ? -1 : x->fs_magic > y->fs_magic;
+}
+
+/* Replace an RCU table whole; readers finish with the old one first. */
+static void gg_replace_table(struct gg_rcu_table __rcu **slot, struct gg_rcu_table *t)
+{
+	struct gg_rcu_table *old;
+
+	mutex_lock(&gg_write_lock);
+	old = rcu_replace_pointer(*slot, t, lockdep_is_held(&gg_write_lock));
+	mutex_unlock(&gg_write_lock);
+	if (old) {
+		synchronize_rcu();
+		kvfree(old);
+	}
+}
+
+static struct gg_rcu_table *gg_new_table(const void *rows, u32 n, size_t size)
+{
+	struct gg_rcu_table *t = kvmalloc(sizeof(*t) + n * size, GFP_KERNEL);
+
+	if (!t)
+		return NULL;
+	t->n = n;
+	memcpy(t->rows, rows, n * size);
+	return t;
+}
+
+int gg_set_knobs(const struct gg_kmod_knob *knobs, u32 n)
+{
+	struct gg_rcu_table *t;
+
+	if (n > GG_KMOD_MAX_KNOBS)
+		return -E2BIG;
+	t = gg_new_table(knobs, n, sizeof(*knobs));
+	if (!t)
+		return -ENOMEM;
+	sort(t->rows, n, sizeof(*knobs), gg_cmp_knob, NULL);
+	gg_replace_table(&gg_knobs_ptr, t);
+	return 0;
+}
+
+int gg_set_bars(const struct gg_bar_range *bars, u32 n)
+{
+	struct gg_rcu_table *t;
+
+	if (n > GG_BAR_RANGES_MAX)
+		return -E2BIG;
+	t = gg_new_table(bars, n, sizeof(*bars));
+	if (!t)
+		return -ENOMEM;
+	gg_replace_table(&gg_bars_ptr, t);
+	return 0;
+}
+
+bool gg_lookup_knob(u64 ino, u32 fs_magic, struct gg_knob *out)
+{
+	struct gg_kmod_knob key = {.key = {.ino = ino, .fs_magic = fs_magic}}, *hit = NULL;
+	struct gg_rcu_table *t;
+
+	rcu_read_lock();
+	t = rcu_dereference(gg_knobs_ptr);
+	if (t)
+		hit = bsearch(&key, t->rows, t->n, sizeof(key), gg_cmp_knob);
+	if (hit)
+		*out = hit->knob;
+	rcu_read_unlock();
+	return hit;
+}
+
+/*
+ * The first GPU BAR that physical range [start, start + len) overlaps, as a
+ * knob of its GPU (GG_KNOBF_DEVMEM), with the BAR + 1 in *bar; false if none.
+ */
+bool gg_lookup_bar(u64 start, u64 len, struct gg_knob *out, u8 *bar)
+{
+	u64 last = len ? start + len - 1 : start;
+	const struct gg_bar_range *r;
+	struct gg_rcu_table *t;
+	bool found = false;
+	u32 i;
+
+	if (last < start)
+		last = ~0ull;
+	rcu_read_lock();
+	t = rcu_dereference(gg_bars_ptr);
+	for (i = 0; t && i < t->n && !found; i++) {
+		r = (const struct gg_bar_range *)t->rows + i;
+		if (!r->end || last < r->start || start > r->end)
+			continue;
+		memset(out, 0, sizeof(*out));
+		out->gpu_dev = r->gpu_dev;
+		out->rule = GG_KNOB_ANY_WRITE;
+		out->cls = GG_CLASS_BAR_MAP;
+		out->vendor = r->vendor;
+		out->flags = GG_KNOBF_DEVMEM;
+		*bar = r->bar + 1;
+		found = true;
+	}
+	rcu_read_unlock();
+	return found;
 }
 
 static struct gg_object *gg_object_find(u32 client, u32 object)
@@ -436,6 +566,8 @@ void gg_tables_exit(void)
 	}
 	kfree(rcu_dereference_protected(gg_policy_ptr, 1));
 	kvfree(rcu_dereference_protected(gg_devices_ptr, 1));
+	kvfree(rcu_dereference_protected(gg_knobs_ptr, 1));
+	kvfree(rcu_dereference_protected(gg_bars_ptr, 1));
 	kfree(gg_grant_keys);
 	kfree(gg_grant_uses);
 }

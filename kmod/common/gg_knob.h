@@ -25,7 +25,10 @@
  *                       low byte (Secondary Bus Reset) falls in that
  *                       register's class; any other range is harmless.
  * A write whose length or position is unknown (a path other than write,
- * pwrite64) gets the knob's strictest class and GG_DF_UNDECIDED.
+ * pwrite64) gets the knob's strictest class and GG_DF_UNDECIDED. The
+ * module decides at the file's own write function (GG_WC_KERNEL), where
+ * the kernel has fixed length and position for every system call, and on
+ * sysfs holds its own copy of the bytes.
  */
 #ifndef GPUGATE_KNOB_H
 #define GPUGATE_KNOB_H
@@ -122,14 +125,14 @@ static inline void gg_knob_decoded_init(const struct gg_knob *k, __u32 cls, __u6
 
 /*
  * Decode one write: call says whether length and offset are known (from
- * write or pwrite64), value holds value_len captured bytes (capture_flags
+ * write or pwrite64, or the kernel's own), value holds value_len captured bytes (capture_flags
  * GG_CAP_ARG_FAULT where they could not be read).
  */
 static inline void gg_knob_decode(const struct gg_knob *k, __u32 call, __u64 offset, __u64 length,
 				  const __u8 *value, __u32 value_len, __u32 capture_flags,
 				  struct gg_decoded *d)
 {
-	__u32 known = call == GG_WC_WRITE || call == GG_WC_PWRITE;
+	__u32 known = call == GG_WC_WRITE || call == GG_WC_PWRITE || call == GG_WC_KERNEL;
 	__u64 number = 0;
 
 	gg_knob_decoded_init(k, k->cls, offset, length, d);
@@ -168,10 +171,20 @@ static inline void gg_knob_decode_map(const struct gg_knob *k, __u32 call, __u64
 				      __u64 length, struct gg_decoded *d)
 {
 	gg_knob_decoded_init(k, GG_CLASS_BAR_MAP, offset, length, d);
-	if (call != GG_WC_MMAP && (k->flags & GG_KNOBF_DEVMEM)) {
+	if (call != GG_WC_MMAP && call != GG_WC_KERNEL && (k->flags & GG_KNOBF_DEVMEM)) {
 		d->cls_source = GG_SRC_INFERRED;
 		d->flags = GG_DF_UNDECIDED | GG_DF_WORST_CASE;
 	}
+}
+
+/* Decode a filled event by what was done to the knob: a write or a mapping. */
+static inline void gg_knob_decode_event(struct gg_knob_event *e)
+{
+	if (e->op == GG_KOP_MMAP)
+		gg_knob_decode_map(&e->knob, e->call, e->offset, e->length, &e->dec);
+	else
+		gg_knob_decode(&e->knob, e->call, e->offset, e->length, e->value, e->value_len,
+			       e->capture_flags, &e->dec);
 }
 
 /*

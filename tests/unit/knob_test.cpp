@@ -81,6 +81,30 @@ TEST(Knob, AWriteOfUnknownLengthGetsTheStrictestClassAndIsUndecided) {
   EXPECT_EQ(cls_of(config, "x", GG_WC_UNKNOWN, 0), GG_CLASS_POWER_OFF);
 }
 
+// gpugate.ko decides at the file's own write function, where the kernel has
+// fixed the length and position of every system call (writev, sendfile
+// included): decided as a write, never undecided.
+TEST(Knob, TheModulesKernelCopyIsDecidedWhateverSystemCallWrote) {
+  auto pm = knob_of(GG_KNOB_RUNTIME_PM, GG_CLASS_POWER_OFF);
+  auto on = write_of(pm, "on", GG_WC_KERNEL);
+  EXPECT_EQ(on.dec.cls, GG_CLASS_OTHER);
+  EXPECT_FALSE(on.dec.flags & GG_DF_UNDECIDED);
+  EXPECT_EQ(cls_of(pm, "auto", GG_WC_KERNEL), GG_CLASS_POWER_OFF);
+  EXPECT_EQ(config_class(0x44, 2), GG_CLASS_POWER_OFF);
+  auto config = knob_of(GG_KNOB_PCI_CONFIG, GG_CLASS_POWER_OFF, 0x40, 0x80);
+  EXPECT_EQ(cls_of(config, "x", GG_WC_KERNEL, 0x3c), GG_CLASS_OTHER) << "Interrupt Line";
+  EXPECT_EQ(cls_of(config, "xx", GG_WC_KERNEL, 0x44), GG_CLASS_POWER_OFF) << "PMCSR";
+  auto cap = knob_of(GG_KNOB_NUMBER, GG_CLASS_POWER_LIMIT);
+  auto limit = write_of(cap, "250000000\n", GG_WC_KERNEL);
+  EXPECT_TRUE(limit.dec.flags & GG_DF_KEYS_VALID);
+  EXPECT_EQ(limit.dec.key[0], 250000000u);
+  auto devmem = knob_of(GG_KNOB_ANY_WRITE, GG_CLASS_BAR_MAP, 0, 0, GG_KNOBF_DEVMEM);
+  gg_decoded d{};
+  gg_knob_decode_map_c(&devmem, GG_WC_KERNEL, 0xfe000000, 4096, &d);
+  EXPECT_EQ(d.cls, GG_CLASS_BAR_MAP);
+  EXPECT_FALSE(d.flags & GG_DF_UNDECIDED) << "the mapping's range is the kernel's";
+}
+
 TEST(Knob, ConfigWritesFallInTheClassOfTheRegistersTheirRangeTouches) {
   EXPECT_EQ(config_class(0x44, 2), GG_CLASS_POWER_OFF);  // PMCSR: PowerState
   EXPECT_EQ(config_class(0x44, 1), GG_CLASS_POWER_OFF);

@@ -227,6 +227,24 @@ TEST(PciGpus, SharedNodesGoToEveryGpuOfTheirDriver) {
   EXPECT_TRUE(gpus[2].nodes.empty());
 }
 
+// NVIDIA's procfs names the functions its driver holds: their knobs there
+// are gated whatever the function's vendor id says (and only theirs).
+TEST(PciGpus, NvidiaProcfsKnobsGoToEveryFunctionTheDriverLists) {
+  test::TempDir tmp;
+  fs::path sys = tmp.path / "sys", proc = tmp.path / "proc";
+  DiscoveryRoots roots{(tmp.path / "dev").string(), proc.string(), sys.string()};
+  add_function(sys, "pci0000:00/0000:00:02.0", 0x1234, 0x1111, 0x030000);  // QEMU's std VGA
+  add_function(sys, "pci0000:00/0000:00:03.0", 0x1b36, 0x0100, 0x030000);  // not listed by the driver
+  write(proc / "driver/nvidia/suspend", "resume\n");
+  write(proc / "driver/nvidia/gpus/0000:00:02.0/unbindLock", "Unbind Lock: Unlocked\n");
+  auto gpus = discover_pci_gpus(DeviceTable{}, roots);
+  ASSERT_EQ(gpus.size(), 2u);
+  ASSERT_NE(knob(gpus[0], "/proc/driver/nvidia/gpus/0000:00:02.0/unbindLock"), nullptr);
+  EXPECT_EQ(knob(gpus[0], "/proc/driver/nvidia/gpus/0000:00:02.0/unbindLock")->cls, GG_CLASS_POWER_OFF);
+  ASSERT_NE(knob(gpus[0], "/proc/driver/nvidia/suspend"), nullptr);
+  EXPECT_EQ(knob(gpus[1], "/proc/driver/nvidia/suspend"), nullptr);
+}
+
 TEST(PciGpus, MalformedSysfsFilesAreSkippedNotFatal) {
   test::TempDir tmp;
   fs::path sys = tmp.path / "sys";

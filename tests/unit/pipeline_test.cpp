@@ -287,4 +287,22 @@ TEST(Pipeline, AKnobWriteBecomesAKnobRecord) {
   EXPECT_EQ(recs[1]["map"]["prot"], nlohmann::json::array({"read"}));
   EXPECT_NE(recs[1]["verdict_reason"].get<std::string>().find("denied before the mapping was made"), std::string::npos)
       << recs[1]["verdict_reason"];
+  EXPECT_EQ(recs[1]["engine"], "bpf");
+
+  // gpugate.ko's record of the same write: its engine, its own numbering
+  // (no gap counted against BPF's), the kernel's length.
+  e.op = GG_KOP_WRITE;
+  e.hook = GG_HOOK_KMOD_KNOB_WRITE;
+  e.call = GG_WC_KERNEL;
+  e.length = 5;
+  e.hdr.seq = 1;
+  pipeline.on_knob(e);
+  ASSERT_TRUE(pipeline.flush().ok());
+  recs = read_ledger(dir.path / "ledger");
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[2]["engine"], "kmod");
+  EXPECT_EQ(recs[2]["hook"], "kmod/knob_write");
+  EXPECT_EQ(recs[2]["write"]["call"], "kernel");
+  EXPECT_EQ(recs[2]["write"]["length"], 5);
+  EXPECT_EQ(pipeline.counters().kernel_seq_gaps, 0u);
 }

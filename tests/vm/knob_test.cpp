@@ -1,11 +1,12 @@
-// The BPF LSM gate on a GPU's sysfs knobs, on a real kernel: the guest's
+// The gate on a GPU's sysfs knobs, on a real kernel: the guest's
 // display adapter (QEMU's standard VGA at 00:02.0, tools/vmtest's -vga std)
 // is found by discovery, its knobs go into the gate's map by inode, and
 // writes that would power it off or remove it are refused before the
 // kernel's store function runs, by every path a root attacker has: write,
 // writev, sendfile, a 32-bit caller, a value the gate cannot read, a second
 // sysfs mount. A grant for the GPU lets exactly its uses through. Run by the
-// vm suite "gpusim" (BPF in lsm=).
+// vm suites "gpusim" (the BPF LSM), "kmod-nolsm" (gpugate.ko alone: the
+// kernels without the BPF LSM) and "kmod" (both; the module decides).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
@@ -18,9 +19,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <fstream>
+#include <map>
+#include <set>
 #include <string>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -34,6 +39,11 @@
 #include "ledger_read.hpp"
 #include "process.hpp"
 #include "tempdir.hpp"
+#include "test_gate.hpp"
+
+extern "C" {
+#include "gg_table_types.h"
+}
 
 using namespace gpugate;
 using namespace gpugate::test;
@@ -74,9 +84,37 @@ std::string config_bytes() {
   return n == sizeof(buf) ? std::string(buf, sizeof(buf)) : std::string();
 }
 
+// The knob gate of this venue (test_gate.hpp): the BPF LSM (suite gpusim),
+// gpugate.ko alone (kmod-nolsm) or both (kmod: the module decides the knobs,
+// BPF leaves them to it). The module decides at the file's own write and
+// mmap functions, on the kernel's length, position and (sysfs) bytes.
 struct KnobGate {
-  KnobGate() {
-    devices = discover_devices_and_gpus();
+  KnobGate() : gate(default_policy(GG_MODE_ENFORCE), knob_devices(vga), GG_POLF_KMOD_KNOB) {
+    error = gate.error;
+    for (const auto& hook : gate.hooks) {
+      if (hook.name == write_hook_name() && hook.attached) attached = true;
+      hooks += hook.name + (hook.attached ? " attached: " : " NOT attached: ") + hook.detail + "\n";
+    }
+    if (gate_kind() == GateKind::kLsm && !attached) {  // the verifier's reasons, on the console
+      gate.bpf.reset();
+      BpfEngineOptions verbose;
+      verbose.verbose = true;
+      BpfEngine again(verbose);
+      (void)again.start(gate.devices);
+      return;
+    }
+    Collector stale;
+    stale.any_pid = true;
+    gate.drain_into(stale);
+  }
+  ~KnobGate() {
+    // the module keeps its last tables: no knobs for the tests after this one
+    static const DeviceTable kNone;
+    if (gate.kmod) (void)gate.kmod->set_devices(kNone);
+  }
+  // The GPUs with their knobs; the std VGA's config with a PM capability it lacks.
+  static DeviceTable knob_devices(uint32_t& vga) {
+    DeviceTable devices = discover_devices_and_gpus();
     auto gpus = devices.gpus();
     for (auto& g : gpus)
       if (g.address == kVga) {
@@ -85,49 +123,45 @@ struct KnobGate {
           if (k.name == "config") k.pm_cap = kPretendPmCap;
       }
     devices.set_gpus(std::move(gpus));
-    BpfEngineOptions o;
-    engine = std::make_unique<BpfEngine>(o);
-    auto h = engine->start(devices);
-    if (!h.ok()) {
-      error = h.error().message;
-      return;
-    }
-    for (const auto& hook : *h) {
-      if (hook.name == "lsm/file_permission" && hook.attached) attached = true;
-      hooks += hook.name + (hook.attached ? " attached: " : " NOT attached: ") + hook.detail + "\n";
-    }
-    if (!attached) {  // the verifier's reasons, on the console
-      engine.reset();
-      BpfEngineOptions verbose;
-      verbose.verbose = true;
-      BpfEngine again(verbose);
-      (void)again.start(devices);
-      return;
-    }
-    Collector stale;
-    drain(*engine, stale);
+    return devices;
   }
   std::vector<gg_knob_event> records() {
     Collector c;
-    drain(*engine, c);
+    gate.drain_into(c);
     return c.knobs;
   }
-  DeviceTable devices;
-  uint32_t vga = 0;
-  std::unique_ptr<BpfEngine> engine;
+  Result<uint32_t> install_grant(const Grant& grant) { return gate.install_grant(grant); }
+  static std::string write_hook_name() { return module_gates() ? "kmod/sysfs_kf_write" : "lsm/file_permission"; }
+  uint32_t vga = 0;  // before gate: knob_devices fills it
+  InProcessGate gate;
+  const DeviceTable& devices = gate.devices;
   bool attached = false;
   std::string error, hooks;
 };
 
-#define ASSERT_GATE(g)                                                               \
-  ASSERT_TRUE((g).error.empty()) << (g).error;                                       \
-  ASSERT_TRUE((g).attached) << "lsm/file_permission did not attach:\n" << (g).hooks; \
+// What the records say under this venue's gate: the module reads no
+// registers, it has the kernel's own length and position (GG_WC_KERNEL).
+unsigned call_of(unsigned bpf_call) { return module_gates() ? static_cast<unsigned>(GG_WC_KERNEL) : bpf_call; }
+unsigned write_hook() {
+  return module_gates() ? static_cast<unsigned>(GG_HOOK_KMOD_KNOB_WRITE)
+                        : static_cast<unsigned>(GG_HOOK_LSM_FILE_WRITE);
+}
+unsigned map_hook() {
+  return module_gates() ? static_cast<unsigned>(GG_HOOK_KMOD_KNOB_MMAP) : static_cast<unsigned>(GG_HOOK_LSM_MMAP_FILE);
+}
+
+#define ASSERT_GATE(g)                                                                           \
+  ASSERT_TRUE((g).error.empty()) << (g).error;                                                   \
+  ASSERT_TRUE((g).attached) << KnobGate::write_hook_name() << " did not attach:\n" << (g).hooks; \
   ASSERT_NE((g).vga, 0u) << "discovery found no GPU at " << kVga << " (is -vga std set?)"
 
+// The first record of this class and verdict by this call (the module's:
+// any), on a knob of this rule (0: any).
 const gg_knob_event* find_record(const std::vector<gg_knob_event>& recs, unsigned cls, unsigned verdict,
-                                 unsigned call = GG_WC_WRITE) {
+                                 unsigned call = GG_WC_WRITE, unsigned rule = 0) {
   for (const auto& r : recs)
-    if (r.dec.cls == cls && r.verdict == verdict && r.call == call) return &r;
+    if (r.dec.cls == cls && r.verdict == verdict && r.call == call_of(call) && (!rule || r.knob.rule == rule))
+      return &r;
   return nullptr;
 }
 
@@ -163,17 +197,19 @@ TEST(Knobs, UnsignedWritesThatPowerOffOrRemoveTheGpuAreDeniedAndChangeNothing) {
   EXPECT_EQ(config_bytes(), before);
 
   auto recs = g.records();
-  const auto* off = find_record(recs, GG_CLASS_POWER_OFF, GG_VERDICT_DENY);
+  const auto* off = find_record(recs, GG_CLASS_POWER_OFF, GG_VERDICT_DENY, GG_WC_WRITE, GG_KNOB_RUNTIME_PM);
   ASSERT_TRUE(off) << recs.size() << " knob records";
   EXPECT_EQ(off->knob.gpu_dev, g.vga);
-  EXPECT_EQ(off->hook, GG_HOOK_LSM_FILE_WRITE);
+  EXPECT_EQ(off->hook, write_hook());
   EXPECT_EQ(std::string(reinterpret_cast<const char*>(off->value), off->value_len), "auto\n");
-  const auto* pmcsr = find_record(recs, GG_CLASS_POWER_OFF, GG_VERDICT_DENY, GG_WC_PWRITE);
+  const auto* pmcsr = find_record(recs, GG_CLASS_POWER_OFF, GG_VERDICT_DENY, GG_WC_PWRITE, GG_KNOB_PCI_CONFIG);
   ASSERT_TRUE(pmcsr);
   EXPECT_EQ(pmcsr->offset, kPretendPmCap + 4u);
   EXPECT_EQ(pmcsr->length, 2u);
-  EXPECT_TRUE(find_record(recs, GG_CLASS_OTHER, GG_VERDICT_ALLOW, GG_WC_PWRITE)) << "the harmless config write";
-  EXPECT_TRUE(find_record(recs, GG_CLASS_OTHER, GG_VERDICT_ALLOW)) << "power/control on";
+  EXPECT_TRUE(find_record(recs, GG_CLASS_OTHER, GG_VERDICT_ALLOW, GG_WC_PWRITE, GG_KNOB_PCI_CONFIG))
+      << "the harmless config write";
+  EXPECT_TRUE(find_record(recs, GG_CLASS_OTHER, GG_VERDICT_ALLOW, GG_WC_WRITE, GG_KNOB_RUNTIME_PM))
+      << "power/control on";
   int denied = 0;
   for (const auto& r : recs) denied += r.verdict == GG_VERDICT_DENY;
   EXPECT_EQ(denied, 4) << "auto twice, remove, PMCSR";
@@ -188,11 +224,16 @@ TEST(Knobs, EveryOtherPathToTheSameWriteIsDeniedToo) {
   // Four bytes that say "on" now could say "auto" when the kernel copies them.
   EXPECT_EQ(write(fd, "on\0\0", 4), -1);
   EXPECT_EQ(errno, EPERM);
-  // writev: the lengths are in user memory, so even "on" is refused.
+  // writev: the BPF gate cannot trust lengths in user memory, so even "on"
+  // is refused; the module sees the kernel's copy, two bytes, and lets it by.
   char on[] = "on", autov[] = "auto";
   iovec v1{on, 2}, v2{autov, 4};
-  EXPECT_EQ(writev(fd, &v1, 1), -1);
-  EXPECT_EQ(errno, EPERM);
+  if (module_gates()) {
+    EXPECT_EQ(writev(fd, &v1, 1), 2) << std::strerror(errno);
+  } else {
+    EXPECT_EQ(writev(fd, &v1, 1), -1);
+    EXPECT_EQ(errno, EPERM);
+  }
   EXPECT_EQ(writev(fd, &v2, 1), -1);
   EXPECT_EQ(errno, EPERM);
   // sendfile from a file saying "auto": not the caller's buffer at all.
@@ -263,14 +304,26 @@ TEST(Knobs, EveryOtherPathToTheSameWriteIsDeniedToo) {
   EXPECT_TRUE(find_record(recs, GG_CLASS_POWER_OFF, GG_VERDICT_DENY, GG_WC_WRITEV));
   const auto* sent = find_record(recs, GG_CLASS_POWER_OFF, GG_VERDICT_DENY, GG_WC_UNKNOWN);
   ASSERT_TRUE(sent) << "the sendfile";
-  EXPECT_EQ(sent->reason, GG_WHY_CAPTURE);
+  // BPF: undecided (no length in registers); the module: decided by class on the kernel's copy
+  EXPECT_EQ(sent->reason, module_gates() ? static_cast<unsigned>(GG_WHY_CLASS) : static_cast<unsigned>(GG_WHY_CAPTURE));
   bool unreadable = false, second_mount = false, compat = false;
+  int denied_auto = 0, allowed_on = 0;
   for (const auto& r : recs) {
     unreadable |= (r.capture_flags & GG_CAP_ARG_FAULT) && r.verdict == GG_VERDICT_DENY;
     second_mount |= r.hdr.pid == static_cast<uint32_t>(child) && r.verdict == GG_VERDICT_DENY;
     compat |= r.compat && r.verdict == GG_VERDICT_DENY;
+    std::string value(reinterpret_cast<const char*>(r.value), r.value_len);
+    denied_auto += value == "auto" && r.verdict == GG_VERDICT_DENY;
+    allowed_on += value == "on" && r.verdict == GG_VERDICT_ALLOW;
   }
-  EXPECT_TRUE(unreadable);
+  if (module_gates()) {
+    // the kernel faulted the page in for its copy: the module decided on "auto" itself
+    EXPECT_FALSE(unreadable);
+    EXPECT_GE(denied_auto, 4) << "writev, sendfile, the untouched page, the 32-bit write";
+    EXPECT_GE(allowed_on, 1) << "the writev of on";
+  } else {
+    EXPECT_TRUE(unreadable);
+  }
   EXPECT_TRUE(second_mount);
   if (ia32 == Ia32::kAvailable) EXPECT_TRUE(compat);
 }
@@ -281,10 +334,10 @@ TEST(Knobs, AGrantForTheGpuAllowsExactlyItsUsesAndAnotherDevicesKnobIsUntouched)
   const std::string control = kVgaDir + "/power/control";
   uint64_t now = boot_ns(), minute = 60'000'000'000ull;
   Grant limit{{g.vga}, GG_CLASS_POWER_LIMIT, now, now + minute, 5};
-  ASSERT_TRUE(g.engine->install_grant(limit).ok());
+  ASSERT_TRUE(g.install_grant(limit).ok());
   EXPECT_EQ(write_knob(control, "auto"), -EPERM) << "a power.limit grant is not a power.off grant";
   Grant once{{g.vga}, GG_CLASS_POWER_OFF, now, now + minute, 1};
-  auto id = g.engine->install_grant(once);
+  auto id = g.install_grant(once);
   ASSERT_TRUE(id.ok()) << id.error().message;
   EXPECT_EQ(write_knob(control, "auto"), 4) << "granted";
   EXPECT_EQ(read_text(control), "auto");
@@ -338,7 +391,7 @@ TEST(Knobs, MappingsOfTheGpusBarsAreDeniedUnlessGrantedThroughSysfsOrDevMem) {
   (void)map_file(mem, PROT_READ, 0);  // low memory, no GPU's: not this gate's (the kernel may refuse it)
 
   uint64_t now = boot_ns(), minute = 60'000'000'000ull;
-  auto id = g.engine->install_grant({{g.vga}, GG_CLASS_BAR_MAP, now, now + minute, 1});
+  auto id = g.install_grant({{g.vga}, GG_CLASS_BAR_MAP, now, now + minute, 1});
   ASSERT_TRUE(id.ok()) << id.error().message;
   EXPECT_EQ(map_file(kVgaDir + "/resource2", PROT_READ | PROT_WRITE), 0) << "granted once";
   EXPECT_EQ(map_file(kVgaDir + "/resource2", PROT_READ | PROT_WRITE), -EPERM) << "spent";
@@ -349,10 +402,10 @@ TEST(Knobs, MappingsOfTheGpusBarsAreDeniedUnlessGrantedThroughSysfsOrDevMem) {
   for (const auto& r : recs) {
     if (r.op != GG_KOP_MMAP) continue;
     EXPECT_EQ(r.dec.cls, GG_CLASS_BAR_MAP);
-    EXPECT_EQ(r.call, GG_WC_MMAP);
+    EXPECT_EQ(r.call, call_of(GG_WC_MMAP));
     EXPECT_EQ(r.length, 4096u);
     EXPECT_EQ(r.knob.gpu_dev, g.vga);
-    EXPECT_EQ(r.hook, GG_HOOK_LSM_MMAP_FILE);
+    EXPECT_EQ(r.hook, map_hook());
     if (r.verdict == GG_VERDICT_DENY) denied++;
     if (r.verdict == GG_VERDICT_ALLOW && r.grant_id == *id) granted++;
     if (r.knob.flags & GG_KNOBF_DEVMEM) {
@@ -366,6 +419,162 @@ TEST(Knobs, MappingsOfTheGpusBarsAreDeniedUnlessGrantedThroughSysfsOrDevMem) {
   EXPECT_EQ(devmem, 1) << "the low-memory mapping is no GPU's";
 }
 
+// QEMU's real PCI display devices beside the std VGA (tools/vmtest adds a
+// bochs-display and a virtio-gpu): each is a GPU of the gate by class, and
+// a write that would power it off and a mapping of its BARs are refused for
+// each, its state unchanged.
+TEST(Knobs, EveryDisplayDeviceOfTheGuestIsGatedLikeTheFirst) {
+  KnobGate g;
+  ASSERT_GATE(g);
+  std::set<std::string> seen;
+  for (const auto& gpu : g.devices.gpus()) {
+    seen.insert(gpu.address);
+    const std::string dir = "/sys/bus/pci/devices/" + gpu.address;
+    ASSERT_EQ(read_text(dir + "/power/control"), "on") << gpu.address;
+    EXPECT_EQ(write_knob(dir + "/power/control", "auto"), -EPERM) << gpu.address;
+    EXPECT_EQ(read_text(dir + "/power/control"), "on") << gpu.address;
+    const PciGpu::Bar* bar = nullptr;
+    for (const auto& b : gpu.bars)
+      if (b.memory && !bar) bar = &b;
+    ASSERT_TRUE(bar) << gpu.address << " has no memory BAR in discovery";
+    int fd = open((dir + "/resource" + std::to_string(bar->index)).c_str(), O_RDWR);
+    ASSERT_GE(fd, 0) << gpu.address << " resource" << bar->index << ": " << std::strerror(errno);
+    void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    EXPECT_EQ(p, MAP_FAILED) << gpu.address << " resource" << bar->index;
+    if (p != MAP_FAILED) munmap(p, 4096);
+    close(fd);
+  }
+  EXPECT_TRUE(seen.count(kVga) && seen.count("0000:00:06.0") && seen.count("0000:00:07.0"))
+      << "the std VGA, bochs-display and virtio-gpu must all be found";
+  std::map<uint32_t, int> denied;
+  for (const auto& r : g.records())
+    if (r.verdict == GG_VERDICT_DENY) denied[r.knob.gpu_dev]++;
+  for (const auto& gpu : g.devices.gpus()) EXPECT_EQ(denied[gpu.pci_dev()], 2) << gpu.address << ": a write, a mapping";
+}
+
+// The driver's own knobs (gpusim plays NVIDIA's procfs files and a hwmon
+// power cap on the guest's display adapter): every unsigned write refused
+// with the state read back unchanged; a grant that names the cap's value
+// lets exactly that value through, once.
+TEST(Knobs, TheDriversProcfsKnobsAndTheHwmonPowerCapAreGatedAndAGrantNamesTheCapsValue) {
+  KnobGate g;
+  ASSERT_GATE(g);
+  const PciGpu* vga = g.devices.find_gpu(g.vga);
+  ASSERT_TRUE(vga);
+  std::string suspend, unbind_lock, cap;
+  for (const auto& k : vga->knobs) {
+    if (k.name == "/proc/driver/nvidia/suspend") suspend = k.path;
+    if (k.name == "/proc/driver/nvidia/gpus/" + kVga + "/unbindLock") unbind_lock = k.path;
+    if (k.name.size() > 10 && k.name.ends_with("/power1_cap")) cap = k.path;
+  }
+  ASSERT_FALSE(suspend.empty() || unbind_lock.empty() || cap.empty())
+      << "discovery did not find gpusim's knobs on " << kVga << " (is gpusim.ko loaded?)";
+
+  EXPECT_EQ(write_knob(suspend, "suspend\n"), -EPERM);
+  EXPECT_EQ(read_text(suspend), "resume");
+  EXPECT_EQ(write_knob(unbind_lock, "1\n"), -EPERM);
+  EXPECT_EQ(read_text(unbind_lock), "Unbind Lock: Unlocked");
+
+  const std::string before = read_text(cap);
+  ASSERT_FALSE(before.empty());
+  const uint64_t granted_uw = before == "150000000" ? 160000000 : 150000000;
+  const std::string granted = std::to_string(granted_uw), other = "90000000";
+  EXPECT_EQ(write_knob(cap, other + "\n"), -EPERM);
+  EXPECT_EQ(read_text(cap), before);
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+  Grant named{{g.vga}, GG_CLASS_POWER_LIMIT, now, now + minute, 1};
+  named.pkind = GG_PK_KNOB;
+  named.key_index = 0;
+  named.key_value = granted_uw;
+  auto id = g.install_grant(named);
+  ASSERT_TRUE(id.ok()) << id.error().message;
+  EXPECT_EQ(write_knob(cap, other), -EPERM) << "a value the grant does not name";
+  EXPECT_EQ(write_knob(cap, granted), static_cast<long>(granted.size())) << "the value it names";
+  EXPECT_EQ(read_text(cap), granted);
+  EXPECT_EQ(write_knob(cap, granted), -EPERM) << "its one use is spent";
+
+  auto recs = g.records();
+  int proc_denied = 0, cap_denied = 0, cap_granted = 0;
+  for (const auto& r : recs) {
+    EXPECT_EQ(r.knob.gpu_dev, g.vga);
+    if (r.key.fs_magic == GG_FS_PROC && r.verdict == GG_VERDICT_DENY) {
+      proc_denied++;
+      EXPECT_EQ(r.dec.cls, GG_CLASS_POWER_OFF);
+    }
+    if (r.knob.rule != GG_KNOB_NUMBER) continue;
+    EXPECT_EQ(r.dec.cls, GG_CLASS_POWER_LIMIT);
+    EXPECT_TRUE(r.dec.flags & GG_DF_KEYS_VALID);
+    if (r.verdict == GG_VERDICT_DENY) cap_denied++;
+    if (r.verdict == GG_VERDICT_ALLOW) {
+      cap_granted++;
+      EXPECT_EQ(r.grant_id, *id);
+      EXPECT_EQ(r.dec.key[0], granted_uw);
+    }
+  }
+  EXPECT_EQ(proc_denied, 2) << "suspend, unbindLock";
+  EXPECT_EQ(cap_denied, 3) << "unsigned, another value, the spent grant";
+  EXPECT_EQ(cap_granted, 1);
+}
+
+// The module's own claim (suites kmod, kmod-nolsm): a grant that names a
+// value is checked on the kernel's copy of the bytes, the copy the store
+// function parses. A second thread flips the buffer between the granted
+// value and another while the first writes it: whatever lands in the cap is
+// the granted value, and every write the gate let through was decided on it.
+// (The BPF LSM reads the caller's buffer before the kernel copies it, so
+// there this race can win: docs/paths.md.)
+TEST(KnobsKmod, ARaceOnTheBytesCannotSlipAnotherValueThroughANamedGrant) {
+  ASSERT_TRUE(module_gates()) << "a test of gpugate.ko's knob family: GG_VM_GATE=kmod or both";
+  KnobGate g;
+  ASSERT_GATE(g);
+  std::string cap;
+  for (const auto& k : g.devices.find_gpu(g.vga)->knobs)
+    if (k.name.ends_with("/power1_cap")) cap = k.path;
+  ASSERT_FALSE(cap.empty()) << "gpusim's hwmon power1_cap is missing";
+  const std::string granted = "170000000", other = "999999999";
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+  Grant named{{g.vga}, GG_CLASS_POWER_LIMIT, now, now + minute, 100000};
+  named.pkind = GG_PK_KNOB;
+  named.key_index = 0;
+  named.key_value = 170000000;
+  auto id = g.install_grant(named);
+  ASSERT_TRUE(id.ok()) << id.error().message;
+
+  alignas(64) static char buf[16];
+  std::memcpy(buf, granted.data(), granted.size());
+  std::atomic<bool> stop{false};
+  std::thread flipper([&] {
+    while (!stop.load(std::memory_order_relaxed)) {
+      std::memcpy(buf, other.data(), other.size());
+      std::memcpy(buf, granted.data(), granted.size());
+    }
+  });
+  int fd = open(cap.c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  int allowed = 0, denied = 0, slipped = 0;
+  for (int i = 0; i < 400; i++) {
+    ssize_t n = pwrite(fd, buf, granted.size(), 0);
+    if (n == static_cast<ssize_t>(granted.size())) {
+      allowed++;
+      if (read_text(cap) != granted) slipped++;
+    } else if (n < 0 && errno == EPERM) {
+      denied++;
+    }
+  }
+  stop = true;
+  flipper.join();
+  close(fd);
+  EXPECT_EQ(slipped, 0) << "a value the grant does not name reached the cap";
+  EXPECT_EQ(read_text(cap), granted);
+  EXPECT_GT(allowed, 0) << "the granted value never went through: the race was not staged";
+  EXPECT_GT(denied, 0) << "the flipped value was never seen: the race was not staged";
+  for (const auto& r : g.records()) {
+    if (r.knob.rule != GG_KNOB_NUMBER || r.verdict != GG_VERDICT_ALLOW) continue;
+    EXPECT_EQ(r.dec.key[0], 170000000u);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(r.value), r.value_len), granted);
+  }
+}
+
 // The whole chain: gpugated finds the GPU's knobs itself, its gate refuses
 // the write and the mapping, the ledger has them, and the log tools read
 // and verify it.
@@ -373,15 +582,15 @@ TEST(Knobs, TheDaemonDeniesAndRecordsAKnobWriteAndABarMapping) {
   TempDir dir;
   std::string ledger = dir.path / "ledger", status = dir.path / "status.json";
   pid_t daemon = spawn({kBin + "/gpugated", "--ledger", ledger, "--status-file", status, "--state-dir", dir.path,
-                        "--mode", "enforce", "--no-pin", "--kmod", "off"},
+                        "--mode", "enforce", "--no-pin", gate_args()[0], gate_args()[1]},
                        dir.path / "daemon.out");
   for (int i = 0; i < 600 && slurp(status).find("\"running\"") == std::string::npos; i++) usleep(50'000);
   ASSERT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / "daemon.out");
   auto st = nlohmann::json::parse(slurp(status), nullptr, false);
   bool write_hook = false, map_hook = false;
   for (const auto& h : st["hooks"]) {
-    write_hook |= h["hook"] == "lsm/file_permission" && h["attached"] == true;
-    map_hook |= h["hook"] == "lsm/mmap_file" && h["attached"] == true;
+    write_hook |= h["hook"] == KnobGate::write_hook_name() && h["attached"] == true;
+    map_hook |= h["hook"] == (module_gates() ? "kmod/sysfs_kf_bin_mmap" : "lsm/mmap_file") && h["attached"] == true;
   }
   EXPECT_TRUE(write_hook && map_hook) << st["hooks"].dump(2);
 
@@ -394,6 +603,7 @@ TEST(Knobs, TheDaemonDeniesAndRecordsAKnobWriteAndABarMapping) {
   usleep(1'500'000);
   kill(daemon, SIGTERM);
   EXPECT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+  release_module();
 
   auto writes = ledger_records(ledger, "knob.write");
   ASSERT_EQ(writes.size(), 1u) << ledger_text(ledger);
@@ -403,6 +613,7 @@ TEST(Knobs, TheDaemonDeniesAndRecordsAKnobWriteAndABarMapping) {
   EXPECT_EQ(writes[0]["write"]["value"], "auto");
   EXPECT_EQ(writes[0]["decoded"]["class"], "power.off");
   EXPECT_EQ(writes[0]["process"]["pid"], getpid());
+  EXPECT_EQ(writes[0]["engine"], module_gates() ? "kmod" : "bpf");
   auto maps = ledger_records(ledger, "knob.mmap");
   ASSERT_EQ(maps.size(), 1u) << ledger_text(ledger);
   EXPECT_EQ(maps[0]["verdict"], "denied");

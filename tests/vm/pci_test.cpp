@@ -1,7 +1,8 @@
-// PCI GPU discovery on a real kernel's sysfs: the guest's display adapter
-// (QEMU's standard VGA, vendor 0x1234, class 0x030000, at 00:02.0; tools/vmtest
-// asks for it with -vga std) is found by its ids, with its BARs and knobs
-// keyed by the inodes the kernel gives them. Run by the vm suite "gpusim".
+// PCI GPU discovery on a real kernel's sysfs: the guest's display adapters
+// (QEMU's standard VGA, vendor 0x1234, class 0x030000, at 00:02.0; its
+// bochs-display at 00:06.0 and virtio-gpu at 00:07.0, class 0x038000;
+// tools/vmtest asks for them) are found by their ids, with their BARs and
+// knobs keyed by the inodes the kernel gives them. Run by the vm suite "gpusim".
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -65,6 +66,19 @@ TEST(PciDiscovery, FindsTheGuestsDisplayAdapterWithItsBarsAndKnobs) {
   // Nothing that is not a GPU: the i440FX host bridge, the PIIX ISA, IDE and
   // ACPI functions and the NIC are on the same bus.
   for (const auto& g : j["gpus"]) EXPECT_EQ(g["class"].get<std::string>().substr(0, 4), "0x03") << g.dump();
+
+  // QEMU's other display devices: found by class and vendor id, not by name.
+  auto bochs = find_gpu(j["gpus"], "0000:00:06.0"), virtio = find_gpu(j["gpus"], "0000:00:07.0");
+  ASSERT_FALSE(bochs.is_null()) << "no bochs-display at 00:06.0 in: " << j["gpus"].dump(2);
+  ASSERT_FALSE(virtio.is_null()) << "no virtio-gpu at 00:07.0 in: " << j["gpus"].dump(2);
+  EXPECT_EQ(bochs["vendor_id"], "0x1234");
+  EXPECT_EQ(bochs["class"], "0x038000");
+  EXPECT_EQ(virtio["vendor_id"], "0x1af4");
+  EXPECT_EQ(virtio["class"], "0x038000");
+  for (const auto& g : {bochs, virtio}) {
+    EXPECT_FALSE(find_knob(g, "power/control").is_null()) << g.dump(2);
+    EXPECT_FALSE(g["bars"].empty()) << g.dump(2);
+  }
 
   auto text = gpugate::test::run_shell(kBin + "/gpugate devices --knobs");
   ASSERT_EQ(text.status, 0) << text.output;

@@ -14,8 +14,11 @@
 #include <cerrno>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/kmod_engine.hpp"
@@ -67,8 +70,12 @@ inline bool deciding_hook(const std::string& hook) {
 // The gate in the test process: the engines of this gate, their grants as
 // one (GateSet), their records drained together.
 struct InProcessGate {
-  explicit InProcessGate(gg_policy policy = default_policy(GG_MODE_ENFORCE)) {
-    devices = DeviceTable::discover();
+  // table: the devices (and GPUs) to push, discovered if none; the module
+  // must be gating the family module_must_own (GG_POLF_KMOD_*).
+  explicit InProcessGate(gg_policy policy = default_policy(GG_MODE_ENFORCE),
+                         std::optional<DeviceTable> table = std::nullopt,
+                         uint8_t module_must_own = GG_POLF_KMOD_NVIDIA) {
+    devices = table ? std::move(*table) : DeviceTable::discover();
     GateKind kind = gate_kind();
     if (kind != GateKind::kKmod) {
       BpfEngineOptions o;
@@ -93,8 +100,11 @@ struct InProcessGate {
         return;
       }
       hooks.insert(hooks.end(), h->begin(), h->end());
-      if (!(kmod->owned_policy_flags() & GG_POLF_KMOD_NVIDIA)) {
-        error = "gpugate.ko is not gating the NVIDIA driver (is gpusim.ko loaded?)";
+      if (!(kmod->owned_policy_flags() & module_must_own)) {
+        error =
+            module_must_own == GG_POLF_KMOD_NVIDIA
+                ? "gpugate.ko is not gating the NVIDIA driver (is gpusim.ko loaded?)"
+                : fmt::format("gpugate.ko is not gating what this test needs (GG_POLF_KMOD_* {:#x})", module_must_own);
         return;
       }
       if (bpf) {

@@ -139,10 +139,11 @@ int loop(long n, unsigned long request, bool getpid_only, uint32_t cmd = 0x20800
   return failures ? 1 : 0;
 }
 
-// N one-byte writes to the open file, or N one-page mappings of it (mmap
-// and munmap): what every write and mapping on the host pays for the
-// knob gate's hooks (file_permission, mmap_file), in ns per call.
-int file_loop(long n, bool map) {
+// N one-byte writes to the open file (or N pwrites of text at 0, for a
+// sysfs attribute), or N one-page mappings of it (mmap and munmap): what
+// every write and mapping on the host pays for the knob gate's hooks
+// (file_permission, mmap_file; the module's sysfs_kf_write), in ns per call.
+int file_loop(long n, bool map, const std::string& text) {
   char byte = 0;
   uint64_t t0 = now_ns();
   for (long i = 0; i < n; i++) {
@@ -150,6 +151,8 @@ int file_loop(long n, bool map) {
       void* p = mmap(nullptr, 4096, PROT_READ, MAP_PRIVATE, g_fd, 0);
       if (p == MAP_FAILED) return 1;
       munmap(p, 4096);
+    } else if (!text.empty()) {
+      if (pwrite(g_fd, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) return 1;
     } else if (write(g_fd, &byte, 1) != 1) {
       return 1;
     }
@@ -167,7 +170,8 @@ int usage() {
                "       gpugate-nvclient PATH loop-checked N REQUEST CMD  the same, failing (exit 1) unless every\n"
                "                                                call returns 0 with NV_OK\n"
                "       gpugate-nvclient - getpid N              N getpid() calls\n"
-               "       gpugate-nvclient PATH write N            N one-byte writes to PATH (/dev/null)\n"
+               "       gpugate-nvclient PATH write N [TEXT]     N one-byte writes to PATH (/dev/null), or N\n"
+               "                                                pwrites of TEXT at 0 (a sysfs attribute)\n"
                "       gpugate-nvclient PATH mmap N             N one-page read-only mappings of PATH (/dev/zero)\n"
                "PATH is a character device, e.g. an alias given to gpugated with --device PATH=nvidia.\n");
   return 2;
@@ -186,7 +190,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (what == "demo") return demo();
-  if ((what == "write" || what == "mmap") && argc >= 4) return file_loop(std::atol(argv[3]), what == "mmap");
+  if ((what == "write" || what == "mmap") && argc >= 4)
+    return file_loop(std::atol(argv[3]), what == "mmap", argc >= 5 ? argv[4] : "");
   if (what == "loop-checked" && argc >= 6)
     return loop(std::atol(argv[3]), std::strtoul(argv[4], nullptr, 0), false,
                 static_cast<uint32_t>(std::strtoul(argv[5], nullptr, 0)), true);

@@ -265,6 +265,12 @@ enum gg_write_call {
 	GG_WC_PWRITE = 2,
 	GG_WC_WRITEV = 3, /* the vector is in user memory: its length is not trusted */
 	GG_WC_MMAP = 4,	  /* mmap (x86-64) or mmap2 (ia32): offset and length in registers */
+	/*
+	 * gpugate.ko at the file's own write or mmap function: length, position
+	 * (or the mapping's range) as the kernel passes them, whatever system
+	 * call it came from; on sysfs the bytes are the kernel's copy too
+	 */
+	GG_WC_KERNEL = 5,
 	GG_WC_COUNT
 };
 

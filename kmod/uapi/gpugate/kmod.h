@@ -4,7 +4,7 @@
  *
  * The daemon opens the node, says which ABI it speaks (GG_KIOC_HELLO, the
  * first call; every other one is refused until it matches), takes the
- * module over as its owner (one at a time), pushes devices, policy and
+ * module over as its owner (one at a time), pushes devices, knobs, policy and
  * grants, and reads records with read(2): whole records, each starting
  * with struct gg_event_hdr, in the module's order. The records are the
  * ones the BPF engine produces (event.h), made by the module's hooks
@@ -17,7 +17,7 @@
 #include "state.h"
 #include "policy.h"
 
-#define GG_KMOD_ABI	 1 /* bumped on any change below or in the records */
+#define GG_KMOD_ABI	 2 /* bumped on any change below or in the records */
 #define GG_KMOD_NODE	 "gpugate"
 #define GG_KMOD_DEV_PATH "/dev/gpugate"
 #define GG_KIOC_TYPE	 'G'
@@ -53,6 +53,15 @@ struct gg_kmod_array {
 GG_ABI_ASSERT(sizeof(struct gg_kmod_array) == 16, "gg_kmod_array layout");
 #define GG_KMOD_MAX_DEVICES 4096
 #define GG_KMOD_MAX_GRANTS  1024
+#define GG_KMOD_MAX_KNOBS   16384
+
+/* One knob the module gates (GG_KIOC_SET_KNOBS): the row of the BPF knobs map. */
+struct gg_kmod_knob {
+	struct gg_knob_key key;
+	struct gg_knob knob;
+	__u32 pad;
+};
+GG_ABI_ASSERT(sizeof(struct gg_kmod_knob) == 32, "gg_kmod_knob layout");
 
 /* One key of a grant; keys with the same grant.id share its uses. */
 struct gg_kmod_grant {
@@ -110,6 +119,8 @@ enum gg_kmod_config_op {
 	GG_KCFG_HOOK = 7,	/* a hook attached (object 1), detached (0) or refused (2) */
 	GG_KCFG_STATE = 8,	/* the restart state was written */
 	GG_KCFG_OWNER_GONE = 9, /* the owner closed the node (or died) */
+	GG_KCFG_KNOBS = 10,	/* the knob table was replaced (object: its rows) */
+	GG_KCFG_BARS = 11,	/* the BAR ranges were replaced (object: their count) */
 };
 struct gg_kmod_config_event {
 	struct gg_event_hdr hdr;
@@ -133,5 +144,7 @@ GG_ABI_ASSERT(sizeof(struct gg_kmod_config_event) == 96, "gg_kmod_config_event l
 #define GG_KIOC_GET_STATE   _IOR(GG_KIOC_TYPE, 0x89, struct gg_state)
 #define GG_KIOC_SET_STATE   _IOW(GG_KIOC_TYPE, 0x8A, struct gg_state)
 #define GG_KIOC_GET_POLICY  _IOR(GG_KIOC_TYPE, 0x8B, struct gg_policy)
+#define GG_KIOC_SET_KNOBS   _IOW(GG_KIOC_TYPE, 0x8C, struct gg_kmod_array) /* of gg_kmod_knob */
+#define GG_KIOC_SET_BARS    _IOW(GG_KIOC_TYPE, 0x8D, struct gg_kmod_array) /* of gg_bar_range */
 
 #endif /* GPUGATE_KMOD_H */

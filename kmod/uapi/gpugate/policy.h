@@ -47,7 +47,9 @@ GG_ABI_ASSERT(sizeof(struct gg_rule) == 48, "gg_rule layout");
 #define GG_POLF_KMOD_NVIDIA (1u << 1) /* NVIDIA control and GPU nodes */
 #define GG_POLF_KMOD_DRM    (1u << 2) /* DRM nodes */
 #define GG_POLF_KMOD_KFD    (1u << 3) /* /dev/kfd */
-#define GG_POLF_KMOD_ALL    (GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM | GG_POLF_KMOD_KFD)
+#define GG_POLF_KMOD_KNOB   (1u << 4) /* the GPUs' sysfs/procfs knobs and BAR mappings */
+#define GG_POLF_KMOD_ALL                                                                           \
+	(GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM | GG_POLF_KMOD_KFD | GG_POLF_KMOD_KNOB)
 
 /* The default bound on a read that had to fault a page in (docs/gate.md). */
 #define GG_READ_WAIT_MAX_NS_DEFAULT 1000000u

@@ -96,11 +96,16 @@ enum gg_hook {
 	/* BPF LSM on a GPU's sysfs/procfs knobs (docs/paths.md) */
 	GG_HOOK_LSM_FILE_WRITE = 11, /* file_permission: a write */
 	GG_HOOK_LSM_MMAP_FILE = 12,  /* mmap_file: a BAR's file, or /dev/mem over a BAR */
+	/* gpugate.ko on the same knobs where no BPF LSM is (kmod/knob.c) */
+	GG_HOOK_KMOD_KNOB_WRITE = 13, /* ftrace: sysfs and procfs writes */
+	GG_HOOK_KMOD_KNOB_MMAP = 14,  /* ftrace: sysfs_kf_bin_mmap, mmap_mem */
 	GG_HOOK_COUNT
 };
 
 /* The hooks of gpugate.ko, which numbers its records on its own. */
-#define GG_HOOK_IS_KMOD(h) ((h) >= GG_HOOK_KMOD_RM_IOCTL && (h) <= GG_HOOK_KMOD_KFD)
+#define GG_HOOK_IS_KMOD(h)                                                                         \
+	(((h) >= GG_HOOK_KMOD_RM_IOCTL && (h) <= GG_HOOK_KMOD_KFD) ||                              \
+	 (h) == GG_HOOK_KMOD_KNOB_WRITE || (h) == GG_HOOK_KMOD_KNOB_MMAP)
 
 /* What the engine may do with a gated command. */
 enum gg_mode {

@@ -23,6 +23,13 @@
  * A small simulated GPU state is changed by the gated commands and read back
  * by queries and in sysfs (/sys/class/gpusim/nvidiactl/state).
  *
+ * It also plays the driver's knobs on a real PCI function (module parameter
+ * pci, the guest's display adapter by default): NVIDIA's procfs files
+ * /proc/driver/nvidia/suspend and /proc/driver/nvidia/gpus/<pci>/unbindLock
+ * (kernel-open/nvidia/nv-procfs.c: what is written, what reads back), and
+ * a hwmon device under the function with power1_cap in microwatts
+ * (Documentation/hwmon/sysfs-interface.rst), each holding what was written.
+ *
  * Facts: ../shared/reference/nvidia-abi.md sections 2 and 3 and
  * kmod-hooks.md sections 1-3, from NVIDIA/open-gpu-kernel-modules 595.45.04
  * kernel-open/nvidia/nv.c (nvidia_unlocked_ioctl, nvidia_ioctl,
@@ -37,9 +44,13 @@
 #include <linux/cdev.h>
 #include <linux/device.h>
 #include <linux/fs.h>
+#include <linux/hwmon.h>
 #include <linux/ioctl.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/pci.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
@@ -415,6 +426,126 @@ static int gpusim_add(struct cdev* cdev, dev_t devt, const char* name, struct de
   return 0;
 }
 
+/* The driver's knobs, on the PCI function named by pci. */
+static char* pci = "0000:00:02.0";
+module_param(pci, charp, 0444);
+MODULE_PARM_DESC(pci, "PCI function whose NVIDIA procfs knobs and hwmon power cap gpusim plays");
+
+static struct pci_dev* gpusim_pdev;
+static struct device* gpusim_hwmon;
+static struct proc_dir_entry* gpusim_proc_root;
+static DEFINE_MUTEX(gpusim_knob_lock);
+static unsigned long gpusim_power_cap_uw = 300000000;
+static char gpusim_suspend_state[16] = "resume";
+static int gpusim_unbind_lock;
+
+enum gpusim_proc_file { GPUSIM_PROC_SUSPEND = 1, GPUSIM_PROC_UNBIND_LOCK = 2 };
+
+static int gpusim_proc_show(struct seq_file* m, void* v) {
+  long which = (long)m->private;
+
+  mutex_lock(&gpusim_knob_lock);
+  if (which == GPUSIM_PROC_SUSPEND)
+    seq_printf(m, "%s\n", gpusim_suspend_state);
+  else
+    seq_printf(m, "Unbind Lock: %s\n", gpusim_unbind_lock ? "Locked" : "Unlocked");
+  mutex_unlock(&gpusim_knob_lock);
+  return 0;
+}
+
+static int gpusim_proc_open(struct inode* inode, struct file* file) {
+  return single_open(file, gpusim_proc_show, pde_data(inode));
+}
+
+/* suspend: "suspend", "hibernate" or "resume"; unbindLock: "1" or "0". */
+static ssize_t gpusim_proc_write(struct file* file, const char __user* ubuf, size_t len, loff_t* off) {
+  long which = (long)pde_data(file_inode(file));
+  char buf[16] = {};
+  size_t n = min(len, sizeof(buf) - 1);
+
+  if (copy_from_user(buf, ubuf, n)) return -EFAULT;
+  strim(buf);
+  mutex_lock(&gpusim_knob_lock);
+  if (which == GPUSIM_PROC_SUSPEND) {
+    if (strcmp(buf, "suspend") && strcmp(buf, "hibernate") && strcmp(buf, "resume")) {
+      mutex_unlock(&gpusim_knob_lock);
+      return -EINVAL;
+    }
+    strscpy(gpusim_suspend_state, buf, sizeof(gpusim_suspend_state));
+  } else {
+    gpusim_unbind_lock = buf[0] == '1';
+  }
+  mutex_unlock(&gpusim_knob_lock);
+  return len;
+}
+
+static const struct proc_ops gpusim_proc_ops = {
+    .proc_open = gpusim_proc_open,
+    .proc_read = seq_read,
+    .proc_write = gpusim_proc_write,
+    .proc_lseek = seq_lseek,
+    .proc_release = single_release,
+};
+
+static ssize_t power1_cap_show(struct device* dev, struct device_attribute* attr, char* buf) {
+  return sysfs_emit(buf, "%lu\n", READ_ONCE(gpusim_power_cap_uw));
+}
+
+static ssize_t power1_cap_store(struct device* dev, struct device_attribute* attr, const char* buf, size_t len) {
+  unsigned long uw;
+  int err = kstrtoul(buf, 10, &uw);
+
+  if (err) return err;
+  WRITE_ONCE(gpusim_power_cap_uw, uw);
+  return len;
+}
+static DEVICE_ATTR_RW(power1_cap);
+
+static struct attribute* gpusim_hwmon_attrs[] = {&dev_attr_power1_cap.attr, NULL};
+ATTRIBUTE_GROUPS(gpusim_hwmon);
+
+static void gpusim_knobs_exit(void) {
+  if (gpusim_proc_root) proc_remove(gpusim_proc_root);
+  gpusim_proc_root = NULL;
+  if (gpusim_hwmon) hwmon_device_unregister(gpusim_hwmon);
+  gpusim_hwmon = NULL;
+  pci_dev_put(gpusim_pdev);
+  gpusim_pdev = NULL;
+}
+
+/* Without the PCI function there are no knobs: the tests that need them fail. */
+static void gpusim_knobs_init(void) {
+  unsigned int domain, bus, slot, fn;
+  struct proc_dir_entry *gpus, *dir;
+  char path[48];
+
+  if (sscanf(pci, "%x:%x:%x.%x", &domain, &bus, &slot, &fn) != 4) {
+    pr_warn("gpusim: pci=%s is not a PCI address: no knobs\n", pci);
+    return;
+  }
+  gpusim_pdev = pci_get_domain_bus_and_slot(domain, bus, PCI_DEVFN(slot, fn));
+  if (!gpusim_pdev) {
+    pr_warn("gpusim: no PCI function %s: no knobs\n", pci);
+    return;
+  }
+  gpusim_hwmon = hwmon_device_register_with_groups(&gpusim_pdev->dev, "gpusim", NULL, gpusim_hwmon_groups);
+  if (IS_ERR(gpusim_hwmon)) {
+    pr_warn("gpusim: hwmon: %ld\n", PTR_ERR(gpusim_hwmon));
+    gpusim_hwmon = NULL;
+  }
+  gpusim_proc_root = proc_mkdir("driver/nvidia", NULL);
+  if (!gpusim_proc_root) {
+    pr_warn("gpusim: cannot make /proc/driver/nvidia\n");
+    return;
+  }
+  proc_create_data("suspend", 0644, gpusim_proc_root, &gpusim_proc_ops, (void*)GPUSIM_PROC_SUSPEND);
+  gpus = proc_mkdir("gpus", gpusim_proc_root);
+  snprintf(path, sizeof(path), "%04x:%02x:%02x.%x", domain, bus, slot, fn);
+  dir = gpus ? proc_mkdir(path, gpus) : NULL;
+  if (dir) proc_create_data("unbindLock", 0644, dir, &gpusim_proc_ops, (void*)GPUSIM_PROC_UNBIND_LOCK);
+  pr_info("gpusim: NVIDIA procfs knobs and hwmon power1_cap on %s\n", path);
+}
+
 static int __init gpusim_init(void) {
   int err;
 
@@ -441,6 +572,7 @@ static int __init gpusim_init(void) {
   err = device_create_file(gpusim_ctl_device, &dev_attr_add_gpu);
   if (err) goto out_state;
   pr_info("gpusim: simulated NVIDIA driver on 195:255 and 195:0\n");
+  gpusim_knobs_init();
   return 0;
 
 out_state:
@@ -463,6 +595,7 @@ out_ctl_region:
 static void __exit gpusim_exit(void) {
   int i;
 
+  gpusim_knobs_exit();
   for (i = 0; i < gpusim_extra_gpus; i++) {
     device_destroy(gpusim_class, MKDEV(GPUSIM_MAJOR, i + 1));
     cdev_del(&gpusim_extra_cdev[i]);

@@ -6,7 +6,9 @@
 # denied one (GPU_SET_POWER without a grant) through /dev/nvidiactl of the
 # simulated driver; a one-byte write to /dev/null and a one-page mapping of
 # /dev/zero (what every write and mapping on the host pays for the knob
-# gate's hooks, docs/paths.md); 5 interleaved repetitions of N calls, medians. Also the
+# gate's hooks, docs/paths.md) and a sysfs store that is no GPU's knob
+# ("on" to the host bridge's power/control: what every sysfs write pays
+# for the module's sysfs_kf_write hook); 5 interleaved repetitions of N calls, medians. Also the
 # kernel's floor for syscall tracepoints. Not part of make test: run with
 #   tools/vmtest --suite gatebench
 grep -q "^gpusim " /proc/modules || insmod /modules/gpusim.ko || exit 1
@@ -23,6 +25,7 @@ run() { # config workload
 	denied) r=$("$nv" /dev/nvidiactl loop "$N" 0xC020462A 0x20800112) ;;
 	write) r=$("$nv" /dev/null write "$N") ;;
 	mmap) r=$("$nv" /dev/zero mmap "$N") ;;
+	sysfs) r=$("$nv" /sys/bus/pci/devices/0000:00:00.0/power/control write "$N" on) ;;
 	esac
 	echo "$1 $2 $(echo "$r" | cut -d' ' -f1)" >>"$out"
 }
@@ -32,6 +35,7 @@ run_all() { # config
 	run "$1" denied
 	run "$1" write
 	run "$1" mmap
+	run "$1" sysfs
 }
 daemon() { # config args...: gpugated until killed, enforcing
 	cfg=$1
@@ -74,7 +78,7 @@ done
 echo "gatebench raw (config workload ns/call):"
 cat "$out"
 median() { grep "^$1 $2 " "$out" | cut -d' ' -f3 | sort -n | sed -n 3p; }
-for w in nongpu allowed denied write mmap; do
+for w in nongpu allowed denied write mmap sysfs; do
 	b=$(median bare $w)
 	line="gatebench $w: bare $b ns"
 	for c in floor lsm kmod both; do

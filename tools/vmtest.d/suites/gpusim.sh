@@ -6,8 +6,8 @@
 grep -q "^gpusim " /proc/modules || insmod /modules/gpusim.ko || { echo "suite gpusim: insmod gpusim.ko failed"; exit 1; }
 out=/tmp/vm-tests.out
 rcfile=/tmp/vm-tests.rc
-# the module's own tests (Kmod.*) run in the kmod suites, with the module loaded
-{ "$GG_TESTS/gpugate_vm_tests" --gtest_color=no --gtest_filter="${GG_VM_FILTER:--Kmod.*}" 2>&1; echo $? >"$rcfile"; } | tee "$out"
+# the module's own tests (Kmod.*, KnobsKmod.*) run in the kmod suites, with the module loaded
+{ "$GG_TESTS/gpugate_vm_tests" --gtest_color=no --gtest_filter="${GG_VM_FILTER:--Kmod.*:KnobsKmod.*}" 2>&1; echo $? >"$rcfile"; } | tee "$out"
 rc=$(cat "$rcfile")
 cat /sys/class/gpusim/nvidiactl/state
 passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out")

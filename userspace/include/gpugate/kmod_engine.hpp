@@ -82,6 +82,7 @@ class KmodEngine final : public Engine, public Gate {
   [[nodiscard]] std::vector<HookStatus> hook_rows() const;
 
  private:
+  Result<void> set_knobs(const DeviceTable& devices);
   Result<gg_state> read_state() const;
   Result<void> write_state(const gg_state& st) const;
   Result<void> ioctl_checked(unsigned long request, void* arg, const char* what) const;

@@ -216,7 +216,8 @@ Json hooks_json(const std::vector<HookStatus>& hooks) {
 Json owned_families_json(uint8_t owned) {
   return {{"nvidia", (owned & GG_POLF_KMOD_NVIDIA) != 0},
           {"drm", (owned & GG_POLF_KMOD_DRM) != 0},
-          {"kfd", (owned & GG_POLF_KMOD_KFD) != 0}};
+          {"kfd", (owned & GG_POLF_KMOD_KFD) != 0},
+          {"knob", (owned & GG_POLF_KMOD_KNOB) != 0}};
 }
 
 unsigned mode_of(const std::string& text) {

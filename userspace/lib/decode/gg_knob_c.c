@@ -5,9 +5,7 @@
 #include "gg_decode_c.h"
 #include "gg_knob.h"
 
-void gg_knob_decode_c(struct gg_knob_event* e) {
-  gg_knob_decode(&e->knob, e->call, e->offset, e->length, e->value, e->value_len, e->capture_flags, &e->dec);
-}
+void gg_knob_decode_c(struct gg_knob_event* e) { gg_knob_decode_event(e); }
 
 void gg_knob_decide_c(const struct gg_policy* pol, struct gg_knob_event* e, int recorded, unsigned grant_id) {
   GG_KNOB_DECIDE(pol, e, recorded, grant_id);

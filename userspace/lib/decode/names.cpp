@@ -263,6 +263,8 @@ std::string_view hook_name(unsigned hook) {
     case GG_HOOK_KMOD_KFD: return "kmod/kfd_handler";
     case GG_HOOK_LSM_FILE_WRITE: return "lsm/file_permission";
     case GG_HOOK_LSM_MMAP_FILE: return "lsm/mmap_file";
+    case GG_HOOK_KMOD_KNOB_WRITE: return "kmod/knob_write";
+    case GG_HOOK_KMOD_KNOB_MMAP: return "kmod/knob_mmap";
     default: return "none";
   }
 }

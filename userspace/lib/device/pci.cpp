@@ -356,8 +356,11 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
         add_knobs(g.knobs, fs::path(roots.sys) / "bus/pci/drivers" / drv, fmt::format("/sys/bus/pci/drivers/{}/", drv),
                   "bar-driver", spec);
       }
-    if (g.vendor_id == kVendorNvidia) {
-      fs::path nvproc = fs::path(roots.proc) / "driver/nvidia";
+    // NVIDIA's procfs: for its GPUs, and for any function its driver lists
+    // there (the directory is the driver's word that it holds the GPU)
+    fs::path nvproc = fs::path(roots.proc) / "driver/nvidia";
+    std::error_code listed_ec;
+    if (g.vendor_id == kVendorNvidia || fs::is_directory(nvproc / "gpus" / g.address, listed_ec)) {
       KnobSpec unbind_lock{"unbindLock", GG_CLASS_POWER_OFF, "NVIDIA: releases the GPU for unbinding (vGPU hosts)"};
       add_knobs(g.knobs, nvproc / "gpus" / g.address, "/proc/driver/nvidia/gpus/" + g.address + "/", "nvidia-proc",
                 unbind_lock);

@@ -28,6 +28,11 @@ std::string_view hook_role(const gg_kmod_hook& h) {
   if (symbol == "os_memcpy_from_user") return "decides RM controls on the params RM copied";
   if (symbol == "nvidia_unlocked_ioctl") return "the call's context; escapes the glue answers itself";
   if (symbol == "drm_ioctl_kernel") return "decides DRM ioctls on the kernel copy of their argument";
+  if (symbol == "sysfs_kf_write" || symbol == "sysfs_kf_bin_write")
+    return "decides writes to the GPUs' sysfs knobs on the kernel's copy of the bytes";
+  if (symbol == "proc_reg_write") return "decides writes to the GPUs' procfs knobs";
+  if (symbol == "sysfs_kf_bin_mmap") return "decides mappings of the GPUs' BAR files";
+  if (symbol == "mmap_mem") return "decides mappings of /dev/mem over the GPUs' BARs";
   return "the call's context";
 }
 
@@ -203,6 +208,7 @@ uint8_t KmodEngine::owned_policy_flags() const {
     if (f.name == "nvidia") flags |= GG_POLF_KMOD_NVIDIA;
     if (f.name == "drm") flags |= GG_POLF_KMOD_DRM;
     if (f.name == "kfd") flags |= GG_POLF_KMOD_KFD;
+    if (f.name == "knob") flags |= GG_POLF_KMOD_KNOB;
   }
   return flags;
 }
@@ -213,7 +219,20 @@ Result<void> KmodEngine::set_devices(const DeviceTable& devices) {
   std::vector<gg_kmod_device> d;
   for (const auto& dev : devices.devices()) d.push_back({dev.dev, 0, dev.info});
   gg_kmod_array a{static_cast<uint32_t>(d.size()), 0, reinterpret_cast<uint64_t>(d.data())};
-  return ioctl_checked(GG_KIOC_SET_DEVICES, &a, "installing the device table");
+  if (auto r = ioctl_checked(GG_KIOC_SET_DEVICES, &a, "installing the device table"); !r) return r;
+  return set_knobs(devices);
+}
+
+// The GPUs' knobs and the BARs /dev/mem reaches: the same rows as the BPF
+// gate's maps (gate.cpp), each table replaced whole.
+Result<void> KmodEngine::set_knobs(const DeviceTable& devices) {
+  std::vector<gg_kmod_knob> knobs;
+  for (const auto& [key, value] : knob_rows(devices)) knobs.push_back({key, value, 0});
+  gg_kmod_array a{static_cast<uint32_t>(knobs.size()), 0, reinterpret_cast<uint64_t>(knobs.data())};
+  if (auto r = ioctl_checked(GG_KIOC_SET_KNOBS, &a, "installing the knob table"); !r) return r;
+  auto bars = bar_rows(devices);
+  gg_kmod_array b{static_cast<uint32_t>(bars.size()), 0, reinterpret_cast<uint64_t>(bars.data())};
+  return ioctl_checked(GG_KIOC_SET_BARS, &b, "installing the GPUs' BAR ranges");
 }
 
 Result<void> KmodEngine::set_policy(gg_policy policy) {
@@ -321,6 +340,10 @@ void KmodEngine::deliver(const uint8_t* data, size_t n, EventHandler& handler) {
       gg_ioctl_exit x;
       std::memcpy(&x, rec, sizeof(x));
       handler.on_exit(x);
+    } else if (hdr.type == GG_EV_KNOB && hdr.size >= sizeof(gg_knob_event)) {
+      gg_knob_event k;
+      std::memcpy(&k, rec, sizeof(k));
+      handler.on_knob(k);
     } else if (hdr.type == GG_EV_KMOD_CONFIG && hdr.size >= sizeof(gg_kmod_config_event)) {
       gg_kmod_config_event c;
       std::memcpy(&c, rec, sizeof(c));

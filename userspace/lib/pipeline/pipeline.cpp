@@ -269,7 +269,7 @@ void Pipeline::track_kernel_seq(bool kmod, uint64_t seq) {
 namespace {
 
 std::string_view write_call_name(unsigned call) {
-  static constexpr const char* kCalls[] = {"unknown", "write", "pwrite64", "writev", "mmap"};
+  static constexpr const char* kCalls[] = {"unknown", "write", "pwrite64", "writev", "mmap", "kernel"};
   static_assert(std::size(kCalls) == GG_WC_COUNT);
   return call < std::size(kCalls) ? kCalls[call] : "?";
 }
@@ -284,7 +284,8 @@ std::string_view knob_rule_name(unsigned rule) {
 
 // A write to a GPU's knob: one record, decided before the kernel's store ran.
 void Pipeline::on_knob(const gg_knob_event& k) {
-  track_kernel_seq(false, k.hdr.seq);
+  bool kmod = GG_HOOK_IS_KMOD(k.hook);
+  track_kernel_seq(kmod, k.hdr.seq);
   bool map = k.op == GG_KOP_MMAP;
   auto rec = base(map ? "knob.mmap" : "knob.write", k.hdr.boot_ns);
   const auto& proc = proc_info(k.hdr.pid);
@@ -335,7 +336,7 @@ void Pipeline::on_knob(const gg_knob_event& k) {
   w["call"] = write_call_name(k.call);
   w["syscall_nr"] = k.syscall_nr;
   w["compat"] = static_cast<bool>(k.compat);
-  bool known = k.call == GG_WC_WRITE || k.call == GG_WC_PWRITE || k.call == GG_WC_MMAP;
+  bool known = k.call == GG_WC_WRITE || k.call == GG_WC_PWRITE || k.call == GG_WC_MMAP || k.call == GG_WC_KERNEL;
   w["offset"] = known ? nlohmann::ordered_json(k.offset) : nlohmann::ordered_json(nullptr);
   w["length"] = known ? nlohmann::ordered_json(k.length) : nlohmann::ordered_json(nullptr);
   if (map) {
@@ -403,7 +404,7 @@ void Pipeline::on_knob(const gg_knob_event& k) {
   rule["action"] = action_name(k.action);
   rec["rule"] = std::move(rule);
   rec["grant"] = k.grant_id ? nlohmann::ordered_json{{"id", k.grant_id}} : nlohmann::ordered_json(nullptr);
-  rec["engine"] = engine_;
+  rec["engine"] = kmod ? std::string_view("kmod") : std::string_view(engine_);
   rec["kernel_seq"] = k.hdr.seq;
   counters_.knob_writes++;
   emit(std::move(rec));
