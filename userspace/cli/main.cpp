@@ -25,6 +25,7 @@
 #include "gpugate/request.hpp"
 #include "gpugate/status.hpp"
 #include "log_cmd.hpp"
+#include "mmio_cmd.hpp"
 #include "request_cmd.hpp"
 
 using namespace gpugate;
@@ -387,7 +388,8 @@ int run_cli(int argc, char** argv) {
       "  tail      the ledger's last records, and -f to follow it\n"
       "  log       verify, checkpoint, proof, show, stats, export, replay, timeline (gpugate log --help)\n"
       "  decode    what is this ioctl? decode a request word and its bytes offline\n"
-      "  request   signed authorizations: new, sign, verify (see gpugate request --help)\n\n"
+      "  request   signed authorizations: new, sign, verify (see gpugate request --help)\n"
+      "  mmio      MMIO evidence: capture a driver's register writes with mmiotrace, classify a saved trace\n\n"
       "Exit status: 0 success, 2 bad arguments or unreadable input, 3 daemon not running (status).",
       "gpugate"};
   app.require_subcommand(1);
@@ -444,8 +446,10 @@ int run_cli(int argc, char** argv) {
   gpugate::cli::RequestCommands request_cmds(app);
   gpugate::cli::ControlCommands control_cmds(app, request_cmds.request());
   auto log_cmd = gpugate::cli::add_log_command(app);
+  auto mmio_cmd = gpugate::cli::add_mmio_command(app);
   CLI11_PARSE(app, argc, argv);
   if (auto rc = log_cmd()) return *rc;
+  if (auto rc = mmio_cmd()) return *rc;
   if (auto rc = request_cmds.run()) return *rc;
   if (auto rc = control_cmds.run()) return *rc;
   // Exceptions (malformed files the subcommands did not catch) stop at main.

@@ -61,7 +61,8 @@ TEST_F(Control, WrongTypedMembersAreAnsweredNotThrown) {
       {"[1,2]", "it is an array, not an object"},
       {"\"ping\"", "it is a string, not an object"},
       {"{}", "member \"op\" is missing"},
-      {R"({"op":5})", "member \"op\" must be a string (one of ping, nonce, submit, grants, revoke), not a number"},
+      {R"({"op":5})",
+       "member \"op\" must be a string (one of ping, nonce, submit, grants, revoke, mmio), not a number"},
       {R"({"op":null})", "not null"},
       {R"({"op":"dance"})", "unknown op \"dance\""},
       {R"({"op":"ping","x":1})", "ping: unknown member \"x\"; ping takes \"op\""},
@@ -205,4 +206,56 @@ TEST_F(Control, ExpiredAndSpentGrantsEnd) {
   auto ended = sink.of_type("grant.ended");
   ASSERT_EQ(ended.size(), 1u);
   EXPECT_EQ(ended[0]["reason"], "window ended");
+}
+
+// MMIO evidence (gpugate mmio capture) is recorded as root reports it, with
+// who reported it; nobody else may put evidence in the ledger, and only the
+// capture's own members, each of its type, are accepted.
+TEST_F(Control, MmioEvidenceIsRecordedFromRootOnlyWithItsReporter) {
+  nlohmann::json capture{{"lines", 12},
+                         {"writes", 3},
+                         {"gpu_writes", 2},
+                         {"named_writes", 2},
+                         {"lost_events", 0},
+                         {"trace_sha256", std::string(64, 'a')},
+                         {"command", {"insmod", "bochs.ko"}},
+                         {"command_status", 0},
+                         {"by_register", nlohmann::json::array({{{"gpu", "0000:00:02.0"},
+                                                                 {"bar", 2},
+                                                                 {"register", "VBE_DISPI_INDEX_XRES"},
+                                                                 {"class", "other"},
+                                                                 {"writes", 1}}})}};
+  auto a = ask_json({{"op", "mmio"}, {"capture", capture}});
+  EXPECT_EQ(a["ok"], true) << a.dump();
+  auto recs = sink.of_type("mmio.capture");
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0]["reported_by"]["pid"], 4711);
+  EXPECT_EQ(recs[0]["reported_by"]["uid"], 0);
+  EXPECT_EQ(recs[0]["by_register"][0]["register"], "VBE_DISPI_INDEX_XRES");
+  EXPECT_EQ(recs[0]["command"][1], "bochs.ko");
+
+  peer.uid = 1000;
+  a = ask_json({{"op", "mmio"}, {"capture", capture}});
+  EXPECT_EQ(a["ok"], false);
+  expect_has(a["error"], "uid 1000 may not record MMIO evidence");
+  peer.uid = 0;
+  struct Case {
+    nlohmann::json request;
+    std::string expect;
+  } cases[] = {
+      {{{"op", "mmio"}}, "member \"capture\""},
+      {{{"op", "mmio"}, {"capture", "x"}}, "must be an object"},
+      {{{"op", "mmio"}, {"capture", capture}, {"extra", 1}}, "mmio: unknown member \"extra\""},
+      {{{"op", "mmio"}, {"capture", {{"verdict", "allowed"}}}}, "unknown member \"verdict\""},
+      {{{"op", "mmio"}, {"capture", {{"lines", "12"}}}}, "member \"lines\" is a string"},
+      {{{"op", "mmio"}, {"capture", {{"lines", -1}}}}, "member \"lines\" is a negative number"},
+      {{{"op", "mmio"}, {"capture", {{"by_register", 5}}}}, "member \"by_register\" is a number"},
+  };
+  for (const auto& c : cases) {
+    auto r = ask_json(c.request);
+    EXPECT_EQ(r["ok"], false) << c.request.dump();
+    expect_has(r.value("error", std::string()), c.expect);
+  }
+  EXPECT_EQ(sink.of_type("mmio.capture").size(), 1u) << "nothing refused was recorded as evidence";
+  EXPECT_GE(sink.of_type("control.refused").size(), 8u);
 }

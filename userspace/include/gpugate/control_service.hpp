@@ -58,6 +58,7 @@ struct ControlContext {
 //                                       -> {"ok":true,"grant_id":N,...} (the scope is the signed request's)
 //   {"op":"grants"}                     -> {"ok":true,"grants":[...]}
 //   {"op":"revoke","id":N}              -> {"ok":true,"grant_id":N}
+//   {"op":"mmio","capture":{...}}       -> {"ok":true} (root only: an mmio.capture record)
 // Errors: {"ok":false,"error":TEXT}.
 inline constexpr size_t kMaxSignaturesPerRequest = 32;
 inline constexpr size_t kMaxSignatureLabelBytes = 256;
@@ -80,6 +81,7 @@ class ControlService {
   nlohmann::ordered_json submit(const ControlPeer& peer, const nlohmann::json& request, const ControlContext& ctx);
   nlohmann::ordered_json list_grants(const ControlContext& ctx);
   nlohmann::ordered_json revoke(const ControlPeer& peer, const nlohmann::json& request, const ControlContext& ctx);
+  nlohmann::ordered_json mmio(const ControlPeer& peer, const nlohmann::json& request, const ControlContext& ctx);
   GrantService grants_;
   std::map<uint32_t, std::string> scopes_;  // grant id -> the signed scope text, for gpugate grants
 };

@@ -16,7 +16,33 @@ namespace {
 using ojson = nlohmann::ordered_json;
 using json = nlohmann::json;
 
-constexpr std::string_view kOps = "ping, nonce, submit, grants, revoke";
+constexpr std::string_view kOps = "ping, nonce, submit, grants, revoke, mmio";
+
+// The members of an mmio capture (gpugate mmio capture's record) and their JSON types.
+constexpr std::pair<std::string_view, nlohmann::json::value_t> kMmioMembers[] = {
+    {"trace_version", nlohmann::json::value_t::string},
+    {"lines", nlohmann::json::value_t::number_unsigned},
+    {"malformed_lines", nlohmann::json::value_t::number_unsigned},
+    {"maps", nlohmann::json::value_t::number_unsigned},
+    {"maps_on_gpus", nlohmann::json::value_t::number_unsigned},
+    {"reads", nlohmann::json::value_t::number_unsigned},
+    {"writes", nlohmann::json::value_t::number_unsigned},
+    {"gpu_writes", nlohmann::json::value_t::number_unsigned},
+    {"named_writes", nlohmann::json::value_t::number_unsigned},
+    {"unknown_ops", nlohmann::json::value_t::number_unsigned},
+    {"lost_events", nlohmann::json::value_t::number_unsigned},
+    {"by_register", nlohmann::json::value_t::array},
+    {"named_writes_kept", nlohmann::json::value_t::array},
+    {"named_writes_cut", nlohmann::json::value_t::boolean},
+    {"unnamed_writes_kept", nlohmann::json::value_t::array},
+    {"unnamed_writes_cut", nlohmann::json::value_t::boolean},
+    {"trace_sha256", nlohmann::json::value_t::string},
+    {"trace_bytes", nlohmann::json::value_t::number_unsigned},
+    {"command", nlohmann::json::value_t::array},
+    {"command_status", nlohmann::json::value_t::number_integer},
+    {"seconds", nlohmann::json::value_t::number_unsigned},
+    {"limits", nlohmann::json::value_t::string},
+};
 
 ojson fail(const std::string& why) { return ojson{{"ok", false}, {"error", why}}; }
 
@@ -146,7 +172,43 @@ ojson ControlService::dispatch(const ControlPeer& peer, const json& req, const C
   if (op == "grants") return list_grants(ctx);
   if (op == "revoke") return revoke(peer, req, ctx);
   if (op == "submit") return submit(peer, req, ctx);
+  if (op == "mmio") return mmio(peer, req, ctx);
   return refused(fmt::format("unknown op {}; the ops are {}", shown(op), kOps));
+}
+
+// MMIO evidence a root process traced (gpugate mmio capture): recorded as
+// it reports it, with who reported it. Only root can run mmiotrace, and
+// only root may put evidence in the ledger.
+ojson ControlService::mmio(const ControlPeer& peer, const json& req, const ControlContext& ctx) {
+  auto refused = [&](const std::string& why) {
+    ctx.events.record("control.refused", {{"op", "mmio"}, {"error", why}, {"peer", peer_json(peer)}});
+    return fail(why);
+  };
+  if (peer.uid != 0)
+    return refused(
+        fmt::format("mmio: uid {} may not record MMIO evidence; run gpugate mmio capture as root", peer.uid));
+  if (auto m = known_members(req, "mmio", {"op", "capture"}); !m) return refused(m.error().message);
+  auto it = req.find("capture");
+  if (it == req.end() || !it->is_object())
+    return refused(
+        "mmio: member \"capture\" (the capture, as gpugate mmio capture --json prints it) must be an object");
+  ojson body;
+  body["reported_by"] = peer_json(peer);
+  for (const auto& item : it->items()) {
+    const std::string& key = item.key();
+    const json& value = item.value();
+    auto m = std::find_if(std::begin(kMmioMembers), std::end(kMmioMembers),
+                          [&key](const auto& p) { return p.first == key; });
+    if (m == std::end(kMmioMembers)) return refused(fmt::format("mmio: capture has an unknown member {}", shown(key)));
+    // nlohmann: an unsigned number is an integer too; a negative one is not unsigned
+    bool ok = value.is_null() || value.type() == m->second ||
+              (m->second == json::value_t::number_integer && value.is_number_integer()) ||
+              (m->second == json::value_t::number_unsigned && value.is_number_unsigned());
+    if (!ok) return refused(fmt::format("mmio: capture member {} is {}", shown(key), type_of(value)));
+    body[key] = ojson::parse(value.dump());
+  }
+  ctx.events.record("mmio.capture", std::move(body));
+  return {{"ok", true}};
 }
 
 ojson ControlService::submit(const ControlPeer& peer, const json& req, const ControlContext& ctx) {
