@@ -96,6 +96,8 @@ TEST(PciGpus, DiscoversEachGpuWithNodesUuidBridgeAndKnobs) {
         "Model: \t\t NVIDIA H200\nIRQ:   \t\t 42\nGPU UUID: \t GPU-3f1c2d3e-0000-1111-2222-333344445555\n"
         "Device Minor: \t 2\nBus Location: \t 0000:41:00.0\n");
   write(proc / "driver/nvidia/suspend", "");
+  write(proc / "bus/pci/41/00.0", std::string(256, '\0'));  // the legacy config files
+  write(proc / "bus/pci/40/01.1", std::string(256, '\0'));
 
   // An AMD GPU on the root bus with amdgpu's knobs, a hwmon and a card node.
   fs::path mi = add_function(sys, "pci0000:00/0000:03:00.0", 0x1002, 0x740f, 0x038000);
@@ -168,6 +170,13 @@ TEST(PciGpus, DiscoversEachGpuWithNodesUuidBridgeAndKnobs) {
   EXPECT_EQ(knob(nv, "bridge/config")->cls, GG_CLASS_GPU_RESET);
   EXPECT_EQ(knob(nv, "bridge/config")->owner, "bridge");
   EXPECT_NE(knob(nv, "bridge/power/control"), nullptr);
+  // config space through procfs: the GPU's and its bridge's, the same rule as sysfs's
+  ASSERT_NE(knob(nv, "/proc/bus/pci/41/00.0"), nullptr);
+  EXPECT_EQ(knob(nv, "/proc/bus/pci/41/00.0")->rule, GG_KNOB_PCI_CONFIG);
+  EXPECT_EQ(knob(nv, "/proc/bus/pci/41/00.0")->owner, "gpu");
+  ASSERT_NE(knob(nv, "/proc/bus/pci/40/01.1"), nullptr);
+  EXPECT_TRUE(knob(nv, "/proc/bus/pci/40/01.1")->bridge);
+  EXPECT_EQ(knob(nv, "/proc/bus/pci/40/01.1")->cls, GG_CLASS_GPU_RESET);
   ASSERT_NE(knob(nv, "/proc/driver/nvidia/suspend"), nullptr);
   EXPECT_EQ(knob(nv, "/proc/driver/nvidia/suspend")->owner, "nvidia-proc");
   EXPECT_EQ(knob(nv, "/proc/driver/nvidia/gpus/0000:41:00.0/unbindLock"), nullptr);  // not a vGPU host

@@ -120,7 +120,7 @@ struct KnobGate {
       if (g.address == kVga) {
         vga = g.pci_dev();
         for (auto& k : g.knobs)
-          if (k.name == "config") k.pm_cap = kPretendPmCap;
+          if (k.rule == GG_KNOB_PCI_CONFIG && !k.bridge) k.pm_cap = kPretendPmCap;  // sysfs's and procfs's
       }
     devices.set_gpus(std::move(gpus));
     return devices;
@@ -194,6 +194,13 @@ TEST(Knobs, UnsignedWritesThatPowerOffOrRemoveTheGpuAreDeniedAndChangeNothing) {
   uint8_t line = static_cast<uint8_t>(before[0x3c]);  // Interrupt Line, written back unchanged
   EXPECT_EQ(pwrite(cfg, &line, 1, 0x3c), 1) << std::strerror(errno);
   close(cfg);
+  // The same register through procfs's legacy config file (setpci's other route).
+  int proc_cfg = open("/proc/bus/pci/00/02.0", O_RDWR);
+  ASSERT_GE(proc_cfg, 0) << std::strerror(errno);
+  errno = 0;
+  EXPECT_EQ(pwrite(proc_cfg, &d3hot, 2, kPretendPmCap + 4), -1);
+  EXPECT_EQ(errno, EPERM);
+  close(proc_cfg);
   EXPECT_EQ(config_bytes(), before);
 
   auto recs = g.records();
@@ -212,7 +219,7 @@ TEST(Knobs, UnsignedWritesThatPowerOffOrRemoveTheGpuAreDeniedAndChangeNothing) {
       << "power/control on";
   int denied = 0;
   for (const auto& r : recs) denied += r.verdict == GG_VERDICT_DENY;
-  EXPECT_EQ(denied, 4) << "auto twice, remove, PMCSR";
+  EXPECT_EQ(denied, 5) << "auto twice, remove, PMCSR through sysfs and through procfs";
 }
 
 TEST(Knobs, EveryOtherPathToTheSameWriteIsDeniedToo) {
@@ -417,6 +424,35 @@ TEST(Knobs, MappingsOfTheGpusBarsAreDeniedUnlessGrantedThroughSysfsOrDevMem) {
   EXPECT_EQ(denied, 4) << "resource2, resource0, /dev/mem over BAR 2, the spent grant";
   EXPECT_EQ(granted, 1);
   EXPECT_EQ(devmem, 1) << "the low-memory mapping is no GPU's";
+}
+
+// Every knob discovery found on the std VGA whose class the default policy
+// gates, written without a grant: each refused, its value read back
+// unchanged, the GPU still on the bus. (Config space has its own test: a
+// write elsewhere than PMCSR is harmless by design.)
+TEST(Knobs, EveryGatedKnobOfTheGpuRefusesAnUnsignedWrite) {
+  KnobGate g;
+  ASSERT_GATE(g);
+  const PciGpu* vga = g.devices.find_gpu(g.vga);
+  ASSERT_TRUE(vga);
+  int tried = 0;
+  std::string names;
+  for (const auto& k : vga->knobs) {
+    if (!k.writable || !class_gated_by_default(k.cls) || k.rule == GG_KNOB_PCI_CONFIG || !k.fs_magic) continue;
+    std::string value = k.rule == GG_KNOB_RUNTIME_PM ? "auto" : k.rule == GG_KNOB_NUMBER ? "1000000" : "1";
+    std::string before = read_text(k.path);
+    EXPECT_EQ(write_knob(k.path, value), -EPERM) << k.name << " (" << class_name(k.cls) << ")";
+    EXPECT_EQ(read_text(k.path), before) << k.name;
+    tried++;
+    names += k.name + " ";
+  }
+  struct stat st {};
+  EXPECT_EQ(stat(kVgaDir.c_str(), &st), 0) << "the GPU is still on the bus";
+  // power/control, remove, driver_override, resource0, resource2, the power cap, suspend, unbindLock
+  EXPECT_GE(tried, 8) << "knobs tried: " << names;
+  int denied = 0;
+  for (const auto& r : g.records()) denied += r.verdict == GG_VERDICT_DENY;
+  EXPECT_EQ(denied, tried) << "one record per refused write: " << names;
 }
 
 // QEMU's real PCI display devices beside the std VGA (tools/vmtest adds a

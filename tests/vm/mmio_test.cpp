@@ -86,9 +86,13 @@ TEST(MmioCapture, TheBochsModeSetIsRecordedWithEveryDispiRegisterNamed) {
                         << "card=$(ls /sys/bus/pci/devices/" << kVga << "/drm | grep ^card | head -1)\n"
                         << "exec " << kBin << "/gpugate-kmsclient /dev/dri/$card 640 480\n";
   std::string trace = dir.path / "trace.txt";
+  const std::string cpus_before = slurp("/sys/devices/system/cpu/online");
   auto r =
       run_shell(kBin + "/gpugate mmio capture --socket " + sock + " --trace-out " + trace + " --json -- sh " + script);
   ASSERT_EQ(r.status, 0) << r.output;
+  // mmiotrace took every CPU but one down: all of them are back
+  EXPECT_EQ(slurp("/sys/devices/system/cpu/online"), cpus_before) << r.output;
+  std::printf("GG-MMIO capture said: %s\n", r.output.substr(0, r.output.find("{\n")).c_str());
   auto json_start = r.output.find("{\n");
   ASSERT_NE(json_start, std::string::npos) << r.output;
   auto cap = nlohmann::json::parse(r.output.substr(json_start), nullptr, false);

@@ -253,6 +253,20 @@ std::vector<std::string> subdirs(const fs::path& dir, std::string_view prefix) {
   return out;
 }
 
+// The legacy procfs view of a function's config space, /proc/bus/pci/BB/SS.F
+// (BB with its domain where that is not 0: torvalds/linux
+// drivers/pci/proc.c, pci_proc_attach_device): the same writes as sysfs's
+// config, by another file.
+void add_proc_config(std::vector<Knob>& out, const DiscoveryRoots& roots, const std::string& address,
+                     const std::string& owner, unsigned cls) {
+  unsigned domain = 0, bus = 0, slot = 0, fn = 0;
+  if (std::sscanf(address.c_str(), "%4x:%2x:%2x.%1u", &domain, &bus, &slot, &fn) != 4) return;
+  std::string dir = domain ? fmt::format("{:04x}:{:02x}", domain, bus) : fmt::format("{:02x}", bus);
+  std::string file = fmt::format("{:02x}.{:x}", slot, fn);
+  KnobSpec spec{file, cls, "config space through procfs (setpci's other route)", GG_KNOB_PCI_CONFIG};
+  add_knobs(out, fs::path(roots.proc) / "bus/pci" / dir, "/proc/bus/pci/" + dir + "/", owner, spec);
+}
+
 // /proc/driver/nvidia/gpus/<address>/information: "Device Minor:" and "GPU UUID:".
 void read_nvidia_information(PciGpu& g, const DiscoveryRoots& roots) {
   std::ifstream in(fmt::format("{}/driver/nvidia/gpus/{}/information", roots.proc, g.address));
@@ -367,8 +381,11 @@ std::vector<PciGpu> discover_pci_gpus(const DeviceTable& devices, const Discover
       KnobSpec suspend{"suspend", GG_CLASS_POWER_OFF, "NVIDIA: suspends or hibernates every GPU"};
       add_knobs(g.knobs, nvproc, "/proc/driver/nvidia/", "nvidia-proc", suspend);
     }
-    if (!g.bridge.empty())
+    add_proc_config(g.knobs, roots, g.address, "gpu", GG_CLASS_POWER_OFF);
+    if (!g.bridge.empty()) {
       for (const auto& spec : kBridgeKnobs) add_knobs(g.knobs, real.parent_path(), "bridge/", "bridge", spec);
+      add_proc_config(g.knobs, roots, g.bridge, "bridge", GG_CLASS_GPU_RESET);
+    }
     g.bars = read_bars(dir / "resource");
     for (auto& k : g.knobs) {
       k.bridge = k.owner == "bridge";

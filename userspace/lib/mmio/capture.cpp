@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -83,6 +84,37 @@ bool drain(int fd, std::string& out) {
   }
 }
 
+// The CPUs online now, from /sys/devices/system/cpu/online ("0-3,5").
+std::vector<unsigned> online_cpus() {
+  std::vector<unsigned> out;
+  std::string list = first_line("/sys/devices/system/cpu/online");
+  size_t pos = 0;
+  while (pos < list.size()) {
+    size_t comma = list.find(',', pos);
+    std::string part = list.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? list.size() : comma + 1;
+    unsigned a = 0, b = 0;
+    int n = std::sscanf(part.c_str(), "%u-%u", &a, &b);
+    if (n == 1) b = a;
+    if (n >= 1)
+      for (unsigned c = a; c <= b && c < 4096; c++) out.push_back(c);
+  }
+  return out;
+}
+
+// mmiotrace takes every CPU but one down and is meant to bring them back
+// when it stops; any it left down are brought back here, and said.
+void restore_cpus(const std::vector<unsigned>& before, bool progress) {
+  auto now = online_cpus();
+  for (unsigned cpu : before) {
+    if (std::find(now.begin(), now.end(), cpu) != now.end()) continue;
+    auto r = write_control(fmt::format("/sys/devices/system/cpu/cpu{}/online", cpu), "1");
+    if (progress || !r)
+      std::fprintf(stderr, "gpugate mmio: CPU%u was still offline after the trace; %s\n", cpu,
+                   r ? "brought it back online" : r.error().message.c_str());
+  }
+}
+
 }  // namespace
 
 Result<TraceResult> capture_trace(const CaptureOptions& opts) {
@@ -110,8 +142,10 @@ Result<TraceResult> capture_trace(const CaptureOptions& opts) {
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
   g_interrupted = false;
+  const auto cpus_before = online_cpus();
   auto restore = [&] {
     (void)write_control(*dir + "/current_tracer", "nop");
+    restore_cpus(cpus_before, opts.progress);
     if (!old_kb.empty()) (void)write_control(*dir + "/buffer_size_kb", old_kb);
     sigaction(SIGINT, &old_int, nullptr);
     sigaction(SIGTERM, &old_term, nullptr);
