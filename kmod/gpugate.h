@@ -164,7 +164,6 @@ void gg_config_event(u32 op, u64 object, const char *detail);
 
 /* One write to a knob or mapping of a BAR, as the knob family's hooks see it. */
 struct gg_knob_call {
-	struct file *file;
 	struct gg_knob_key key;
 	struct gg_knob knob;
 	u32 op;	  /* enum gg_knob_op */

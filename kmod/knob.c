@@ -54,7 +54,6 @@ static bool gg_knob_of(struct file *file, struct gg_knob_call *w)
 		return false;
 	if (!gg_lookup_knob(inode->i_ino, magic, &w->knob))
 		return false;
-	w->file = file;
 	w->key.ino = inode->i_ino;
 	w->key.fs_magic = magic;
 	return true;
@@ -161,7 +160,6 @@ static int gg_mmap_mem(struct file *file, struct vm_area_struct *vma)
 	atomic_inc(&gg_inflight);
 	gg_vma_range(&w, vma);
 	if (gg_lookup_bar(w.offset, w.length, &w.knob, &w.bar)) {
-		w.file = file;
 		w.key.ino = file_inode(file)->i_ino;
 		if (gg_knob_kdecide(&w)) {
 			atomic_dec(&gg_inflight);
