@@ -4,21 +4,28 @@ BUILD ?= build
 SAN_BUILD ?= build-san
 FUZZ_SECONDS ?= 20
 JOBS ?= $(shell nproc)
-DEPS = clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-config \
+DEPS = libmicrohttpd-dev libcurl4-openssl-dev scdoc prometheus clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-config \
        libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsystemd-dev libgtest-dev libbenchmark-dev \
-       clang-format clang-tidy python3 libssl-dev openssh-client libclang-rt-14-dev
+       clang-format clang-tidy python3 python3-yaml yamllint rsyslog systemd libssl-dev openssh-client libclang-rt-14-dev
 
-.PHONY: all deps build test test-unit test-host vmtest fuzz sanitize checkpatch kmod run bench bench-grant format lint clean
+# What make deb needs besides DEPS (debian/control's Build-Depends).
+DEB_DEPS = debhelper dh-dkms dpkg-dev lintian libcurl4-openssl-dev
+
+.PHONY: all deps deb build test test-unit test-host vmtest fuzz sanitize checkpatch kmod run bench bench-grant format lint clean
 
 all: build
 
 # Idempotent: installs only what is missing.
-deps:
-	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+define install_missing
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-		echo "make deps: installing $$missing"; \
+		echo "make $@: installing $$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	else echo "make deps: all build and test dependencies present"; fi
+	else echo "make $@: all $(2) present"; fi
+endef
+
+deps:
+	$(call install_missing,$(DEPS),build and test dependencies)
 
 $(BUILD)/CMakeCache.txt:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
@@ -30,7 +37,7 @@ build: deps $(BUILD)/CMakeCache.txt
 # 6.1 and 6.12 kernels in QEMU; tools/vmtest installs QEMU and the kernels),
 # then the fuzz targets and the unit and host suites under ASan and UBSan.
 test: build
-	cd $(BUILD) && ctest --output-on-failure -L 'unit|host|vm'
+	cd $(BUILD) && ctest --output-on-failure -L 'unit|host|vm|system'
 	$(MAKE) checkpatch
 	$(MAKE) fuzz
 	$(MAKE) sanitize
@@ -76,12 +83,30 @@ sanitize: deps $(SAN_BUILD)/CMakeCache.txt
 run: build
 	tools/demo $(BUILD)
 
+# What recording costs (observer-bench, as root), then the GPU state watcher's
+# sampling round of 8 GPUs through NVML (tests/unit/fake_nvml.c, one ioctl per
+# query) and sysfs (issue 12's target: a round <= 10 ms). BENCHMARKS.md.
 bench: build
 	tools/bench/observer-bench $(BUILD)
+	mkdir -p $(BUILD)/bench
+	$(BUILD)/bin/gpugate-watch-bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
+		--benchmark_out=$(BUILD)/bench/watch-bench.json --benchmark_out_format=json
 
 # From gpugate request submit to a live kernel grant (issue 4's target: median <= 5 ms).
 bench-grant: build
 	tools/bench/grant-bench $(BUILD)
+
+# Debian packages gpugate and gpugate-dkms in $(BUILD)/deb, checked by
+# lintian (any warning or error fails). debian/, docs/operations.md.
+deb: deps
+	$(call install_missing,$(DEB_DEPS),packaging tools)
+	dpkg-checkbuilddeps
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb
+	debian/rules clean
+	DEB_BUILD_OPTIONS="parallel=$(JOBS) $$DEB_BUILD_OPTIONS" DEB_DESTDIR=$(abspath $(BUILD))/deb debian/rules binary
+	debian/rules clean
+	lintian --fail-on warning,error --info $(BUILD)/deb/*.deb
+	@ls -l $(BUILD)/deb
 
 format:
 	tools/format

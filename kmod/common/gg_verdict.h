@@ -203,6 +203,9 @@ static inline __u32 gg_refusal(__u32 mode)
 		} else if (!(recorded)) {                                                          \
 			(res)->verdict = gg_refusal((pol)->mode);                                  \
 			(res)->reason = GG_WHY_UNRECORDED;                                         \
+		} else if ((pol)->flags & GG_POLF_LEDGER_DOWN) {                                   \
+			(res)->verdict = gg_refusal((pol)->mode);                                  \
+			(res)->reason = GG_WHY_LEDGER_DOWN;                                        \
 		} else {                                                                           \
 			(res)->verdict = gg_refusal((pol)->mode);                                  \
 			if (action_ == GG_ACT_REQUIRE_SIGNATURE) {                                 \
@@ -221,7 +224,8 @@ static inline __u32 gg_decide(const struct gg_policy *p, __u32 cls, int granted,
 	__u32 action = p->action[(cls < GG_CLASS_COUNT ? cls : (__u32)GG_CLASS_UNKNOWN) &
 				 (GG_CLASS_COUNT - 1)];
 
-	return gg_verdict_of(p->mode, action, granted, recorded);
+	return gg_verdict_of(p->mode, action, granted,
+			     recorded && !(p->flags & GG_POLF_LEDGER_DOWN));
 }
 
 #endif /* GPUGATE_VERDICT_H */

@@ -196,6 +196,7 @@ VerdictCase random_case(std::mt19937_64& rng) {
   c.policy.mode = static_cast<uint8_t>(pick(3));
   for (auto& a : c.policy.action) a = static_cast<uint8_t>(pick(4));
   c.policy.flags = pick(2) ? GG_POLF_STRICT : 0;
+  if (pick(4) == 0) c.policy.flags |= GG_POLF_LEDGER_DOWN;
   c.policy.nrules = static_cast<uint8_t>(pick(4));
   for (unsigned i = 0; i < c.policy.nrules; i++) {
     auto& r = c.policy.rules[i];
@@ -243,7 +244,7 @@ TEST_F(BpfDecode, KernelAndUserSpaceDecideAlike) {
   std::mt19937_64 rng(20261202);
   int fd = bpf_map__fd(skel_->maps.verdict_case);
   uint32_t zero = 0;
-  size_t denied = 0, granted = 0, capture = 0, strict = 0;
+  size_t denied = 0, granted = 0, capture = 0, strict = 0, ledger_down = 0;
   for (int i = 0; i < 20000; i++) {
     VerdictCase c = random_case(rng);
     ASSERT_EQ(bpf_map_update_elem(fd, &zero, &c, BPF_ANY), 0);
@@ -265,16 +266,20 @@ TEST_F(BpfDecode, KernelAndUserSpaceDecideAlike) {
     // what the decision must never do, whatever the inputs
     if (c.res.verdict == GG_VERDICT_ALLOW && gg_action_gates(c.res.action))
       ASSERT_TRUE(c.res.grant_id && c.recorded) << "a gated command allowed without a grant or a record";
+    if ((c.policy.flags & GG_POLF_LEDGER_DOWN) && gg_action_gates(c.res.action))
+      ASSERT_NE(c.res.verdict, GG_VERDICT_ALLOW) << "a gated command allowed while the ledger is down";
     if (gg_fails_closed(&c.policy, c.vendor) && (c.dec.flags & GG_DF_UNDECIDED))
       ASSERT_NE(c.res.verdict, GG_VERDICT_ALLOW) << "allowed on bytes that were not read";
     denied += c.res.verdict == GG_VERDICT_DENY;
     granted += c.res.reason == GG_WHY_GRANT;
     capture += c.res.reason == GG_WHY_CAPTURE;
     strict += c.res.reason == GG_WHY_STRICT;
+    ledger_down += c.res.reason == GG_WHY_LEDGER_DOWN;
   }
   // the random cases reach every branch
   EXPECT_GT(denied, 1000u);
   EXPECT_GT(granted, 100u);
   EXPECT_GT(capture, 100u);
   EXPECT_GT(strict, 10u);
+  EXPECT_GT(ledger_down, 100u);
 }

@@ -73,7 +73,7 @@ TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
                         ledger.string(), "--status-file", status.string(), "--state-dir", dir.path.string(),
                         "--fd-lookup", GetParam(), "--mode", "observe"},
                        dir.path / "daemon.out");
-  ASSERT_TRUE(wait_for_running(status, 20s)) << slurp(dir.path / "daemon.out");
+  ASSERT_TRUE(wait_for_running(status, 120s)) << slurp(dir.path / "daemon.out");
 
   // Other devices, from this process: must produce nothing.
   for (const char* other : {"/dev/null", "/dev/zero"}) {
@@ -206,6 +206,23 @@ TEST_F(Observer, DaemonRefusesBadArgumentsClearly) {
   EXPECT_NE(slurp(dir.path / "out").find("/dev/nope"), std::string::npos);
 }
 
+// -q: the self-test goes to the daemon.start record only, not to stderr.
+TEST_F(Observer, QuietPrintsNoSelfTestButRecordsIt) {
+  TempDir dir;
+  auto ledger = dir.path / "ledger";
+  pid_t d = spawn(
+      {kBin + "/gpugated", "-q", "--no-discover", "--device", kAlias + "=nvidia", "--ledger", ledger.string(),
+       "--state-dir", dir.path.string(), "--mode", "observe", "--no-pin", "--control-socket", "", "--duration", "1"},
+      dir.path / "out");
+  ASSERT_EQ(wait_exit(d), 0) << slurp(dir.path / "out");
+  std::string out = slurp(dir.path / "out");
+  EXPECT_EQ(out.find("self-test"), std::string::npos) << out;
+  EXPECT_EQ(out.find("  hook "), std::string::npos) << out;
+  auto starts = gpugate::test::ledger_records(ledger, "daemon.start");
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_FALSE(starts[0]["hooks"].empty()) << starts[0].dump();
+}
+
 // 32-bit callers (int 0x80) take the kernel's compat path, which the
 // syscalls/sys_enter_ioctl event skips on x86-64: the raw sys_enter
 // tracepoint records them, touched page or not, with their results.
@@ -222,7 +239,7 @@ TEST_F(Observer, ThirtyTwoBitCallersAreRecorded) {
       spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger", ledger.string(),
              "--status-file", status.string(), "--state-dir", dir.path.string(), "--mode", "observe"},
             dir.path / "daemon.out");
-  ASSERT_TRUE(wait_for_running(status, 20s)) << slurp(dir.path / "daemon.out");
+  ASSERT_TRUE(wait_for_running(status, 120s)) << slurp(dir.path / "daemon.out");
   auto st = nlohmann::json::parse(slurp(status));
   nlohmann::json raw_tp;
   for (const auto& h : st["hooks"])

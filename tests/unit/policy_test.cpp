@@ -51,6 +51,33 @@ TEST(Policy, ProfileAndReadBound) {
   }
 }
 
+// What the gates do while the ledger cannot be written (RELIABILITY.md).
+TEST(Policy, DiskFullActionDefaultsToDenyGated) {
+  EXPECT_EQ(builtin_policy(GG_MODE_ENFORCE).disk_full_action, DiskFullAction::deny_gated);
+  auto shipped = load_policy(std::string(GG_SOURCE_DIR) + "/policy/default.toml");
+  ASSERT_TRUE(shipped.ok()) << shipped.error().message;
+  EXPECT_EQ(shipped->disk_full_action, DiskFullAction::deny_gated);
+  auto keep = parse_policy("version = 1\ndisk_full_action = \"keep-enforcing\"\n", "p.toml");
+  ASSERT_TRUE(keep.ok()) << keep.error().message;
+  EXPECT_EQ(keep->disk_full_action, DiskFullAction::keep_enforcing);
+  auto again = parse_policy(policy_to_toml(*keep), "round-trip");
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->disk_full_action, DiskFullAction::keep_enforcing);
+  for (const char* bad : {"disk_full_action = \"drop\"\n", "disk_full_action = 1\n"}) {
+    auto r = parse_policy(std::string("version = 1\n") + bad, "p.toml");
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.error().message.find("p.toml:2:"), std::string::npos) << r.error().message;
+    EXPECT_NE(r.error().message.find("deny-gated"), std::string::npos) << r.error().message;
+  }
+  // The flag the daemon sets meanwhile: a grant does not help, ungated classes pass.
+  gg_policy down = default_policy(GG_MODE_ENFORCE);
+  down.flags |= GG_POLF_LEDGER_DOWN;
+  EXPECT_EQ(decide(down, GG_CLASS_POWER_OFF, true, true), GG_VERDICT_DENY);
+  EXPECT_EQ(decide(down, GG_CLASS_QUERY, false, true), GG_VERDICT_ALLOW);
+  down.mode = GG_MODE_MONITOR;
+  EXPECT_EQ(decide(down, GG_CLASS_POWER_OFF, true, true), GG_VERDICT_WOULD_DENY);
+}
+
 TEST(Policy, SetsModeAndActions) {
   auto p = parse_policy(
       "version = 1\nmode = \"monitor\"\n[classes]\n\"power.limit\" = \"log\"\n\"mig.config\" = "

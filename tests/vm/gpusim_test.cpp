@@ -29,13 +29,16 @@
 
 #include "gpugate/bpf_engine.hpp"
 
+#include "daemon.hpp"
 #include "drivers.hpp"
 #include "gpusim_client.hpp"
 #include "ia32.hpp"
 #include "ledger_read.hpp"
 #include "process.hpp"
+#include "signing.hpp"
 #include "tempdir.hpp"
 #include "test_gate.hpp"
+#include "wallclock.hpp"
 
 using gpugate::test::TempDir;
 using namespace std::chrono_literals;
@@ -307,25 +310,130 @@ TEST(Gate, GrantAllowsExactlyItsScope) {
   close(fd);
 }
 
-namespace {
+// disk_full_action deny-gated: while gpugated cannot write its ledger it sets
+// GG_POLF_LEDGER_DOWN, and the gate refuses a gated command even where a live
+// grant covers it (reason ledger-down), without spending the grant's use;
+// cleared, the grant allows. The daemon's side (the outage noticed, the flag
+// set and cleared, the gap record) is the host venue's LedgerFault.*.
+TEST(Gate, WhileTheLedgerCannotBeWrittenGatedCommandsAreDeniedGrantOrNot) {
+  InProcessGate engine;  // enforce
+  ASSERT_TRUE(engine.ok) << engine.error;
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint32_t ctl = gpugate::kernel_dev(195, 255);
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+  auto one = engine.install_grant({{ctl}, GG_CLASS_POWER_OFF, now, now + minute, 1, 0});
+  ASSERT_TRUE(one.ok()) << one.error().message;
 
-// Starts gpugated and waits until its status file says it runs.
-pid_t start_daemon(const TempDir& dir, const std::vector<std::string>& extra, const std::string& out_name) {
-  std::string status = dir.path / "status.json";
-  std::filesystem::remove(status);
-  std::vector<std::string> argv = {kBin + "/gpugated", "--ledger", dir.path / "ledger", "--status-file", status,
-                                   "--state-dir",      dir.path};
-  for (const auto& a : gate_args()) argv.push_back(a);
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  gpugate::test::forget_module_records();
-  pid_t pid = spawn(argv, dir.path / out_name);
-  for (int i = 0; i < 600 && slurp(status).find("\"running\"") == std::string::npos; i++)
-    std::this_thread::sleep_for(50ms);
-  EXPECT_NE(slurp(status).find("\"running\""), std::string::npos) << slurp(dir.path / out_name);
-  return pid;
+  gg_policy down = gpugate::default_policy(GG_MODE_ENFORCE);
+  down.flags |= GG_POLF_LEDGER_DOWN;
+  ASSERT_TRUE(engine.set_policy(down).ok());
+  EXPECT_EQ(set_power(fd, 0), rm_denied()) << "granted, but nothing could record it";
+  EXPECT_EQ(set_power(fd, 0), rm_denied());
+
+  ASSERT_TRUE(engine.set_policy(gpugate::default_policy(GG_MODE_ENFORCE)).ok());
+  EXPECT_EQ(set_power(fd, 0), 0) << "the ledger takes records again: the grant's one use is still there";
+  EXPECT_EQ(set_power(fd, 0), rm_denied()) << "and now it is spent";
+  close(fd);
+
+  std::vector<std::pair<unsigned, unsigned>> seen;  // verdict, reason
+  uint32_t allowed_by = 0;
+  for (const auto& e : engine.records()) {
+    if (e.dec.cls != GG_CLASS_POWER_OFF) continue;
+    seen.emplace_back(e.verdict, e.reason);
+    if (e.verdict == GG_VERDICT_ALLOW) allowed_by = e.grant_id;
+  }
+  std::vector<std::pair<unsigned, unsigned>> want = {{GG_VERDICT_DENY, GG_WHY_LEDGER_DOWN},
+                                                     {GG_VERDICT_DENY, GG_WHY_LEDGER_DOWN},
+                                                     {GG_VERDICT_ALLOW, GG_WHY_GRANT},
+                                                     {GG_VERDICT_DENY, GG_WHY_CLASS}};
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(allowed_by, *one);
 }
 
-}  // namespace
+using gpugate::test::start_daemon;
+
+// A wall-clock jump, an hour back then two ahead: a grant's window is on the
+// boot clock, so its uses are neither lost nor gained; the gate's records
+// keep the boot clock's order.
+TEST(Gate, AWallClockJumpChangesNoGrant) {
+  InProcessGate engine;  // enforce
+  ASSERT_TRUE(engine.ok) << engine.error;
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+  auto three =
+      engine.install_grant({{gpugate::kernel_dev(195, 255)}, GG_CLASS_POWER_OFF, now, now + 10 * minute, 3, 0});
+  ASSERT_TRUE(three.ok()) << three.error().message;
+  gpugate::test::WallClockShift shift;
+  EXPECT_EQ(set_power(fd, 0), 0);
+  ASSERT_TRUE(shift.by(-3600)) << std::strerror(errno);
+  EXPECT_EQ(set_power(fd, 0), 0) << "an hour back";
+  ASSERT_TRUE(shift.by(7200)) << std::strerror(errno);
+  EXPECT_EQ(set_power(fd, 0), 0) << "an hour ahead";
+  EXPECT_EQ(set_power(fd, 0), rm_denied()) << "three uses, spent";
+  close(fd);
+  uint64_t last = 0;
+  int n = 0;
+  for (const auto& e : engine.records()) {
+    if (e.dec.cls != GG_CLASS_POWER_OFF) continue;
+    EXPECT_GT(e.hdr.boot_ns, last) << "record " << n;
+    last = e.hdr.boot_ns;
+    n++;
+  }
+  EXPECT_EQ(n, 4);
+}
+
+// The same jumps under gpugated: the ledger keeps seq and boot-clock order,
+// its wall times show the jumps as they happened, and it verifies.
+TEST(Gate, AWallClockJumpKeepsTheLedgersOrder) {
+  TempDir dir;
+  int fd = open("/dev/nvidiactl", O_RDWR);
+  ASSERT_GE(fd, 0);
+  // Not pinned, and the module released after: a gate left in force would
+  // deny the next tests' commands.
+  pid_t daemon = start_daemon(dir, {"--mode", "enforce", "--no-pin"}, "daemon.out");
+  gpugate::test::WallClockShift shift;
+  // The daemon looks at the wall clock every second: each step is waited
+  // for in the ledger (two minutes as the upper bound, never a pace).
+  auto jumps_recorded = [&](size_t n) {
+    for (auto end = std::chrono::steady_clock::now() + 120s; std::chrono::steady_clock::now() < end;
+         std::this_thread::sleep_for(50ms))
+      if (gpugate::test::ledger_records(dir.path / "ledger", "clock.jump").size() >= n) return true;
+    return false;
+  };
+  EXPECT_EQ(set_power(fd, 5), rm_denied());
+  ASSERT_TRUE(shift.by(-3600)) << std::strerror(errno);
+  ASSERT_TRUE(jumps_recorded(1)) << slurp(dir.path / "daemon.out");
+  EXPECT_EQ(set_power(fd, 5), rm_denied());
+  ASSERT_TRUE(shift.by(7200)) << std::strerror(errno);
+  ASSERT_TRUE(jumps_recorded(2)) << slurp(dir.path / "daemon.out");
+  EXPECT_EQ(set_power(fd, 5), rm_denied());
+  close(fd);
+  kill(daemon, SIGTERM);
+  EXPECT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+  gpugate::test::release_module();
+  shift.restore();
+  std::vector<nlohmann::json> mine;
+  auto all = gpugate::test::ledger_records(dir.path / "ledger");
+  for (size_t i = 0; i < all.size(); i++) {
+    if (i) {
+      EXPECT_EQ(all[i]["seq"], all[i - 1]["seq"].get<uint64_t>() + 1);
+      EXPECT_GE(all[i]["boottime_ns"].get<uint64_t>(), all[i - 1]["boottime_ns"].get<uint64_t>()) << all[i].dump();
+    }
+    if (all[i]["type"] == "ioctl" && all[i]["process"]["pid"] == getpid()) mine.push_back(all[i]);
+  }
+  ASSERT_EQ(mine.size(), 3u);
+  auto real = [&](size_t i) { return mine[i]["realtime_ns"].get<int64_t>(); };
+  EXPECT_LT(real(1), real(0)) << "the wall clock went back an hour";
+  EXPECT_GT(real(2), real(0) + 3'000'000'000'000ll) << "and then an hour past the start";
+  auto jumps = gpugate::test::ledger_records(dir.path / "ledger", "clock.jump");
+  ASSERT_EQ(jumps.size(), 2u);
+  EXPECT_LT(jumps[0]["delta_ns"].get<int64_t>(), -3'500'000'000'000ll);
+  EXPECT_GT(jumps[1]["delta_ns"].get<int64_t>(), 7'100'000'000'000ll);
+  auto verify = gpugate::test::run_shell(kBin + "/gpugate log verify " + (dir.path / "ledger").string());
+  EXPECT_EQ(verify.status, 0) << verify.output;
+}
 
 // Pinned: the gate outlives its daemon (kill -9 included), and the next
 // daemon takes it over without a window, recording the gap.
@@ -340,7 +448,17 @@ TEST(Gate, KillNineLeavesEnforcementAndARestartTakesOverWithAGapRecord) {
 
   pid_t first = start_daemon(dir, args, "first.out");
   EXPECT_EQ(set_power(fd, 5), -EPERM);
-  std::this_thread::sleep_for(500ms);  // recorded before the kill
+  // Recorded before the kill: waited for in the ledger (two minutes is an
+  // upper bound on a slow guest, never a pace).
+  auto recorded_before = [&] {
+    for (const auto& r : gpugate::test::ledger_records(dir.path / "ledger", "ioctl"))
+      if (r["process"]["pid"] == getpid()) return true;
+    return false;
+  };
+  for (auto end = std::chrono::steady_clock::now() + 120s;
+       !recorded_before() && std::chrono::steady_clock::now() < end;)
+    std::this_thread::sleep_for(50ms);
+  ASSERT_TRUE(recorded_before()) << slurp(dir.path / "first.out");
   kill(first, SIGKILL);
   wait_exit(first);
 
@@ -528,13 +646,8 @@ TEST(Gate, ARuleGatesADrmCommandOnVgemOnly) {
 TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
   TempDir dir;
   auto p = [&](const std::string& n) { return (dir.path / n).string(); };
-  const std::string ns = "gpugate-request@gpugate.dev";
-  auto step = run_shell("ssh-keygen -q -t ed25519 -N '' -C alice -f " + p("alice"));
-  ASSERT_EQ(step.status, 0) << step.output;
-  std::string pub = slurp(p("alice.pub"));
-  std::ofstream(p("allowed_signers")) << "alice@example.org namespaces=\"" << ns << "\" "
-                                      << pub.substr(0, pub.rfind(' ')) << "\n";
-  std::ofstream(p("policy.toml")) << "version = 1\n[signers]\nallowed_signers = \"" << p("allowed_signers") << "\"\n";
+  gpugate::test::Signer alice{dir.path};
+  ASSERT_NO_FATAL_FAILURE(alice.setup());
   pid_t daemon = start_daemon(
       dir, {"--mode", "enforce", "--no-pin", "--policy", p("policy.toml"), "--control-socket", p("ctl.sock")},
       "daemon.out");
@@ -545,19 +658,8 @@ TEST(Gate, ASignedPowerLimitPassesExactlyAsScopedAndTheUnsignedTwinIsDenied) {
   EXPECT_EQ(set_power_limit(fd, wanted), rm_denied()) << "unsigned";
   EXPECT_EQ(gpu_state()["power_limit_mw"], before);
 
-  step = run_shell(kBin + "/gpugate request nonce --json --socket " + p("ctl.sock"));
-  ASSERT_EQ(step.status, 0) << step.output;
-  auto issued = nlohmann::json::parse(step.output);
-  std::string nonce = issued["nonce"], host = issued["host"];
-  step = run_shell(kBin + "/gpugate request new --host " + host +
-                   " --gpu 0 --class power.limit --param power_limit_mw=" + std::to_string(wanted) +
-                   " --valid-for 5m --nonce " + nonce + " --requester alice@example.org --reason 'INC-7 cap' -o " +
-                   p("req"));
-  ASSERT_EQ(step.status, 0) << step.output;
-  step = run_shell("ssh-keygen -Y sign -n " + ns + " -f " + p("alice") + " " + p("req"));
-  ASSERT_EQ(step.status, 0) << step.output;
-  step = run_shell(kBin + "/gpugate request submit --socket " + p("ctl.sock") + " " + p("req") + " " + p("req.sig"));
-  ASSERT_EQ(step.status, 0) << step.output;
+  ASSERT_NO_FATAL_FAILURE(
+      alice.grant(kBin, p("ctl.sock"), "--gpu 0 --class power.limit --param power_limit_mw=" + std::to_string(wanted)));
 
   EXPECT_EQ(set_power(fd, 5), rm_denied()) << "the grant is for power.limit, not power.off";
   EXPECT_EQ(set_power_limit(fd, wanted), 0) << "signed: NV_OK from the driver";

@@ -21,6 +21,7 @@
 #include "gpugate/file.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/request.hpp"
+#include "gpugate/timefmt.hpp"
 
 namespace gpugate::cli {
 namespace {
@@ -157,7 +158,7 @@ struct ControlCommands::State {
                   a.body["class"].get<std::string>().c_str(), a.body["devices"].dump().c_str(),
                   static_cast<long long>(a.body["uses"].get<int64_t>()),
                   a.body.value("scope", std::string("any")).c_str(),
-                  std::to_string(a.body["not_after"].get<int64_t>()).c_str(),
+                  format_local_rfc3339_s(a.body["not_after"].get<int64_t>()).c_str(),
                   a.body["authorization"].get<std::string>().c_str());
     }
     return 0;
@@ -172,9 +173,9 @@ struct ControlCommands::State {
     }
     if (a.body["grants"].empty()) std::printf("no live grants\n");
     for (const auto& g : a.body["grants"])
-      std::printf("%-4u %-12s uses left %-4lld until %lld%s  %s\n", g["id"].get<unsigned>(),
+      std::printf("%-4u %-12s uses left %-4lld until %s%s  %s\n", g["id"].get<unsigned>(),
                   g["class"].get<std::string>().c_str(), static_cast<long long>(g["uses_left"].get<int64_t>()),
-                  static_cast<long long>(g["not_after"].get<int64_t>()), grant_scope_text(g).c_str(),
+                  format_local_rfc3339_s(g["not_after"].get<int64_t>()).c_str(), grant_scope_text(g).c_str(),
                   g["devices"].dump().c_str());
     return 0;
   }

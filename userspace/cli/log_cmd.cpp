@@ -1,6 +1,9 @@
 // `gpugate log ...`. Thin: arguments in, library calls, output. See log_cmd.hpp.
 #include "log_cmd.hpp"
 
+#include <unistd.h>
+
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -13,6 +16,7 @@
 #include "gpugate/log_verify.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/policy.hpp"
+#include "ship_cmd.hpp"
 
 namespace gpugate::cli {
 
@@ -29,6 +33,7 @@ struct LogArgs {
   std::string dir = paths::kLedger;
   std::vector<std::string> keys, checkpoints;
   bool no_local = false, json = false, no_redecode = false;
+  bool progress = false, no_progress = false;  // default: progress only on a terminal
   std::string from, out, record, record_out, proof, policy, format;
   uint64_t seq = 0, limit = UINT64_MAX, replay_limit = 50;
   FilterArgs f;
@@ -107,8 +112,37 @@ bool write_out(const std::string& path, const std::string& text) {
   return static_cast<bool>(o);
 }
 
+// A progress line on stderr for the long reads, redrawn at most ten times a
+// second. Only on a terminal unless --progress: pipes and logs stay clean.
+ProgressFn progress_line(const char* what, const LogArgs& a) {
+  bool tty = isatty(STDERR_FILENO) == 1;
+  if (a.no_progress || (!a.progress && !tty)) return {};
+  auto last = std::make_shared<std::chrono::steady_clock::time_point>();
+  return [=](const Progress& p) {
+    auto now = std::chrono::steady_clock::now();
+    if (!p.done && now - *last < std::chrono::milliseconds(100)) return;
+    *last = now;
+    // On a terminal the line is redrawn in place and erased at the end.
+    if (tty && p.done) {
+      std::fputs("\r\033[K", stderr);
+      return;
+    }
+    std::fprintf(stderr, "%sgpugate log %s: %llu records, %.1f of %.1f MiB (%u%%)%s", tty ? "\r\033[K" : "", what,
+                 static_cast<unsigned long long>(p.records), static_cast<double>(p.bytes) / (1 << 20),
+                 static_cast<double>(p.total_bytes) / (1 << 20),
+                 p.total_bytes ? static_cast<unsigned>(p.bytes * 100 / p.total_bytes) : 100u, tty ? "" : "\n");
+  };
+}
+
+void add_progress(CLI::App* c, LogArgs& a) {
+  auto* on = c->add_flag("--progress", a.progress, "Show progress on stderr even when it is not a terminal");
+  c->add_flag("--no-progress", a.no_progress, "Never show progress (default: only when stderr is a terminal)")
+      ->excludes(on);
+}
+
 int run_verify(const LogArgs& a) {
   VerifyOptions o;
+  o.progress = progress_line("verify", a);
   auto keys = load_keys(a.keys);
   if (!keys) return fail("verify", keys.error().message);
   o.keys = *keys;
@@ -203,6 +237,7 @@ std::function<std::optional<int>()> add_log_command(CLI::App& app) {
       "Verify, prove, query, export, replay and draw the ledger (a directory of JSONL segments with signed "
       "checkpoints; docs/ledger.md)");
   log->require_subcommand(1);
+  auto ship_run = add_ship_command(*log);  // gpugate log ship (ship_cmd.cpp)
 
   auto* verify = log->add_subcommand(
       "verify",
@@ -219,6 +254,7 @@ std::function<std::optional<int>()> add_log_command(CLI::App& app) {
   verify->add_option("--checkpoint", a->checkpoints, "A signed checkpoint kept elsewhere (repeatable)");
   verify->add_flag("--no-local-checkpoint", a->no_local, "Ignore DIR/checkpoint (the latest checkpoint's copy)");
   verify->add_flag("--json", a->json, "The report as JSON");
+  add_progress(verify, *a);
 
   auto* checkpoint = log->add_subcommand(
       "checkpoint",
@@ -275,6 +311,7 @@ std::function<std::optional<int>()> add_log_command(CLI::App& app) {
   add_filters(exp, a->f);
   exp->add_option("--format", a->format, "ecs, csv or timesketch")->required();
   exp->add_option("-o,--output", a->out, "Output FILE")->required();
+  add_progress(exp, *a);
 
   auto* replay = log->add_subcommand(
       "replay",
@@ -300,6 +337,7 @@ std::function<std::optional<int>()> add_log_command(CLI::App& app) {
 
   return [=]() -> std::optional<int> {
     if (!*log) return std::nullopt;
+    if (auto rc = ship_run()) return *rc;
     if (*verify) return run_verify(*a);
     if (*checkpoint) return run_checkpoint(*a);
     if (*proof) return run_proof(*a);
@@ -320,7 +358,7 @@ std::function<std::optional<int>()> add_log_command(CLI::App& app) {
     }
     if (*exp) {
       std::vector<std::string> argv = {"gpugate", "log", "export", a->dir, "--format", a->format, "-o", a->out};
-      auto r = export_records(a->dir, *f, a->format, a->out, argv);
+      auto r = export_records(a->dir, *f, a->format, a->out, argv, progress_line("export", *a));
       if (!r) return fail(name, r.error().message);
       std::printf("%llu records -> %s\nsha256 %s\nmanifest %s\n", static_cast<unsigned long long>(r->records),
                   a->out.c_str(), r->sha256.c_str(), r->manifest_path.c_str());

@@ -16,7 +16,9 @@
 #include "control_cmd.hpp"
 #include "gpugate/decode.hpp"
 #include "gpugate/device.hpp"
+#include "gpugate/doctor.hpp"
 #include "gpugate/hex.hpp"
+#include "gpugate/log_query.hpp"
 #include "gpugate/log_reader.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pci.hpp"
@@ -27,6 +29,7 @@
 #include "log_cmd.hpp"
 #include "mmio_cmd.hpp"
 #include "request_cmd.hpp"
+#include "state_cmd.hpp"
 
 using namespace gpugate;
 
@@ -158,7 +161,8 @@ void print_line(const std::string& line, bool json, const std::string& path, uin
     return;
   }
   try {
-    std::printf("%s\n", human_line(j).c_str());
+    std::string text = human_line(j);  // leads with the local time and its offset
+    std::printf("%s\n", text.c_str());
   } catch (const nlohmann::json::exception& e) {
     // A record with fields of the wrong shape: say where, keep going.
     std::printf("%s:%llu: not a gpugate record (%s)\n", path.c_str(), static_cast<unsigned long long>(lineno),
@@ -389,6 +393,8 @@ int run_cli(int argc, char** argv) {
       "  log       verify, checkpoint, proof, show, stats, export, replay, timeline (gpugate log --help)\n"
       "  decode    what is this ioctl? decode a request word and its bytes offline\n"
       "  request   signed authorizations: new, sign, verify (see gpugate request --help)\n"
+      "  doctor    what this host supports for gpugate, and how to fix what is missing\n"
+      "  state     each GPU's power, clocks, throttle reasons, modes and PCI state, and what changed\n"
       "  mmio      MMIO evidence: capture a driver's register writes with mmiotrace, classify a saved trace\n\n"
       "Exit status: 0 success, 2 bad arguments or unreadable input, 3 daemon not running (status).",
       "gpugate"};
@@ -447,7 +453,27 @@ int run_cli(int argc, char** argv) {
   gpugate::cli::ControlCommands control_cmds(app, request_cmds.request());
   auto log_cmd = gpugate::cli::add_log_command(app);
   auto mmio_cmd = gpugate::cli::add_mmio_command(app);
+  auto state_cmd = gpugate::cli::add_state_command(app);
+  gpugate::doctor::Options doctor_options;
+  auto* doctor = app.add_subcommand(
+      "doctor",
+      "Check what this host supports for gpugate, one line per check with its fix: bpf in the kernel's LSM list, "
+      "BTF, lockdown, bpffs, gpugate.ko built for the running kernel and loaded, the driver functions it hooks, "
+      "/dev/mem's reach (IO_STRICT_DEVMEM), the control group, cgroup v2, clock sync. Reads only; exit 1 if a "
+      "check fails");
+  doctor->add_flag("--json", json, "{\"ok\": BOOL, \"checks\": [{check, status, detail, fix}]}");
+  doctor->add_option("--control-group", doctor_options.control_group, "The group gpugated is given")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  if (auto rc = state_cmd()) return *rc;
+  if (*doctor) {
+    auto checks = gpugate::doctor::run_checks({}, doctor_options);
+    if (json)
+      std::printf("%s\n", gpugate::doctor::checks_json(checks).dump().c_str());
+    else
+      std::printf("%s", gpugate::doctor::checks_text(checks).c_str());
+    return gpugate::doctor::exit_status(checks);
+  }
   if (auto rc = log_cmd()) return *rc;
   if (auto rc = mmio_cmd()) return *rc;
   if (auto rc = request_cmds.run()) return *rc;

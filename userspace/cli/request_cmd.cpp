@@ -29,6 +29,7 @@
 #include "gpugate/paths.hpp"
 #include "gpugate/request.hpp"
 #include "gpugate/sshsig.hpp"
+#include "gpugate/timefmt.hpp"
 
 namespace gpugate::cli {
 
@@ -206,9 +207,10 @@ std::string describe(const AuthRequest& r) {
   if (r.scope.kind == ScopeKind::kAny) scope += " (every process on the host)";
   return fmt::format(
       "  host       {}\n  gpu        {}\n  class      {}{}\n  scope      {}\n  window     {} to {}\n"
-      "  nonce      {}\n  requester  {}\n  reason     {}\n",
+      "  (local)    {} to {}\n  nonce      {}\n  requester  {}\n  reason     {}\n",
       r.host, r.gpu, r.class_name, params.empty() ? "" : fmt::format("\n  params    {}", params), scope,
-      format_request_time(r.not_before), format_request_time(r.not_after), r.nonce, r.requester, r.reason);
+      format_request_time(r.not_before), format_request_time(r.not_after), format_local_rfc3339_s(r.not_before),
+      format_local_rfc3339_s(r.not_after), r.nonce, r.requester, r.reason);
 }
 
 int cmd_sign(const SignArgs& a) {
@@ -411,8 +413,8 @@ int cmd_verify(const VerifyArgs& a) {
     std::printf("%s\n", j.dump(2).c_str());
     return exit_code;
   }
-  std::printf("request %s (sha256 %s), checked at %s\n", a.request.c_str(), sha256_hex(*text).c_str(),
-              format_request_time(at).c_str());
+  std::printf("request %s (sha256 %s), checked at %s (%s)\n", a.request.c_str(), sha256_hex(*text).c_str(),
+              format_request_time(at).c_str(), format_local_rfc3339_s(at).c_str());
   if (req) std::printf("%s", describe(*req).c_str());
   std::printf("%s", auth.summary().c_str());
   for (const auto& p : problems) std::printf("NOT AUTHORIZED: %s\n", p.c_str());

@@ -77,7 +77,9 @@ int daemon_main(int argc, char** argv) {
                  "host id when /etc/machine-id is absent")
       ->capture_default_str();
   app.add_flag("--journald", o.journald, "Send human lines to journald instead of stderr");
-  app.add_flag("-q,--quiet", o.quiet, "No human lines");
+  app.add_flag("-q,--quiet", o.quiet,
+               "No human lines and no self-test (it is in the daemon.start record); a needed hook that failed "
+               "is still said");
   app.add_flag("--json", o.json, "Print the startup self-test as one JSON line on stdout");
   app.add_option("--duration", o.duration, "Stop after this many seconds (0: run until signalled)");
   app.add_option("--wakeup-kib", o.wakeup_kib, "Queued KiB that wake the reader early (else it polls every 20 ms)")
@@ -120,6 +122,27 @@ int daemon_main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_option("--kmod-device", o.kmod_device, "The module's node")->capture_default_str();
+  app.add_option("--watch", o.watch,
+                 "The GPU state watcher (docs/watch.md): samples power limits, clocks, throttle reasons, modes and "
+                 "PCI state through NVML and sysfs, and records every change that no recorded command, grant, "
+                 "allowed reset or hardware protection explains (state.unexplained). auto (default): on, except "
+                 "with --engine sim")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  app.add_option("--watch-interval-ms", o.watch_interval_ms,
+                 "Sample every GPU this often (and at once after a command that can change its state)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 3600000));
+  app.add_option("--watch-window-ms", o.watch_window_ms,
+                 "How long before the sample that saw a change a command may have caused it")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 86400000));
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "Serve Prometheus metrics (and OpenMetrics, when the scraper asks) on GET /metrics at ADDR: PORT "
+                 "or :PORT (loopback), HOST:PORT, [V6]:PORT. Off by default");
+  app.add_option("--metrics-textfile", o.metrics_textfile,
+                 "Write the same metrics every second to FILE (atomically), for node_exporter's textfile collector");
+  app.add_option("--nvml-library", o.nvml_library, "The NVML library the watcher opens")->capture_default_str();
   bool unload = false;
   app.add_flag("--unload", unload,
                "End the gates that outlive the daemon: remove the pinned BPF gate at --pin-dir, let gpugate.ko go "

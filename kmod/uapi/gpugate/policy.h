@@ -48,6 +48,12 @@ GG_ABI_ASSERT(sizeof(struct gg_rule) == 48, "gg_rule layout");
 #define GG_POLF_KMOD_DRM    (1u << 2) /* DRM nodes */
 #define GG_POLF_KMOD_KFD    (1u << 3) /* /dev/kfd */
 #define GG_POLF_KMOD_KNOB   (1u << 4) /* the GPUs' sysfs/procfs knobs and BAR mappings */
+/*
+ * The daemon cannot write its ledger (disk full, read-only) and its policy's
+ * disk_full_action is deny-gated: a gated command is refused, grant or not,
+ * until the ledger takes records again.
+ */
+#define GG_POLF_LEDGER_DOWN (1u << 5)
 #define GG_POLF_KMOD_ALL                                                                           \
 	(GG_POLF_KMOD_NVIDIA | GG_POLF_KMOD_DRM | GG_POLF_KMOD_KFD | GG_POLF_KMOD_KNOB)
 

@@ -171,6 +171,7 @@ enum gg_reason {
 	GG_WHY_NO_THREAD_STATE = 5, /* per-thread state unavailable on a gated vendor's node */
 	GG_WHY_STRICT = 6,	    /* the strict profile gates this opaque privileged control */
 	GG_WHY_UNDECIDED = 7,	    /* no gate saw it before the driver ran (recorded after) */
+	GG_WHY_LEDGER_DOWN = 8,	    /* the daemon cannot write its ledger (disk_full_action) */
 	GG_WHY_COUNT
 };
 #endif /* GPUGATE_TYPES_H */

@@ -13,24 +13,18 @@
 
 #include "gpugate/ledger.hpp"
 #include "gpugate/log_verify.hpp"
+#include "ledger_files.hpp"
 #include "ledger_read.hpp"
 #include "tempdir.hpp"
 
 using namespace gpugate;
 namespace fs = std::filesystem;
+using gpugate::test::slurp;
+using gpugate::test::spit;
 using gpugate::test::TempDir;
+using gpugate::test::test_key;
 
 namespace {
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void spit(const fs::path& p, const std::string& s) { std::ofstream(p, std::ios::binary | std::ios::trunc) << s; }
-
-std::shared_ptr<const tlog::LogKey> test_key(const std::string& name = "gpugate/testhost") {
-  return std::make_shared<const tlog::LogKey>(*tlog::LogKey::generate(name));
-}
 
 LedgerOptions options(std::shared_ptr<const tlog::LogKey> key, uint64_t segment_bytes = 1 << 20) {
   LedgerOptions o;

@@ -118,10 +118,16 @@ static struct {
   u64 power_sets;        /* GPU_SET_POWER calls that took effect */
   u32 power_levels_seen; /* bit per level GPU_SET_POWER ever set (levels 0-31) */
   u64 perf_state_sets;   /* PERF_SET_POWERSTATE calls that took effect */
+  /* What firmware sets on its own (the firmware test knob): clocks and NVML's clock-event reason bits. */
+  u32 sm_clock_mhz;
+  u32 sm_clock_max_mhz;
+  u64 clock_event_reasons;
 } gpu = {
     .powered = 1,
     .power_limit_mw = 700000,
     .ecc_pending = 1,
+    .sm_clock_mhz = 1980,
+    .sm_clock_max_mhz = 1980,
 };
 
 static dev_t gpusim_ctl_dev = MKDEV(GPUSIM_MAJOR, GPUSIM_CTL_MINOR);
@@ -375,14 +381,46 @@ static ssize_t state_show(struct device* dev, struct device_attribute* attr, cha
                  "powered %u\npower_level %u\npower_limit_mw %u\nrated_tdp_action %u\n"
                  "boost_flags %u\nperf_state %u\ndrained %u\nremoved %u\necc_pending %u\n"
                  "mig_pending %u\nreset_pending %u\ncontrols %llu\nallocs %llu\npower_sets %llu\n"
-                 "perf_state_sets %llu\npower_levels_seen %u\n",
+                 "perf_state_sets %llu\npower_levels_seen %u\nsm_clock_mhz %u\nsm_clock_max_mhz %u\n"
+                 "clock_event_reasons %llu\n",
                  gpu.powered, gpu.power_level, gpu.power_limit_mw, gpu.rated_tdp_action, gpu.boost_flags,
                  gpu.perf_state, gpu.drained, gpu.removed, gpu.ecc_pending, gpu.mig_pending, gpu.reset_pending,
-                 gpu.controls, gpu.allocs, gpu.power_sets, gpu.perf_state_sets, gpu.power_levels_seen);
+                 gpu.controls, gpu.allocs, gpu.power_sets, gpu.perf_state_sets, gpu.power_levels_seen, gpu.sm_clock_mhz,
+                 gpu.sm_clock_max_mhz, gpu.clock_event_reasons);
   mutex_unlock(&gpu.lock);
   return n;
 }
 static DEVICE_ATTR_RO(state);
+
+/*
+ * Test knob: the GPU's firmware changes its own state behind the driver's
+ * ioctls, as a kill switch in the chip would ("KEY VALUE": power_limit_mw,
+ * sm_clock_max_mhz, sm_clock_mhz, powered, clock_event_reasons: NVML's bits). No
+ * ioctl and no GPU knob is involved: only the state watcher can see it.
+ */
+static ssize_t firmware_store(struct device* dev, struct device_attribute* attr, const char* buf, size_t len) {
+  char key[32];
+  unsigned long long value;
+  ssize_t ret = len;
+
+  if (sscanf(buf, "%31s %llu", key, &value) != 2) return -EINVAL;
+  mutex_lock(&gpu.lock);
+  if (!strcmp(key, "power_limit_mw"))
+    gpu.power_limit_mw = value;
+  else if (!strcmp(key, "sm_clock_max_mhz"))
+    gpu.sm_clock_max_mhz = value;
+  else if (!strcmp(key, "sm_clock_mhz"))
+    gpu.sm_clock_mhz = value;
+  else if (!strcmp(key, "powered"))
+    gpu.powered = !!value;
+  else if (!strcmp(key, "clock_event_reasons"))
+    gpu.clock_event_reasons = value;
+  else
+    ret = -EINVAL;
+  mutex_unlock(&gpu.lock);
+  return ret;
+}
+static DEVICE_ATTR_WO(firmware);
 
 static int gpusim_add(struct cdev* cdev, dev_t devt, const char* name, struct device** out);
 
@@ -571,10 +609,14 @@ static int __init gpusim_init(void) {
   if (err) goto out_gpu;
   err = device_create_file(gpusim_ctl_device, &dev_attr_add_gpu);
   if (err) goto out_state;
+  err = device_create_file(gpusim_ctl_device, &dev_attr_firmware);
+  if (err) goto out_add_gpu;
   pr_info("gpusim: simulated NVIDIA driver on 195:255 and 195:0\n");
   gpusim_knobs_init();
   return 0;
 
+out_add_gpu:
+  device_remove_file(gpusim_ctl_device, &dev_attr_add_gpu);
 out_state:
   device_remove_file(gpusim_ctl_device, &dev_attr_state);
 out_gpu:
@@ -601,6 +643,7 @@ static void __exit gpusim_exit(void) {
     cdev_del(&gpusim_extra_cdev[i]);
     unregister_chrdev_region(MKDEV(GPUSIM_MAJOR, i + 1), 1);
   }
+  device_remove_file(gpusim_ctl_device, &dev_attr_firmware);
   device_remove_file(gpusim_ctl_device, &dev_attr_add_gpu);
   device_remove_file(gpusim_ctl_device, &dev_attr_state);
   device_destroy(gpusim_class, gpusim_gpu_dev);

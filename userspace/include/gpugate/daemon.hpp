@@ -40,6 +40,13 @@ struct DaemonOptions {
   // gpugate.ko: auto (use it where /dev/gpugate exists), on (required), off.
   std::string kmod = "auto";
   std::string kmod_device;
+  // The GPU state watcher (docs/watch.md): auto (on, except for the simulation), on, off.
+  std::string watch = "auto";
+  uint64_t watch_interval_ms = 1000, watch_window_ms = 10000;
+  std::string nvml_library = "libnvidia-ml.so.1";
+  // Metrics (docs/operations.md): an HTTP endpoint and/or a node_exporter textfile; off when empty.
+  std::string metrics_listen;
+  std::string metrics_textfile;
 };
 
 // What the daemon's version string is.

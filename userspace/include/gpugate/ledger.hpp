@@ -51,14 +51,21 @@ class LedgerWriter {
   // tree of what is there (from the last checkpoint record on). A torn last
   // line is kept as found, terminated, and named by a "ledger.recovered"
   // record written at once (open_note() says so too).
+  // Before it continues, the last checkpoint record must agree with its own
+  // signed note (signature by options.key when given, origin, size = seq =
+  // tree_size, range hashing to the signed root) and the records after it
+  // must follow it (seq, prev, JSON). When they do not, open refuses: it
+  // appends an unsigned "ledger.resume_refused" record (where the directory
+  // can be written) and returns an error naming the record and the fix.
   static Result<LedgerWriter> open(const std::string& dir, LedgerOptions options = {});
   LedgerWriter(LedgerWriter&& other) noexcept;
   LedgerWriter& operator=(LedgerWriter&&) = delete;
   LedgerWriter(const LedgerWriter&) = delete;
   ~LedgerWriter();
 
-  // Sets rec["seq"] (first field) and appends the line, written at once.
-  // Returns the seq.
+  // Sets rec["seq"] (first field) and appends the line, written at once
+  // when the disk takes it (else it stays buffered like append_members'
+  // lines, and the next flush() reports the failure). Returns the seq.
   Result<uint64_t> append(nlohmann::ordered_json rec);
 
   // The hot path: members is the text of a JSON object's members, without
@@ -77,10 +84,15 @@ class LedgerWriter {
   [[nodiscard]] const std::string& path() const { return dir_; }
   [[nodiscard]] std::string segment_path() const;
   [[nodiscard]] const std::string& open_note() const { return note_; }
+  // The last complete record open() found (the previous run's last word),
+  // "" for a new ledger: the daemon tells a clean stop from a kill by it.
+  [[nodiscard]] const std::string& previous_last_record() const { return previous_last_; }
   [[nodiscard]] uint64_t bytes_written() const { return bytes_; }
   [[nodiscard]] uint64_t checkpoints_written() const { return checkpoints_; }
   // The latest signed checkpoint note written ("" before the first).
   [[nodiscard]] const std::string& last_checkpoint() const { return last_note_; }
+  // When this writer last wrote a checkpoint (Unix ns; 0 before its first).
+  [[nodiscard]] int64_t last_checkpoint_unix_ns() const { return last_checkpoint_unix_ns_; }
   [[nodiscard]] merkle::Hash root();
   // The verifier key of the log key ("" without one).
   [[nodiscard]] std::string key_text() const { return opt_.key ? opt_.key->verifier().text() : std::string(); }
@@ -93,6 +105,10 @@ class LedgerWriter {
   void append_checkpoint_record(std::string_view reason);
   void append_own(std::string_view type, const std::string& members);
   Result<void> publish(const std::string& note);
+  struct ResumeProblem;
+  Result<void> recover_torn(const std::string& segment, uint64_t offset, std::string_view bytes);
+  Error refuse(const ResumeProblem& problem, std::string_view last_line, bool last_line_is_ours);
+  void abandon();
   static constexpr size_t kFlushBytes = 256 * 1024;
   static constexpr size_t kMaxBuffered = 64 * 1024 * 1024;
 
@@ -104,6 +120,7 @@ class LedgerWriter {
   uint64_t segment_bytes_ = 0;  // written to the current segment
   uint64_t next_seq_ = 0;
   std::string note_;
+  std::string previous_last_;
   uint64_t bytes_ = 0;
   std::string buf_;
   merkle::Hasher hasher_;
@@ -111,6 +128,7 @@ class LedgerWriter {
   merkle::Hash last_leaf_{};
   uint64_t since_checkpoint_ = 0;   // records appended since the last checkpoint
   int64_t last_checkpoint_ns_ = 0;  // CLOCK_MONOTONIC
+  int64_t last_checkpoint_unix_ns_ = 0;
   uint64_t checkpoints_ = 0;
   bool checkpoint_pending_publish_ = false;
   std::string last_note_;

@@ -39,7 +39,8 @@ struct Record {  // NOLINT(bugprone-exception-escape)
   const Line* line = nullptr;
   nlohmann::json rec;
 };
-Result<void> for_each_record(const std::string& dir, const std::function<bool(const Record&)>& fn);
+Result<void> for_each_record(const std::string& dir, const std::function<bool(const Record&)>& fn,
+                             const ProgressFn& progress = {});
 
 // show: a table (or the lines themselves with json).
 Result<uint64_t> show(const std::string& dir, const Filter& f, bool json, uint64_t limit, std::ostream& out);
@@ -56,7 +57,8 @@ struct ExportResult {
   std::string manifest_path;
 };
 Result<ExportResult> export_records(const std::string& dir, const Filter& f, const std::string& format,
-                                    const std::string& out_path, const std::vector<std::string>& argv);
+                                    const std::string& out_path, const std::vector<std::string>& argv,
+                                    const ProgressFn& progress = {});
 
 // replay: every recorded ioctl decided again under policy, with the shared
 // verdict code; what would have changed.

@@ -23,11 +23,15 @@ struct Segment {
 std::string segment_name(uint32_t number);
 
 // The segments of DIR in order. Errors (naming DIR and the fix) for a
-// missing or unreadable directory, a file where a directory should be, and a
-// directory with no segment (unless allow_empty).
+// missing or unreadable directory, a file where a directory should be, a
+// directory with no segment (unless allow_empty), and a name like a segment
+// that is not a regular file (a symlink, a FIFO, a device, a directory): it
+// is refused by lstat, never opened.
 Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_empty = false);
 
-// A read-only mapping of a whole file (RAII).
+// A read-only mapping of a whole regular file (RAII). Opened with O_NOFOLLOW
+// and O_NONBLOCK and checked with fstat: a symlink, a FIFO or any other
+// non-regular file is an error naming it and the fix, and never blocks.
 class MappedFile {
  public:
   static Result<MappedFile> open(const std::string& path);
@@ -62,6 +66,18 @@ struct Line {
   std::string_view text;   // without the newline
   bool terminated = true;  // false: the segment ends without a newline here
 };
+
+// How far a long read (log verify, log export) has got, for a progress line.
+// Called every kProgressEvery leaves and once at the end; the caller decides
+// how often to draw it.
+struct Progress {
+  uint64_t records = 0;      // leaves read so far
+  uint64_t bytes = 0;        // bytes of the segments read so far
+  uint64_t total_bytes = 0;  // of all segments
+  bool done = false;         // the last call
+};
+using ProgressFn = std::function<void(const Progress&)>;
+inline constexpr uint64_t kProgressEvery = 1024;
 
 // Calls fn for each line of each segment in order; fn returns false to stop.
 Result<void> for_each_line(const std::vector<Segment>& segments, const std::function<bool(const Line&)>& fn);

@@ -36,6 +36,7 @@ struct VerifyOptions {
   std::string key_source;               // for the report ("--key FILE")
   std::vector<ExternalCheckpoint> external;
   bool local_checkpoint = true;  // also check DIR/checkpoint when present
+  ProgressFn progress;           // optional: see Progress
 };
 
 struct Place {
@@ -43,6 +44,24 @@ struct Place {
   uint64_t line = 0;
   uint64_t offset = 0;
   std::optional<uint64_t> seq;
+};
+
+// The records no signature covers: from the first record past the largest
+// checked checkpoint to the end. A checkpoint record at seq N signs 0..N-1,
+// so the last checkpoint record is itself in this tail until the next
+// checkpoint signs it; its members are checked against its own note, but its
+// reason, boot_id and times cannot be authenticated yet.
+struct UnsignedTail {
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  uint64_t records = 0;
+  struct CheckpointRecord {
+    uint64_t seq = 0;
+    Place place;
+    std::string reason;
+    std::string boot_id;
+  };
+  std::optional<CheckpointRecord> checkpoint;  // the last checkpoint record, when it is in the tail
 };
 
 struct VerifyReport {
@@ -57,7 +76,8 @@ struct VerifyReport {
   std::string key;      // the verifier key used
   std::string key_source;
   std::optional<Place> bad_place;
-  std::string problem;  // what is wrong at bad_place (or overall)
+  std::string problem;                        // what is wrong at bad_place (or overall)
+  std::optional<UnsignedTail> unsigned_tail;  // set when the checks passed (exit 0 or 3)
   std::vector<std::string> warnings;
   std::vector<std::string> notes;
   std::vector<std::string> external_ok;

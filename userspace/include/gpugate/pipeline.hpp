@@ -2,6 +2,7 @@
 // adds process and device context, writes the record and a human line.
 #pragma once
 
+#include <array>
 #include <functional>
 #include <map>
 #include <string>
@@ -56,14 +57,27 @@ class Pipeline final : public EventHandler {
   void note_losses(std::string_view source, const EngineStats& stats);
   // Daemon life-cycle records.
   void write_event(const std::string& type, nlohmann::ordered_json body);
+  // Records keep the boot clock's order; their wall time is the boot time
+  // plus the wall clock's offset. When that offset has stepped (date -s, an
+  // NTP step) by at least a second, a clock.jump record says by how much
+  // and later records carry the new wall time. Returns whether it jumped.
+  bool follow_wall_clock();
 
   [[nodiscard]] const PipelineCounters& counters() const { return counters_; }
+  // ioctl records written by class, vendor and verdict (allowed, denied,
+  // would-deny): the metrics' gpugate_ioctls_total.
+  using IoctlCounts = std::array<std::array<std::array<uint64_t, 3>, GG_VENDOR_COUNT>, GG_CLASS_COUNT>;
+  [[nodiscard]] const IoctlCounts& ioctl_counts() const { return ioctl_counts_; }
   [[nodiscard]] size_t pending() const { return pending_.size(); }
 
   // Where the policy in force came from ("built-in", a file path): records name it.
   void set_policy_source(std::string source) { policy_source_ = std::move(source); }
   // Names of the policy's rules, in order: records name the rule that decided.
   void set_rule_names(std::vector<std::string> names) { rule_names_ = std::move(names); }
+
+  // Sees every record written that can change a GPU's state (commands and
+  // knob writes of the judged classes, grants): the state watcher's matcher.
+  void set_observer(std::function<void(const nlohmann::ordered_json&)> fn) { observer_ = std::move(fn); }
 
   // Write buffered ledger lines out (the daemon calls it after each batch).
   Result<void> flush();
@@ -89,6 +103,7 @@ class Pipeline final : public EventHandler {
   HostInfo host_;
   std::string engine_;
   HumanSink sink_;
+  std::function<void(const nlohmann::ordered_json&)> observer_;
   int64_t rt_offset_;
   // Entries waiting for their exit: tid -> slot in a slab that is reused,
   // so the hot path allocates nothing once warm.
@@ -108,6 +123,7 @@ class Pipeline final : public EventHandler {
   };
   std::array<SeqTrack, 2> kernel_seq_{};  // BPF (or the simulation), the module
   PipelineCounters counters_;
+  IoctlCounts ioctl_counts_{};
   std::vector<std::string> rule_names_;
   std::string policy_source_ = "built-in";
 };

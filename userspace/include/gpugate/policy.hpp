@@ -44,8 +44,15 @@ struct SignersConfig {
 // gpugate policy check too.
 Result<void> check_allowed_signers(const SignersConfig& signers);
 
+// What the gates do while the daemon cannot write its ledger (disk full,
+// read-only): deny gated commands, grant or not (GG_POLF_LEDGER_DOWN), or keep
+// deciding as the policy says with the records held in memory.
+enum class DiskFullAction { deny_gated, keep_enforcing };
+std::string_view disk_full_action_name(DiskFullAction a);
+
 struct Policy {
-  gg_policy table{};      // what the kernel holds (mode, rules, action per class)
+  gg_policy table{};  // what the kernel holds (mode, rules, action per class)
+  DiskFullAction disk_full_action = DiskFullAction::deny_gated;
   std::string mode_name;  // as written, "" when the file does not set it
   std::string source;     // file path, or "built-in"
   std::vector<PolicyRule> rules;

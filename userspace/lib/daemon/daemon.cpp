@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <poll.h>
+#include <sys/uio.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
@@ -14,17 +15,22 @@
 #include <optional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "gpugate/bpf_engine.hpp"
 #include "gpugate/control_plane.hpp"
 #include "gpugate/gate_upkeep.hpp"
 #include "gpugate/kmod_engine.hpp"
+#include "gpugate/ledger_health.hpp"
+#include "gpugate/metrics.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pci.hpp"
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
+#include "gpugate/service.hpp"
 #include "gpugate/sim_engine.hpp"
 #include "gpugate/status.hpp"
+#include "gpugate/watch.hpp"
 
 namespace gpugate {
 
@@ -71,11 +77,11 @@ HumanSink make_sink(const DaemonOptions& o) {
   if (o.quiet) return nullptr;
   if (o.journald) {
     return [](const Json& rec, const std::string& line) {
-      std::string cls = rec.contains("decoded") ? rec["decoded"]["class"].get<std::string>() : "";
-      int prio = class_from_name(cls) && class_gated_by_default(*class_from_name(cls)) ? LOG_WARNING : LOG_INFO;
-      sd_journal_send("MESSAGE=%s", line.c_str(), "PRIORITY=%i", prio, "GPUGATE_TYPE=%s",
-                      rec.value("type", std::string()).c_str(), "GPUGATE_CLASS=%s", cls.c_str(), "GPUGATE_SEQ=%llu",
-                      static_cast<unsigned long long>(rec.value("seq", uint64_t{0})), nullptr);
+      auto fields = journal_fields(rec, line);
+      std::vector<iovec> iov;
+      iov.reserve(fields.size());
+      for (auto& f : fields) iov.push_back({f.data(), f.size()});
+      sd_journal_sendv(iov.data(), static_cast<int>(iov.size()));
     };
   }
   return [](const Json&, const std::string& line) {
@@ -163,7 +169,7 @@ Json hook_json(const HookStatus& h) {
 }
 
 void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines, const std::vector<HookStatus>& hooks,
-                    const DeviceTable& devices, const LedgerWriter& ledger) {
+                    const DeviceTable& devices, const LedgerWriter& ledger, const Json& watch) {
   Json j;
   j["version"] = kDaemonVersion;
   j["engines"] = Json::array();
@@ -175,9 +181,19 @@ void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines,
   j["devices"] = devices_json(devices);
   j["ledger"] = ledger.path();
   j["ledger_next_seq"] = ledger.next_seq();
+  j["watch"] = watch;
   if (o.json) {
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
+    return;
+  }
+  if (o.quiet) {
+    // Quiet: the self-test is in the daemon.start record; only a needed hook
+    // that failed is said.
+    for (const auto& h : hooks)
+      if (!h.attached && h.needed)
+        std::fprintf(stderr, "gpugated: hook %s FAILED: %s\n", h.name.c_str(), h.detail.c_str());
+    std::fflush(stderr);
     return;
   }
   std::fprintf(stderr, "gpugated %s self-test\n", kDaemonVersion);
@@ -203,6 +219,17 @@ void print_selftest(const DaemonOptions& o, const std::vector<Engine*>& engines,
                o.ledger_fsync.c_str());
   std::fprintf(stderr, "  log key   %s (%s/log-key.pub)\n", ledger.key_text().c_str(), o.state_dir.c_str());
   if (!ledger.open_note().empty()) std::fprintf(stderr, "  note      %s\n", ledger.open_note().c_str());
+  if (watch.is_null()) {
+    std::fprintf(stderr, "  watch     off (--watch on samples the GPUs' state)\n");
+  } else {
+    std::fprintf(stderr,
+                 "  watch     every %llu ms from %s, %zu GPU(s); a change is matched against the last %llu ms\n",
+                 static_cast<unsigned long long>(o.watch_interval_ms),
+                 fmt::format("{}", fmt::join(watch["sources"].get<std::vector<std::string>>(), ", ")).c_str(),
+                 devices.gpus().size(), static_cast<unsigned long long>(o.watch_window_ms));
+    if (watch.contains("nvml_note"))
+      std::fprintf(stderr, "  watch     %s\n", watch["nvml_note"].get<std::string>().c_str());
+  }
   std::fflush(stderr);
 }
 
@@ -246,6 +273,30 @@ void record_takeover(Pipeline& pipeline, const Gate& gate, const Engine& engine,
   gap["note"] = lost ? "records lost while down are listed per class in the gap records that follow"
                      : "nothing was lost: the decisions made meanwhile were queued in the ring and follow";
   if (last_crash) gap["previous_crash"] = *last_crash;
+  pipeline.write_event("gap", gap);
+}
+
+// A previous run that ended without its shutdown checkpoint (or daemon.stop,
+// without a key) was killed or lost power: nothing recorded from its last
+// record until now, and the ledger says so.
+void record_unclean_end(Pipeline& pipeline, const std::string& last_line, const std::string& boot_id) {
+  if (last_line.empty()) return;  // a new ledger
+  auto last = Json::parse(last_line, nullptr, false);
+  if (last.is_discarded() || !last.is_object()) return;  // the ledger's resume checks judge that
+  std::string type = last.value("type", std::string());
+  std::string reason = type == "checkpoint" ? last.value("reason", std::string()) : std::string();
+  if (type == "daemon.stop" || reason == "shutdown" || reason == "crash") return;
+  Json gap{{"class", "daemon"},
+           {"reason",
+            "the previous daemon ended without stopping (killed, or the host lost power): nothing recorded GPU "
+            "commands from its last record until this start"},
+           {"last_seq", last.value("seq", uint64_t{0})},
+           {"last_type", type},
+           {"last_time", last.value("time", std::string())}};
+  bool same_boot = last.value("boot_id", std::string()) == boot_id;
+  gap["same_boot"] = same_boot;
+  uint64_t then = last.value("boottime_ns", uint64_t{0}), now = boottime_ns();
+  if (same_boot && then && now > then) gap["down_ns"] = now - then;
   pipeline.write_event("gap", gap);
 }
 
@@ -392,11 +443,37 @@ int run_daemon(const DaemonOptions& o) {
       return 1;
     }
   }
-  print_selftest(o, engines, hooks, devices, *ledger);
+  // The GPU state watcher (docs/watch.md): no NVML is normal, said once.
+  std::unique_ptr<watch::Watcher> watcher;
+  Json watch_info = nullptr;
+  if (o.watch == "on" || (o.watch == "auto" && !sim)) {
+    std::vector<std::unique_ptr<watch::StateSource>> sources;
+    auto nvml = watch::open_nvml(o.nvml_library);
+    std::string nvml_note;
+    if (nvml)
+      sources.push_back(std::move(*nvml));
+    else
+      nvml_note = nvml.error().message;
+    sources.push_back(watch::open_sysfs(devices.gpus()));
+    if (auto simulated = watch::open_gpusim()) sources.push_back(std::move(simulated));
+    watch::WatchOptions wo;
+    wo.interval_ms = o.watch_interval_ms;
+    wo.window_ms = o.watch_window_ms;
+    wo.boot_id = host.boot_id;
+    watcher = std::make_unique<watch::Watcher>(wo, std::move(sources), devices.gpus());
+    // A restart between a command and its change still explains it.
+    watcher->seed(watch::ledger_tail(o.ledger));
+    pipeline.set_observer([w = watcher.get()](const Json& rec) { w->note(rec); });
+    watch_info = {
+        {"sources", watcher->source_names()}, {"interval_ms", o.watch_interval_ms}, {"window_ms", o.watch_window_ms}};
+    if (!nvml_note.empty()) watch_info["nvml_note"] = nvml_note;
+  }
+  print_selftest(o, engines, hooks, devices, *ledger, watch_info);
 
   auto last_crash = take_last_crash(o.state_dir);
   bool took_over = false;
   std::vector<EngineStats> recorded_losses;
+  recorded_losses.reserve(engines.size());
   for (auto* engine : engines) recorded_losses.push_back(engine->acknowledged_losses());
   for (size_t i = 0; i < engines.size(); i++) {
     Gate* gate = engines[i] == bpf.get()    ? static_cast<Gate*>(bpf.get())
@@ -411,6 +488,8 @@ int run_daemon(const DaemonOptions& o) {
   if (last_crash && !took_over)
     pipeline.write_event("gap", {{"reason", "the previous daemon crashed; nothing decided GPU commands after it ended"},
                                  {"previous_crash", *last_crash}});
+  else if (!took_over)
+    record_unclean_end(pipeline, ledger->previous_last_record(), host.boot_id);
   Json kmod_note = read_kmod_note(o.state_dir);
   check_kmod_removal(pipeline, kmod_note, host, kmod.get());
   if (kmod) {
@@ -450,6 +529,21 @@ int run_daemon(const DaemonOptions& o) {
     }
     control.emplace(std::move(*cp));
   }
+  // Metrics: a scrape endpoint (its own thread) and a textfile, from the loop's counters.
+  std::unique_ptr<MetricsServer> metrics;
+  if (!o.metrics_listen.empty()) {
+    auto m = MetricsServer::start(o.metrics_listen);
+    if (!m) {
+      std::fprintf(stderr, "gpugated: %s\n", m.error().message.c_str());
+      pipeline.write_event("daemon.start_failed", {{"error", m.error().message}, {"version", kDaemonVersion}});
+      return 2;
+    }
+    metrics = std::move(*m);
+    if (!o.json)
+      std::fprintf(stderr, "  metrics   http://%s/metrics (Prometheus text; OpenMetrics on request)\n",
+                   metrics->address().c_str());
+  }
+  int64_t start_unix = static_cast<int64_t>(::time(nullptr));
   Json engines_json = Json::array();
   for (auto* e : engines) engines_json.push_back({{"engine", e->name()}, {"mode", mode_name(e->mode())}});
   pipeline.write_event("daemon.start", {{"version", kDaemonVersion},
@@ -460,7 +554,13 @@ int run_daemon(const DaemonOptions& o) {
                                         {"hooks", hooks_json(hooks)},
                                         {"devices", devices_json(devices)},
                                         {"gpus", gpus_at_start},
+                                        {"watch", watch_info},
                                         {"ledger", {{"dir", ledger->path()}, {"key", ledger->key_text()}}}});
+  auto record_state = [&](const std::string& type, Json body) {
+    pipeline.write_event(type, std::move(body));
+    return ledger->next_seq() - 1;
+  };
+  if (watcher) watcher->start();
 
   auto started = std::chrono::steady_clock::now();
   auto last_tick = started - std::chrono::seconds(10);
@@ -471,6 +571,21 @@ int run_daemon(const DaemonOptions& o) {
     for (size_t i = 0; i < engines.size(); i++) s = sum(s, stopped ? final_stats[i] : engines[i]->stats());
     return s;
   };
+  // A ledger that cannot be written (disk full, read-only) is said once,
+  // and the gates deny gated commands meanwhile unless the policy says
+  // keep-enforcing; the gap record comes when writes work again.
+  LedgerHealth ledger_health(policy.disk_full_action,
+                             {[&](bool down) -> Result<void> {
+                                gg_policy t = policy.table;
+                                if (down) t.flags |= GG_POLF_LEDGER_DOWN;
+                                if (sim) (void)sim->set_policy(t);
+                                return gates.empty() ? Result<void>{} : gates.set_policy(t);
+                              },
+                              [&](const std::string& type, Json body) { pipeline.write_event(type, std::move(body)); },
+                              [](const std::string& line) {
+                                std::fprintf(stderr, "gpugated: %s\n", line.c_str());
+                                std::fflush(stderr);
+                              }});
   auto status_of = [&](const char* state) {
     auto s = total_stats();
     Json st;
@@ -492,6 +607,7 @@ int run_daemon(const DaemonOptions& o) {
     st["gpus"] = gpus_at_start;
     st["ledger"] = ledger->path();
     st["ledger_next_seq"] = ledger->next_seq();
+    st["ledger_health"] = ledger_health.status();
     st["records"] = pipeline.counters().records;
     st["seen"] = s.seen();
     st["lost"] = s.dropped();
@@ -503,11 +619,53 @@ int run_daemon(const DaemonOptions& o) {
     st["exits_missing"] = pipeline.counters().exits_missing;
     st["pending"] = pipeline.pending();
     st["per_class"] = counters_json(s);
+    st["watch"] = watcher ? watcher->status() : Json(nullptr);
+    st["metrics"] = metrics ? Json("http://" + metrics->address() + "/metrics") : Json(nullptr);
     st["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     return st;
   };
+  auto metrics_snapshot = [&]() {
+    MetricsSnapshot m;
+    m.version = kDaemonVersion;
+    m.mode = std::string(mode_name(gate_mode(engines)));
+    m.start_time_unix = start_unix;
+    m.ioctls = pipeline.ioctl_counts();
+    m.engine = total_stats();
+    for (const auto& h : hooks) m.hooks.emplace_back(h.name, h.attached);
+    if (!gates.empty())
+      if (auto g = gates.grants()) m.grants_active = g->size();
+    m.gap_records = pipeline.counters().gaps;
+    m.knob_writes = pipeline.counters().knob_writes;
+    m.ledger_write_errors = pipeline.counters().write_errors;
+    m.ledger_records = ledger->next_seq();
+    m.last_checkpoint_unix_ns = ledger->last_checkpoint_unix_ns();
+    if (watcher) {
+      m.state_samples = watcher->samples();
+      m.state_unexplained = watcher->unexplained();
+      m.state_explained = watcher->explained();
+    }
+    return m;
+  };
+  auto publish_metrics = [&]() {
+    if (!metrics && o.metrics_textfile.empty()) return;
+    MetricsSnapshot m = metrics_snapshot();
+    if (metrics) metrics->publish(m);
+    if (!o.metrics_textfile.empty())
+      if (auto w = write_metrics_textfile(o.metrics_textfile, m); !w)
+        std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
+  };
+  publish_metrics();
   GateUpkeep upkeep(gates, devices, find_devices, pipeline);
   upkeep.start();
+  // systemd's Type=notify: ready once the gates are attached and daemon.start
+  // is in the ledger; the watchdog is answered from the loop below.
+  ServiceNotifier service;
+  if (auto f = pipeline.flush(); !f) std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
+  {
+    Json st = status_of("running");
+    if (auto w = write_status(o.status_file, st); !w) std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
+    service.ready(service_status_line(st));
+  }
   // A driver whose module attaches or goes while the daemon runs: the BPF
   // side follows, and the hooks in the status follow.
   auto follow_kmod = [&]() {
@@ -554,22 +712,28 @@ int run_daemon(const DaemonOptions& o) {
         }
       }
       if (rc) break;
-      if (auto f = pipeline.flush(); !f) std::fprintf(stderr, "gpugated: %s\n", f.error().message.c_str());
+      ledger_health.after_flush(pipeline.flush(), boottime_ns(), pipeline.counters().write_errors);
       auto now = std::chrono::steady_clock::now();
+      service.tick(now);
       upkeep.on_uevent();
       upkeep.tick(now);
+      if (watcher) watcher->poll(boottime_ns(), record_state);
       if (now - last_tick >= std::chrono::seconds(1)) {
         last_tick = now;
         follow_kmod();
         pipeline.flush_stale(5'000'000'000ull);
+        pipeline.follow_wall_clock();
         for (auto* e : engines) {
           auto stats = e->stats();
           pipeline.note_losses(e->name(), stats);
           e->acknowledge(stats);
         }
         if (control) control->expire(pipeline, gates);
-        if (auto w = write_status(o.status_file, status_of("running")); !w)
+        Json st = status_of("running");
+        if (auto w = write_status(o.status_file, st); !w)
           std::fprintf(stderr, "gpugated: %s\n", w.error().message.c_str());
+        service.status(service_status_line(st));
+        publish_metrics();
       }
       if (o.duration > 0 && now - started >= std::chrono::duration<double>(o.duration)) break;
       if (fault_after && pipeline.counters().records >= fault_after)
@@ -585,8 +749,14 @@ int run_daemon(const DaemonOptions& o) {
     (void)ledger->checkpoint("crash");
     std::ofstream(o.state_dir + "/last-crash") << crash.dump() << "\n";
     std::fprintf(stderr, "gpugated: fatal: %s (recorded as daemon.crash)\n", e.what());
+    service.stopping(fmt::format("crashed: {} (recorded as daemon.crash); the kernel gates keep enforcing", e.what()));
     return 1;
   }
+  // Stopping ends the recording, not the enforcement: the pinned gate and
+  // gpugate.ko keep deciding with the last tables.
+  service.stopping(bpf && bpf->pinned()
+                       ? "stopping: draining the rings and signing the ledger; the pinned gate keeps enforcing"
+                       : "stopping: draining the rings and signing the ledger");
   // Drain what the kernel already produced, then close the books.
   for (int i = 0; i < 50; i++) {
     size_t got = 0;
@@ -597,6 +767,11 @@ int run_daemon(const DaemonOptions& o) {
     if (got == 0) break;
   }
   pipeline.flush_stale(0);
+  // Changes still settling are decided now, with every record drained.
+  if (watcher) {
+    watcher->stop();
+    watcher->poll(UINT64_MAX, record_state);
+  }
   for (size_t i = 0; i < engines.size(); i++) {
     final_stats[i] = engines[i]->stats();
     pipeline.note_losses(engines[i]->name(), final_stats[i]);

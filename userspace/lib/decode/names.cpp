@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <cstring>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -153,8 +154,8 @@ constexpr FlagName kCaptureReasons[] = {
     {GG_CAP_AFTER, "read-after-the-call"},
 };
 
-constexpr const char* kReasons[] = {"class",           "rule",   "grant",    "capture", "unrecorded",
-                                    "no-thread-state", "strict", "undecided"};
+constexpr const char* kReasons[] = {"class",           "rule",   "grant",     "capture",    "unrecorded",
+                                    "no-thread-state", "strict", "undecided", "ledger-down"};
 static_assert(std::size(kReasons) == GG_WHY_COUNT);
 
 constexpr const char* kGuardOps[] = {"?",          "map-write",  "map-fd",       "prog-fd",  "link",
@@ -165,9 +166,10 @@ constexpr const char* kDevKinds[] = {"none",       "nvidia-ctl",       "nvidia-g
                                      "nvidia-uvm", "nvidia-uvm-tools", "drm",        "kfd"};
 static_assert(std::size(kDevKinds) == GG_DEV_KIND_COUNT);
 
-template <size_t N>
-std::string_view pick(const char* const (&names)[N], size_t i) {
-  return i < N ? names[i] : std::string_view("?");
+// A span, not a template on the array's size: g++ 12 folds the template's
+// instances and then warns (-Warray-bounds) about one array's bound on another.
+std::string_view pick(std::span<const char* const> names, size_t i) {
+  return i < names.size() ? names[i] : std::string_view("?");
 }
 
 }  // namespace

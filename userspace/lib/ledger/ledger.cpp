@@ -6,10 +6,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -28,56 +31,105 @@ int64_t mono_ns() {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
-// Where to resume hashing: the last checkpoint record that carries its
-// compact range, or the very start.
-struct Resume {
-  size_t segment = 0;
+// The last checkpoint record: where the writer resumes its tree.
+struct LastCheckpoint {
+  size_t segment = 0;  // index into the segment list
   uint64_t offset = 0;
+  uint64_t lineno = 0;
+  uint64_t seq = 0;
+  std::string text;
+};
+
+std::optional<LastCheckpoint> find_last_checkpoint(const std::vector<ledger::Segment>& segs) {
+  for (size_t i = segs.size(); i-- > 0;) {
+    auto m = ledger::MappedFile::open(segs[i].path);
+    if (!m) continue;
+    std::optional<LastCheckpoint> best;
+    // Leaves only: a torn checkpoint line recovered after a crash is not one.
+    ledger::entries_of(segs[i], m->view(), 0, [&](const ledger::Line& l, ledger::LineKind k) {
+      ledger::Prefix p;
+      if (k == ledger::LineKind::leaf && ledger::parse_prefix(l.text, p) && p.type == "checkpoint")
+        best = LastCheckpoint{i, l.offset, l.lineno, p.seq, std::string(l.text)};
+      return true;
+    });
+    if (best) return best;
+  }
+  return std::nullopt;
+}
+
+// What a resume takes from a checkpoint record that passed check_checkpoint.
+struct Resume {
   merkle::CompactRange range;
   std::string note;
 };
 
-Resume find_resume(const std::vector<ledger::Segment>& segs) {
-  for (size_t i = segs.size(); i-- > 0;) {
-    auto m = ledger::MappedFile::open(segs[i].path);
-    if (!m) continue;
-    std::string_view data = m->view();
-    // The last checkpoint line of this segment.
-    uint64_t best = UINT64_MAX;
-    std::string_view best_text;
-    ledger::split_lines(segs[i], data, [&](const ledger::Line& l) {
-      ledger::Prefix p;
-      if (l.terminated && ledger::parse_prefix(l.text, p) && p.type == "checkpoint") {
-        best = l.offset;
-        best_text = l.text;
-      }
-      return true;
-    });
-    if (best == UINT64_MAX) continue;
-    auto j = nlohmann::json::parse(best_text, nullptr, false);
-    if (j.is_discarded() || !j.is_object() || !j.contains("tree_size") || !j["tree_size"].is_number_unsigned() ||
-        !j.contains("range") || !j["range"].is_array())
-      break;  // damaged: hash everything from the start
-    std::vector<merkle::Hash> hashes;
-    bool ok = true;
-    for (const auto& h : j["range"]) {
-      auto v = h.is_string() ? merkle::hash_from_base64(h.get<std::string>()) : Result<merkle::Hash>(make_error(""));
-      if (!v) {
-        ok = false;
-        break;
-      }
-      hashes.push_back(*v);
+// The checkpoint record against its own signed note: "" when they agree,
+// else what disagrees. The range is what the writer hashes on from; a range
+// that does not hash to the signed root would make it sign a tree that is
+// not the records' (issue 14).
+std::string check_checkpoint(const LastCheckpoint& cp, const LedgerOptions& opt, merkle::Hasher& h, Resume& out,
+                             bool& key_mismatch) {
+  auto j = nlohmann::json::parse(cp.text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return "the checkpoint record is not valid JSON";
+  auto note = j.find("note");
+  if (note == j.end() || !note->is_string()) return "the checkpoint record has no \"note\" (its signed checkpoint)";
+  auto sc = tlog::parse_signed_checkpoint(note->get<std::string>(), "note");
+  if (!sc) return fmt::format("its note does not parse: {}", sc.error().message);
+  auto ts = j.find("tree_size");
+  if (ts == j.end() || !ts->is_number_unsigned()) return "its \"tree_size\" is missing or not a number";
+  uint64_t size = ts->get<uint64_t>();
+  if (size != cp.seq)
+    return fmt::format("its \"tree_size\" {} is not its seq {} (a checkpoint signs every record before it)", size,
+                       cp.seq);
+  if (sc->body.size != cp.seq)
+    return fmt::format("its note signs a tree of {} records, not {} (its seq and \"tree_size\")", sc->body.size,
+                       cp.seq);
+  if (opt.key) {
+    const auto& mine = opt.key->verifier();
+    if (sc->body.origin != opt.origin) {
+      key_mismatch = true;
+      return fmt::format(
+          "its note's origin is {}, this writer's is {}: another host's ledger, or this host's id "
+          "(/etc/machine-id) changed",
+          sc->body.origin, opt.origin);
     }
-    auto range = ok ? merkle::CompactRange::from(j["tree_size"].get<uint64_t>(), std::move(hashes))
-                    : Result<merkle::CompactRange>(make_error(""));
-    if (!range) break;
-    Resume r;
-    r.segment = i;
-    r.offset = best;
-    r.range = std::move(*range);
-    if (j.contains("note") && j["note"].is_string()) r.note = j["note"].get<std::string>();
-    return r;
+    std::vector<tlog::VerifierKey> trusted{mine};
+    if (auto v = tlog::verify_note(sc->parsed, trusted); !v) {
+      bool by_mine = std::any_of(sc->parsed.sigs.begin(), sc->parsed.sigs.end(),
+                                 [&](const tlog::NoteSignature& s) { return s.name == mine.name && s.id == mine.id; });
+      if (by_mine)
+        return fmt::format(
+            "its note's signature does not verify with this host's log key {}: the note was changed "
+            "after it was signed",
+            mine.text());
+      key_mismatch = true;
+      std::string by;
+      for (const auto& s : sc->parsed.sigs)
+        by += fmt::format("{}{}+{}", by.empty() ? "" : ", ", s.name, merkle::to_hex(s.id));
+      return fmt::format(
+          "its note is signed by {}, not by this host's log key {}: the log key was replaced since "
+          "(key rotated), or this is another host's ledger",
+          by.empty() ? "no key" : by, mine.text());
+    }
   }
+  auto r = j.find("range");
+  if (r == j.end() || !r->is_array()) return "its \"range\" (the compact range) is missing or not a list";
+  std::vector<merkle::Hash> hashes;
+  for (const auto& e : *r) {
+    auto v = e.is_string() ? merkle::hash_from_base64(e.get<std::string>())
+                           : Result<merkle::Hash>(make_error("not a string"));
+    if (!v) return fmt::format("its \"range\" holds a value that is not a base64 hash: {}", v.error().message);
+    hashes.push_back(*v);
+  }
+  auto range = merkle::CompactRange::from(size, std::move(hashes));
+  if (!range) return fmt::format("its \"range\" is not a compact range of {} leaves: {}", size, range.error().message);
+  if (range->root(h) != sc->body.root)
+    return "its \"range\" does not hash to the root its note signs: the range was changed after it was written "
+           "(resuming from it would sign a tree that is not the records')";
+  if (auto root = j.find("root"); root != j.end() && (!root->is_string() || *root != merkle::to_base64(sc->body.root)))
+    return "its \"root\" is not the root its note signs";
+  out.range = std::move(*range);
+  out.note = note->get<std::string>();
   return {};
 }
 
@@ -109,6 +161,16 @@ std::string_view fsync_policy_name(FsyncPolicy p) {
 }
 
 std::string ledger_origin(const std::string& host_id) { return "gpugate/" + (host_id.empty() ? "unknown" : host_id); }
+
+// Where a resume found the ledger at odds with itself.
+struct LedgerWriter::ResumeProblem {
+  std::string segment;
+  uint64_t line = 0;
+  std::optional<uint64_t> seq;
+  std::string what;
+  bool key_mismatch = false;  // the fix may be the old key
+  std::string not_recorded;   // why no resume_refused record could be written
+};
 
 Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions opt) {
   struct stat st {};
@@ -144,10 +206,37 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
     return w;
   }
 
-  // Rebuild the tree from the last checkpoint record on.
-  Resume res = find_resume(*segs);
-  w.range_ = std::move(res.range);
-  w.last_note_ = std::move(res.note);
+  // Rebuild the tree from the last checkpoint record on, once that record
+  // agrees with its signed note and the records after it follow it: the
+  // writer's next checkpoint signs whatever it resumes from.
+  auto last_cp = find_last_checkpoint(*segs);
+  std::optional<ResumeProblem> problem;
+  auto problem_at = [](const std::string& segment, uint64_t line, std::optional<uint64_t> seq, std::string what,
+                       bool key_mismatch = false) {
+    ResumeProblem p;
+    p.segment = segment;
+    p.line = line;
+    p.seq = seq;
+    p.what = std::move(what);
+    p.key_mismatch = key_mismatch;
+    return p;
+  };
+  size_t from_segment = 0;
+  uint64_t from_offset = 0;
+  if (last_cp) {
+    from_segment = last_cp->segment;
+    from_offset = last_cp->offset;
+    Resume res;
+    bool key_mismatch = false;
+    std::string what = check_checkpoint(*last_cp, w.opt_, w.hasher_, res, key_mismatch);
+    if (what.empty()) {
+      w.range_ = std::move(res.range);
+      w.last_note_ = std::move(res.note);
+    } else {
+      problem =
+          problem_at((*segs)[last_cp->segment].name, last_cp->lineno, last_cp->seq, std::move(what), key_mismatch);
+    }
+  }
   struct Torn {
     std::string segment;
     uint64_t offset = 0;
@@ -156,30 +245,69 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
   std::optional<Torn> torn;
   std::optional<ledger::Line> last_leaf_line;
   std::string last_leaf_text;
-  auto walked = ledger::for_each_entry(*segs, res.segment, res.offset, [&](const ledger::Line& l, ledger::LineKind k) {
-    if (k == ledger::LineKind::torn_tail) {
-      // Only the last segment's end is ours to recover; others stay for verify.
-      if (l.segment == &segs->back()) torn = Torn{l.segment->name, l.offset, std::string(l.text)};
-      return true;
-    }
-    if (k != ledger::LineKind::leaf) return true;
-    // The stored range covers the leaves before the checkpoint record; the
-    // record itself is the next leaf.
-    merkle::Hash leaf = w.hasher_.leaf(l.text);
-    w.range_.append(w.hasher_, leaf);
-    w.last_leaf_ = leaf;
-    ledger::Prefix p;
-    if (ledger::parse_prefix(l.text, p)) {
-      w.next_seq_ = p.seq + 1;
-      w.since_checkpoint_ = p.type == "checkpoint" ? 0 : w.since_checkpoint_ + 1;
-    }
-    last_leaf_text = std::string(l.text);
-    last_leaf_line = l;
-    return true;
-  });
+  // Tail checks apply from a checkpoint record on; a ledger without one
+  // (never keyed) is read as before.
+  bool at_checkpoint = last_cp.has_value();
+  uint64_t want_seq = 0;
+  auto walked =
+      ledger::for_each_entry(*segs, from_segment, from_offset, [&](const ledger::Line& l, ledger::LineKind k) {
+        if (k == ledger::LineKind::torn_tail) {
+          // Only the last segment's end is ours to recover.
+          if (l.segment == &segs->back())
+            torn = Torn{l.segment->name, l.offset, std::string(l.text)};
+          else if (last_cp && !problem)
+            problem = problem_at(l.segment->name, l.lineno, std::nullopt,
+                                 fmt::format("a line without its newline ({} bytes at offset {}) at the end of a "
+                                             "segment that is not the last: a segment after it was written later",
+                                             l.text.size(), l.offset));
+          return true;
+        }
+        if (k != ledger::LineKind::leaf) return true;
+        // The stored range covers the leaves before the checkpoint record; the
+        // record itself is the next leaf.
+        merkle::Hash prev_leaf = w.last_leaf_;
+        merkle::Hash leaf = w.hasher_.leaf(l.text);
+        w.range_.append(w.hasher_, leaf);
+        w.last_leaf_ = leaf;
+        ledger::Prefix p;
+        bool is_record = ledger::parse_prefix(l.text, p);
+        if (is_record) {
+          w.next_seq_ = p.seq + 1;
+          w.since_checkpoint_ = p.type == "checkpoint" ? 0 : w.since_checkpoint_ + 1;
+        }
+        if (at_checkpoint) {
+          at_checkpoint = false;
+          want_seq = last_cp->seq + 1;
+        } else if (last_cp && !problem) {
+          auto at = [&](std::string what) {
+            problem = problem_at(l.segment->name, l.lineno, is_record ? std::optional<uint64_t>(p.seq) : std::nullopt,
+                                 std::move(what));
+          };
+          if (!is_record)
+            at("the line is not a gpugate record (it does not start {\"seq\":N,\"prev\":...)");
+          else if (p.seq > want_seq)
+            at(fmt::format("seq jumps from {} to {}: records {}..{} are missing (deleted)", want_seq - 1, p.seq,
+                           want_seq, p.seq - 1));
+          else if (p.seq < want_seq)
+            at(fmt::format("seq {} where {} was expected: a line was inserted, duplicated or moved", p.seq, want_seq));
+          else if (p.prev != ledger::prev_text(prev_leaf))
+            at(p.prev.empty() ? std::string("the record has no \"prev\"")
+                              : "its \"prev\" is not the hash of the line before it: one of the two was changed");
+          else if (!nlohmann::json::accept(l.text))
+            at("the record is not valid JSON");
+          else if (p.type == "ledger.resume_refused")
+            at("an earlier start refused to continue this ledger here (this record says why); a refused ledger is not "
+               "continued, so that record is never signed");
+          want_seq = p.seq + 1;
+        }
+        last_leaf_text = std::string(l.text);
+        last_leaf_line = l;
+        return true;
+      });
   if (!walked) return walked.error();
   const auto& last = segs->back();
-  if (last_leaf_line && last_leaf_line->segment == &last) {
+  bool last_line_in_last = last_leaf_line && last_leaf_line->segment == &last;
+  if (last_line_in_last && !problem) {
     ledger::Prefix p;
     auto j = nlohmann::json::parse(last_leaf_text, nullptr, false);
     if (!ledger::parse_prefix(last_leaf_text, p) || j.is_discarded())
@@ -188,35 +316,118 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
                       "ledger that is not ours (move it aside or pick another --ledger)",
                       dir, last.name));
   }
+  w.previous_last_ = last_leaf_text;
   w.segment_ = last.number;
-  if (auto r = w.open_segment(last.number); !r) return r.error();
-  if (torn) {
-    // Terminate the torn line so the next record starts on a line of its
-    // own, and say what was found, byte for byte (its hash).
-    if (::write(w.fd_, "\n", 1) != 1)
-      return make_error(fmt::format("ledger {}: cannot write: {}", w.segment_path(), std::strerror(errno)), errno);
-    w.segment_bytes_++;
-    w.note_ = fmt::format(
-        "{} ended in a torn line ({} bytes at offset {}: a crash during a write); it is kept as found and the "
-        "ledger.recovered record names it",
-        torn->segment, torn->bytes.size(), torn->offset);
-    std::string m;
-    JsonOut o(m);
-    o.field("type", "ledger.recovered");
-    put_time(o);
-    o.field("boot_id", std::string_view(w.opt_.boot_id));
-    o.field("host_id", std::string_view(w.opt_.host_id));
-    o.key("torn").begin_object();
-    o.field("segment", std::string_view(torn->segment));
-    o.field("offset", torn->offset);
-    o.field("bytes", static_cast<uint64_t>(torn->bytes.size()));
-    o.field("sha256", merkle::to_hex(w.hasher_.sha256(torn->bytes)));
-    o.end_object();
-    o.field("note", std::string_view(w.note_));
-    w.append_own("ledger.recovered", m);
-    if (auto f = w.write_out(); !f) return f.error();
+  if (auto r = w.open_segment(last.number); !r) {
+    if (problem) {
+      ResumeProblem unrecorded = *problem;
+      unrecorded.not_recorded = r.error().message;
+      return w.refuse(unrecorded, {}, false);
+    }
+    return r.error();
   }
+  if (torn) {
+    if (auto r = w.recover_torn(torn->segment, torn->offset, torn->bytes); !r) {
+      if (!problem) return r.error();
+      ResumeProblem unrecorded = *problem;
+      unrecorded.not_recorded = r.error().message;
+      return w.refuse(unrecorded, {}, false);
+    }
+  }
+  if (problem) return w.refuse(*problem, last_leaf_text, last_line_in_last && !torn);
   return w;
+}
+
+Result<void> LedgerWriter::recover_torn(const std::string& segment, uint64_t offset, std::string_view bytes) {
+  // Terminate the torn line so the next record starts on a line of its
+  // own, and say what was found, byte for byte (its hash).
+  if (::write(fd_, "\n", 1) != 1)
+    return make_error(fmt::format("ledger {}: cannot write: {}", segment_path(), std::strerror(errno)), errno);
+  segment_bytes_++;
+  note_ = fmt::format(
+      "{} ended in a torn line ({} bytes at offset {}: a crash during a write); it is kept as found and the "
+      "ledger.recovered record names it",
+      segment, bytes.size(), offset);
+  std::string m;
+  JsonOut o(m);
+  o.field("type", "ledger.recovered");
+  put_time(o);
+  o.field("boot_id", std::string_view(opt_.boot_id));
+  o.field("host_id", std::string_view(opt_.host_id));
+  o.key("torn").begin_object();
+  o.field("segment", std::string_view(segment));
+  o.field("offset", offset);
+  o.field("bytes", static_cast<uint64_t>(bytes.size()));
+  o.field("sha256", merkle::to_hex(hasher_.sha256(bytes)));
+  o.end_object();
+  o.field("note", std::string_view(note_));
+  append_own("ledger.recovered", m);
+  return write_out();
+}
+
+void LedgerWriter::abandon() {
+  // A refused writer writes nothing more: no flush, and above all no
+  // checkpoint, from the destructor.
+  buf_.clear();
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+}
+
+Error LedgerWriter::refuse(const ResumeProblem& pr, std::string_view last_line, bool last_line_is_ours) {
+  std::string place =
+      pr.seq ? fmt::format("{}:{} (seq {})", pr.segment, pr.line, *pr.seq) : fmt::format("{}:{}", pr.segment, pr.line);
+  std::string fix = fmt::format(
+      "keep {} as it is (it is evidence), run `gpugate log verify {}` to see what changed, then move it aside and "
+      "start a new ledger with --ledger{}",
+      dir_, dir_,
+      pr.key_mismatch ? " (or, if the log key was replaced, put back the one that signed it: log-key in gpugated "
+                        "--state-dir)"
+                      : "");
+  std::string recorded;
+  if (!pr.not_recorded.empty()) {
+    recorded = fmt::format("the refusal could not be recorded in the ledger ({})", pr.not_recorded);
+  } else {
+    // A restart loop refused for the same reason leaves one record, not one per try.
+    std::optional<uint64_t> same;
+    ledger::Prefix lp;
+    if (last_line_is_ours && ledger::parse_prefix(last_line, lp) && lp.type == "ledger.resume_refused") {
+      auto j = nlohmann::json::parse(last_line, nullptr, false);
+      if (!j.is_discarded() && j.is_object() && j.value("problem", "") == pr.what && j.contains("at") &&
+          j["at"].is_object() && j["at"].value("segment", "") == pr.segment && j["at"].value("line", 0ull) == pr.line)
+        same = lp.seq;
+    }
+    if (same) {
+      recorded = fmt::format("the ledger.resume_refused record seq {} at the end of {} already records it", *same,
+                             ledger::segment_name(segment_));
+    } else {
+      std::string m;
+      JsonOut o(m);
+      o.field("type", "ledger.resume_refused");
+      put_time(o);
+      o.field("boot_id", std::string_view(opt_.boot_id));
+      o.field("host_id", std::string_view(opt_.host_id));
+      o.key("at").begin_object();
+      o.field("segment", std::string_view(pr.segment));
+      o.field("line", pr.line);
+      if (pr.seq) o.field("seq", *pr.seq);
+      o.end_object();
+      o.field("problem", std::string_view(pr.what));
+      o.field("key", key_text());
+      o.field("note", std::string_view("the writer refused to continue this ledger and signed nothing; this record is "
+                                       "not signed and no checkpoint will sign it"));
+      uint64_t seq = next_seq_;
+      append_own("ledger.resume_refused", m);
+      auto wr = write_out();
+      if (wr && opt_.fsync != FsyncPolicy::never && ::fdatasync(fd_) != 0)
+        wr = make_error(fmt::format("fdatasync failed: {}", std::strerror(errno)), errno);
+      recorded = wr ? fmt::format("a ledger.resume_refused record (seq {}) at the end of {} says so", seq,
+                                  ledger::segment_name(segment_))
+                    : fmt::format("the refusal could not be recorded in the ledger ({})", wr.error().message);
+    }
+  }
+  abandon();
+  return make_error(fmt::format("ledger {}: refusing to continue it: at {}: {}. Nothing was signed; {}. To go on: {}",
+                                dir_, place, pr.what, recorded, fix));
 }
 
 LedgerWriter::LedgerWriter(LedgerWriter&& o) noexcept
@@ -228,6 +439,7 @@ LedgerWriter::LedgerWriter(LedgerWriter&& o) noexcept
       segment_bytes_(o.segment_bytes_),
       next_seq_(o.next_seq_),
       note_(std::move(o.note_)),
+      previous_last_(std::move(o.previous_last_)),
       bytes_(o.bytes_),
       buf_(std::move(o.buf_)),
       hasher_(std::move(o.hasher_)),
@@ -235,6 +447,7 @@ LedgerWriter::LedgerWriter(LedgerWriter&& o) noexcept
       last_leaf_(o.last_leaf_),
       since_checkpoint_(o.since_checkpoint_),
       last_checkpoint_ns_(o.last_checkpoint_ns_),
+      last_checkpoint_unix_ns_(o.last_checkpoint_unix_ns_),
       checkpoints_(o.checkpoints_),
       checkpoint_pending_publish_(o.checkpoint_pending_publish_),
       last_note_(std::move(o.last_note_)) {
@@ -321,6 +534,11 @@ void LedgerWriter::append_checkpoint_record(std::string_view reason) {
   append_own("checkpoint", m);
   since_checkpoint_ = 0;
   last_checkpoint_ns_ = mono_ns();
+  {
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    last_checkpoint_unix_ns_ = static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+  }
   checkpoints_++;
   last_note_ = std::move(note);
   checkpoint_pending_publish_ = true;
@@ -402,7 +620,9 @@ Result<uint64_t> LedgerWriter::append(nlohmann::ordered_json rec) {
   // text is "{...}": hand over the members
   auto seq = append_members(std::string_view(text).substr(1, text.size() - 2));
   if (!seq) return seq;
-  if (auto f = flush(); !f) return f.error();
+  // A failed write keeps the line buffered (and hashed): it is not lost, and
+  // the caller's next flush says the ledger is failing.
+  (void)flush();
   return seq;
 }
 

@@ -23,6 +23,7 @@
 #include "gpugate/log_verify.hpp"
 #include "gpugate/merkle.hpp"
 #include "gpugate/pipeline.hpp"
+#include "gpugate/timefmt.hpp"
 
 namespace gpugate::ledger {
 
@@ -54,7 +55,10 @@ std::string record_class(const json& r) {
 
 std::string gpu_label(const json& r) {
   const json& d = member(r, "device");
-  if (!d.is_object()) return "";
+  if (!d.is_object()) {
+    const json& g = member(r, "gpu");  // state.* and knob.* name the GPU by its PCI address
+    return g.is_object() && member(g, "pci").is_string() ? "gpu " + str(g, "pci") : "";
+  }
   std::string kind = str(d, "kind");
   const json& idx = member(d, "gpu_index");
   if (idx.is_number()) return fmt::format("{} {}", kind.empty() ? "gpu" : kind, idx.dump());
@@ -148,10 +152,14 @@ bool Filter::matches(const json& r) const {
   }
   if (!gpus.empty()) {
     const json& d = member(r, "device");
+    const json& gj = member(r, "gpu");
     bool any = false;
-    for (const auto& g : gpus)
+    for (const auto& g : gpus) {
       for (const char* k : {"gpu_index", "pci", "rdev", "path", "uuid"})
         if (!member(d, k).is_null() && str(d, k) == g) any = true;
+      for (const char* k : {"pci", "uuid"})
+        if (!member(gj, k).is_null() && str(gj, k) == g) any = true;
+    }
     if (!any) return false;
   }
   if (!rules.empty()) {
@@ -255,24 +263,50 @@ Result<std::pair<std::optional<uint64_t>, std::optional<uint64_t>>> parse_seq_ra
   return std::pair{lo, hi};
 }
 
-Result<void> for_each_record(const std::string& dir, const std::function<bool(const Record&)>& fn) {
+Result<void> for_each_record(const std::string& dir, const std::function<bool(const Record&)>& fn,
+                             const ProgressFn& progress) {
   auto segs = list_segments(dir);
   if (!segs) return segs.error();
-  return for_each_entry(*segs, 0, 0, [&](const Line& l, LineKind k) {
+  Progress p;
+  std::vector<uint64_t> base;  // bytes of the segments before each one
+  for (const auto& s : *segs) {
+    base.push_back(p.total_bytes);
+    p.total_bytes += s.size;
+  }
+  auto r = for_each_entry(*segs, 0, 0, [&](const Line& l, LineKind k) {
     if (k != LineKind::leaf) return true;
+    if (progress && ++p.records % kProgressEvery == 0) {
+      p.bytes = base[static_cast<size_t>(l.segment - segs->data())] + l.offset;
+      progress(p);
+    }
     Record r;
     r.line = &l;
     r.rec = json::parse(l.text, nullptr, false);
     return fn(r);
   });
+  if (progress) {
+    p.bytes = p.total_bytes;
+    p.done = true;
+    progress(p);
+  }
+  return r;
 }
 
 // ---- show -------------------------------------------------------------------------
 
+namespace {
+// A record's UTC "time" as people read it: local RFC 3339, milliseconds.
+std::string local_time(const std::string& utc) {
+  if (utc.empty()) return utc;
+  auto ns = parse_time(utc);
+  return ns ? format_local_rfc3339(*ns, 3) : utc;
+}
+}  // namespace
+
 Result<uint64_t> show(const std::string& dir, const Filter& f, bool as_json, uint64_t limit, std::ostream& out) {
   uint64_t n = 0;
   if (!as_json)
-    out << fmt::format("{:>8} {:<23} {:<16} {:<12} {:<10} {:>7} {:<16} {:<16} {:<44} {}\n", "SEQ", "TIME (UTC)", "TYPE",
+    out << fmt::format("{:>8} {:<29} {:<16} {:<12} {:<10} {:>7} {:<16} {:<16} {:<44} {}\n", "SEQ", "TIME", "TYPE",
                        "CLASS", "VERDICT", "PID", "PROCESS", "GPU", "COMMAND / DETAIL", "RESULT");
   auto r = for_each_record(dir, [&](const Record& rec) {
     if (rec.rec.is_discarded() || !f.matches(rec.rec)) return true;
@@ -289,10 +323,17 @@ Result<uint64_t> show(const std::string& dir, const Filter& f, bool as_json, uin
         detail = str(j, "note");
       else if (type.starts_with("daemon."))
         detail = str(j, "reason").empty() ? str(j, "engine") : str(j, "reason");
-      std::string time = str(j, "time");
-      if (time.size() > 23) time = time.substr(0, 23);
+      else if (type == "state.sample")
+        detail = fmt::format("{}: {}", str(j, "reason"), member(j, "changed").dump());
+      else if (type == "state.explained")
+        detail = fmt::format("{} {}->{} by {} #{}", str(j, "field"), member(j, "before").dump(),
+                             member(j, "after").dump(), str(j, "explained_by", "kind"), str(j, "explained_by", "seq"));
+      else if (type == "state.unexplained")
+        detail = fmt::format("UNEXPLAINED {} {}->{}", str(j, "field"), member(j, "before").dump(),
+                             member(j, "after").dump());
+      std::string time = local_time(str(j, "time"));
       std::string proc = member(member(j, "process"), "comm").is_string() ? str(j, "process", "comm") : "";
-      out << fmt::format("{:>8} {:<23} {:<16} {:<12} {:<10} {:>7} {:<16} {:<16} {:<44} {}\n", str(j, "seq"), time, type,
+      out << fmt::format("{:>8} {:<29} {:<16} {:<12} {:<10} {:>7} {:<16} {:<16} {:<44} {}\n", str(j, "seq"), time, type,
                          record_class(j), str(j, "verdict"), str(j, "process", "pid"), proc, gpu_label(j),
                          detail.substr(0, 44), result_of(j));
     }
@@ -306,7 +347,8 @@ Result<uint64_t> show(const std::string& dir, const Filter& f, bool as_json, uin
 
 Result<nlohmann::ordered_json> stats(const std::string& dir, const Filter& f) {
   std::map<std::string, uint64_t> by_type, by_class, by_verdict, by_process, by_gpu;
-  std::map<std::string, uint64_t> lost_by_class;
+  std::map<std::string, uint64_t> lost_by_class, explained_by, unexplained_by;
+  uint64_t state_samples = 0;
   uint64_t records = 0, unparsable = 0, gap_records = 0, lost = 0, lost_exits = 0, recovered = 0, checkpoints = 0;
   uint64_t seq_gaps = 0;
   std::optional<uint64_t> last_seq;
@@ -362,6 +404,12 @@ Result<nlohmann::ordered_json> stats(const std::string& dir, const Filter& f) {
       lost += n;
       lost_exits += member(j, "lost_exit_records").is_number_unsigned() ? j["lost_exit_records"].get<uint64_t>() : 0;
       lost_by_class[str(j, "class")] += n;
+    } else if (type == "state.sample") {
+      state_samples++;
+    } else if (type == "state.explained") {
+      explained_by[str(j, "explained_by", "kind")]++;
+    } else if (type == "state.unexplained") {
+      unexplained_by[fmt::format("{} {}", gpu_label(j), str(j, "field"))]++;
     } else if (type == "ledger.recovered") {
       recovered++;
     } else if (type == "checkpoint") {
@@ -394,6 +442,12 @@ Result<nlohmann::ordered_json> stats(const std::string& dir, const Filter& f) {
                {"seq_gaps", seq_gaps},
                {"seq_gap_list", seq_gap_list},
                {"daemon_down", downtime}};
+  uint64_t unexplained_total = 0;
+  for (const auto& [k, n] : unexplained_by) unexplained_total += n;
+  s["state"] = {{"samples", state_samples},
+                {"explained_by", as_obj(explained_by)},
+                {"unexplained", unexplained_total},
+                {"unexplained_by_gpu_field", as_obj(unexplained_by)}};
   s["torn_lines_recovered"] = recovered;
   s["unparsable_lines"] = unparsable;
   s["checkpoints"] = checkpoints;
@@ -401,9 +455,9 @@ Result<nlohmann::ordered_json> stats(const std::string& dir, const Filter& f) {
 }
 
 std::string stats_text(const nlohmann::ordered_json& s) {
-  std::string o =
-      fmt::format("ledger     {}\nrecords    {} (from {} to {})\n", s["ledger"].get<std::string>(),
-                  s["records"].get<uint64_t>(), s["first"].get<std::string>(), s["last"].get<std::string>());
+  std::string o = fmt::format("ledger     {}\nrecords    {} (from {} to {})\n", s["ledger"].get<std::string>(),
+                              s["records"].get<uint64_t>(), local_time(s["first"].get<std::string>()),
+                              local_time(s["last"].get<std::string>()));
   auto section = [&](const char* title, const nlohmann::ordered_json& m) {
     o += fmt::format("\n{}\n", title);
     size_t shown = 0;
@@ -421,6 +475,15 @@ std::string stats_text(const nlohmann::ordered_json& s) {
   section("ioctls by verdict", s["by_verdict"]);
   section("ioctls by process", s["by_process"]);
   section("ioctls by GPU", s["by_gpu"]);
+  if (s.contains("state")) {
+    const auto& st = s["state"];
+    o += fmt::format("\nGPU state (the watcher)\n  samples recorded {}, changes nothing explains {}\n",
+                     st["samples"].get<uint64_t>(), st["unexplained"].get<uint64_t>());
+    for (const auto& [k, v] : st["unexplained_by_gpu_field"].items())
+      o += fmt::format("    UNEXPLAINED {:<38} {:>10}\n", k, v.get<uint64_t>());
+    for (const auto& [k, v] : st["explained_by"].items())
+      o += fmt::format("    explained by {:<37} {:>10}\n", k, v.get<uint64_t>());
+  }
   const auto& g = s["gaps"];
   o += fmt::format(
       "\ngaps and drops\n  gap records {}: {} records and {} exit records lost in the kernel (ring buffer "
@@ -441,7 +504,8 @@ std::string stats_text(const nlohmann::ordered_json& s) {
 // ---- export -----------------------------------------------------------------------
 
 Result<ExportResult> export_records(const std::string& dir, const Filter& f, const std::string& format,
-                                    const std::string& out_path, const std::vector<std::string>& argv) {
+                                    const std::string& out_path, const std::vector<std::string>& argv,
+                                    const ProgressFn& progress) {
   if (format != "ecs" && format != "csv" && format != "timesketch")
     return make_error(fmt::format("export format '{}': use ecs, csv or timesketch", format));
   std::string tmp = out_path + ".tmp";
@@ -456,7 +520,7 @@ Result<ExportResult> export_records(const std::string& dir, const Filter& f, con
   if (format == "csv")
     out << "seq,time,type,class,verdict,pid,tid,uid,comm,exe,gpu,device,command,rule,result,reason,host_id,boot_id,"
            "leaf_hash\n";
-  auto r = for_each_record(dir, [&](const Record& rec) {
+  auto each = [&](const Record& rec) {
     total++;
     const json& j = rec.rec;
     if (j.is_discarded() || !f.matches(j)) return true;
@@ -563,7 +627,8 @@ Result<ExportResult> export_records(const std::string& dir, const Filter& f, con
     }
     out << o.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     return true;
-  });
+  };
+  auto r = for_each_record(dir, each, progress);
   if (!r) return r.error();
   out.close();
   if (!out) return make_error(fmt::format("export {}: write failed", tmp));
@@ -738,7 +803,7 @@ std::string replay_text(const nlohmann::ordered_json& r, uint64_t limit) {
   for (const auto& [cls, m] : r["by_class"].items())
     for (const auto& [t, n] : m.items()) o += fmt::format("    {:<14} {:<28} {:>8}\n", cls, t, n.get<uint64_t>());
   if (!r["changes"].empty()) {
-    o += fmt::format("\n{:>8} {:<23} {:<12} {:<10} {:<10} {:<16} {:<14} {}\n", "SEQ", "TIME (UTC)", "CLASS", "RECORDED",
+    o += fmt::format("\n{:>8} {:<29} {:<12} {:<10} {:<10} {:<16} {:<14} {}\n", "SEQ", "TIME", "CLASS", "RECORDED",
                      "REPLAYED", "PROCESS", "GPU", "COMMAND");
     uint64_t n = 0;
     for (const auto& c : r["changes"]) {
@@ -746,8 +811,8 @@ std::string replay_text(const nlohmann::ordered_json& r, uint64_t limit) {
         o += fmt::format("... {} more (--limit, or --json for all)\n", r["changes"].size() - limit);
         break;
       }
-      std::string t = c["time"].get<std::string>();
-      o += fmt::format("{:>8} {:<23} {:<12} {:<10} {:<10} {:<16} {:<14} {}\n", c["seq"].dump(), t.substr(0, 23),
+      std::string t = local_time(c["time"].get<std::string>());
+      o += fmt::format("{:>8} {:<29} {:<12} {:<10} {:<10} {:<16} {:<14} {}\n", c["seq"].dump(), t,
                        c["class"].get<std::string>(), c["recorded"].get<std::string>(),
                        c["replayed"].get<std::string>(), c["process"].get<std::string>().substr(0, 16),
                        c["gpu"].get<std::string>(), c["command"].get<std::string>());

@@ -15,11 +15,43 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "gpugate/unique_fd.hpp"
+
 namespace gpugate::ledger {
 
 namespace fs = std::filesystem;
 
 std::string segment_name(uint32_t number) { return fmt::format("{:06}.jsonl", number); }
+
+namespace {
+
+std::string_view file_kind(mode_t mode) {
+  if (S_ISLNK(mode)) return "a symbolic link";
+  if (S_ISFIFO(mode)) return "a FIFO (named pipe)";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "a special file";
+}
+
+std::string_view not_regular_fix(mode_t mode) {
+  if (S_ISLNK(mode))
+    return "the ledger is read as it is, links are not followed: put the file itself there (cp --dereference) or "
+           "move the link aside";
+  return "it holds no records: move it aside (and restore the real file from a copy if one was there)";
+}
+
+// The errors for a file that is not a regular one: what it is, and the fix.
+std::string not_regular_file(const std::string& path, mode_t mode) {
+  return fmt::format("{}: {}, not a regular file; {}", path, file_kind(mode), not_regular_fix(mode));
+}
+
+std::string not_regular(const std::string& dir, const std::string& name, mode_t mode) {
+  return fmt::format("ledger {}: {} is {}, not a regular file (a segment is a plain file gpugated appends to); {}", dir,
+                     name, file_kind(mode), not_regular_fix(mode));
+}
+
+}  // namespace
 
 Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_empty) {
   struct stat st {};
@@ -54,8 +86,15 @@ Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_em
     s.number = n;
     s.name = name;
     s.path = (fs::path(dir) / name).string();
-    std::error_code sec;
-    s.size = it->file_size(sec);
+    // lstat: a symlink or a FIFO named like a segment is refused here, before
+    // anything opens it (opening a FIFO would block, a device could act).
+    struct stat lst {};
+    if (::lstat(s.path.c_str(), &lst) != 0)
+      return make_error(fmt::format("ledger {}: {}: cannot stat: {}; run as a user who can read the ledger", dir, name,
+                                    std::strerror(errno)),
+                        errno);
+    if (!S_ISREG(lst.st_mode)) return make_error(not_regular(dir, name, lst.st_mode));
+    s.size = static_cast<uint64_t>(lst.st_size);
     out.push_back(std::move(s));
   }
   if (out.empty() && !allow_empty)
@@ -68,27 +107,31 @@ Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_em
 }
 
 Result<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return make_error(fmt::format("{}: cannot open: {}; check its permissions", path, std::strerror(errno)), errno);
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return make_error(fmt::format("{}: not a regular file", path));
+  // O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: opening a
+  // FIFO returns at once instead of waiting for a writer that never comes.
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd) {
+    int e = errno;
+    struct stat lst {};
+    if (e == ELOOP && ::lstat(path.c_str(), &lst) == 0 && S_ISLNK(lst.st_mode))
+      return make_error(not_regular_file(path, lst.st_mode), e);
+    return make_error(fmt::format("{}: cannot open: {}; check its permissions", path, std::strerror(e)), e);
   }
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0)
+    return make_error(fmt::format("{}: cannot stat: {}", path, std::strerror(errno)), errno);
+  if (!S_ISREG(st.st_mode)) return make_error(not_regular_file(path, st.st_mode));
   MappedFile m;
   m.size_ = static_cast<size_t>(st.st_size);
   if (m.size_ > 0) {
-    void* p = mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    void* p = mmap(nullptr, m.size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);
     if (p == MAP_FAILED) {
       int e = errno;
-      ::close(fd);
       return make_error(fmt::format("{}: cannot map: {}", path, std::strerror(e)), e);
     }
     madvise(p, m.size_, MADV_SEQUENTIAL);
     m.data_ = static_cast<const char*>(p);
   }
-  ::close(fd);
   return m;
 }
 

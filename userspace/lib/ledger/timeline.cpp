@@ -74,6 +74,14 @@ struct Band {
   bool gap;  // true: records lost; false: daemon not running
 };
 
+// A change of a GPU's state the watcher judged (state.explained/unexplained).
+struct StateMark {
+  int64_t t;
+  std::string pci;
+  bool unexplained;
+  std::string what;
+};
+
 struct Cell {
   uint32_t count = 0;
   uint8_t cls = 255;
@@ -90,7 +98,8 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
   std::vector<std::string> lane_names;
   int64_t t0 = INT64_MAX, t1 = INT64_MIN, last_t = 0, stop_t = 0;
   bool stopped = false;
-  uint64_t counts[3] = {}, per_class[kNumClasses] = {}, lost = 0;
+  uint64_t counts[3] = {}, per_class[kNumClasses] = {}, lost = 0, unexplained = 0, explained = 0;
+  std::vector<StateMark> marks;
   auto r = for_each_record(dir, [&](const Record& rec) {
     const json& j = rec.rec;
     if (j.is_discarded() || !m(j, "realtime_ns").is_number_integer()) return true;
@@ -111,6 +120,15 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
       uint64_t n = m(j, "lost_records").is_number_unsigned() ? m(j, "lost_records").get<uint64_t>() : 0;
       lost += n;
       bands.push_back({t, t, fmt::format("{} {} records lost ({})", n, s(m(j, "class")), s(m(j, "reason"))), true});
+    }
+    if (type == "state.unexplained" || type == "state.explained") {
+      bool bad = type == "state.unexplained";
+      (bad ? unexplained : explained)++;
+      std::string by = bad ? "NOTHING explains it" : "explained by " + s(m(m(j, "explained_by"), "kind"));
+      if (m(m(j, "explained_by"), "seq").is_number()) by += " #" + s(m(m(j, "explained_by"), "seq"));
+      marks.push_back({t, s(m(m(j, "gpu"), "pci")), bad,
+                       fmt::format("{} {} -> {}: {}", s(m(j, "field")), s(m(j, "before")), s(m(j, "after")), by)});
+      return true;
     }
     if (type != "ioctl") return true;
     const json& d = m(j, "device");
@@ -137,19 +155,39 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
     return true;
   });
   if (!r) return r.error();
-  if (events.empty()) {
+  // A state change goes on its GPU's lane: the one whose node names that PCI
+  // address, or a lane of its own.
+  std::vector<uint16_t> mark_lane;
+  for (const auto& mk : marks) {
+    uint16_t lane = UINT16_MAX;
+    for (size_t i = 0; i < lane_names.size() && !mk.pci.empty(); i++)
+      if (lane_names[i].ends_with(" " + mk.pci)) lane = static_cast<uint16_t>(i);
+    if (lane == UINT16_MAX && lane_names.size() < 64) {
+      std::string name = "gpu " + (mk.pci.empty() ? std::string("?") : mk.pci);
+      auto it = lanes.find(name);
+      if (it == lanes.end()) {
+        it = lanes.emplace(name, static_cast<uint16_t>(lane_names.size())).first;
+        lane_names.push_back(name);
+      }
+      lane = it->second;
+    }
+    mark_lane.push_back(lane);
+    t0 = std::min(t0, mk.t);
+    t1 = std::max(t1, mk.t);
+  }
+  if (events.empty() && marks.empty()) {
     t0 = 0;
     t1 = 1;
   }
   for (const auto& b : bands)
-    if (!events.empty() && b.to >= t0 && b.from <= t1) {
+    if ((!events.empty() || !marks.empty()) && b.to >= t0 && b.from <= t1) {
       t0 = std::min(t0, b.from);
       t1 = std::max(t1, b.to);
     }
   if (t1 <= t0) t1 = t0 + 1000000000;
   const int left = 190, width = 1200, lane_h = 28, top = 40;
   const int lanes_n = std::max<int>(1, static_cast<int>(lane_names.size()));
-  const int height = top + lanes_n * lane_h + 90;
+  const int height = top + lanes_n * lane_h + 110;
   auto x_of = [&](int64_t t) {
     return left + static_cast<double>(t - t0) / static_cast<double>(t1 - t0) * (width - 1);
   };
@@ -217,6 +255,24 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
                            c.verdict == 2 ? "#b00000" : "#ff9900");
     }
   }
+  // The watcher's judgements: a magenta diamond where nothing explains a
+  // change of the GPU's state, a grey dot where something does.
+  for (size_t i = 0; i < marks.size(); i++) {
+    if (mark_lane[i] == UINT16_MAX) continue;
+    const auto& mk = marks[i];
+    double x = x_of(mk.t);
+    int y = top + mark_lane[i] * lane_h + lane_h / 2;
+    if (mk.unexplained)
+      svg += fmt::format(
+          "<path d=\"M{:.1f} {} l6 6 l-6 6 l-6 -6 z\" fill=\"#e000e0\" stroke=\"black\"><title>{} UNEXPLAINED "
+          "state change: {}</title></path>\n",
+          x, y - 6, format_utc(mk.t, 3), esc(mk.what));
+    else
+      svg += fmt::format(
+          "<circle cx=\"{:.1f}\" cy=\"{}\" r=\"3\" fill=\"#777\"><title>{} state change: {}</title>"
+          "</circle>\n",
+          x, y, format_utc(mk.t, 3), esc(mk.what));
+  }
   // Time axis.
   static const int64_t kSteps[] = {1000000,       10000000,       100000000,      1000000000,
                                    10000000000,   60000000000,    300000000000,   900000000000,
@@ -259,6 +315,12 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
       "running</text>\n",
       left + 4, ly, left + 12, ly, counts[2], left + 164, ly, left + 172, ly, counts[1], left + 320, ly - 9, left + 334,
       ly, lost, left + 480, ly - 9, left + 494, ly);
+  ly += 20;
+  svg += fmt::format(
+      "<path d=\"M{} {} l6 6 l-6 6 l-6 -6 z\" fill=\"#e000e0\" stroke=\"black\"/><text x=\"{}\" y=\"{}\">GPU state "
+      "change nothing explains ({})</text><circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"#777\"/><text x=\"{}\" "
+      "y=\"{}\">explained state change ({})</text>\n",
+      left + 4, ly - 12, left + 14, ly, unexplained, left + 324, ly - 4, left + 334, ly, explained);
   svg += "</svg>\n";
   ly += 10;
   (void)ly;
@@ -278,7 +340,9 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
         "<p>Ledger <code>{}</code>. One lane per GPU device node; each tick is the commands of one "
         "pixel ({:.0f} ms), coloured by the most severe class among them. Triangles mark commands "
         "the policy denied (dark red) or would have denied (orange). Red bands: records lost in the "
-        "kernel (gap records); hatched bands: the daemon was not running. Hover for details.</p>\n",
+        "kernel (gap records); hatched bands: the daemon was not running. Magenta diamonds: a change "
+        "of the GPU's state (power limit, clocks, power) that no recorded command, grant, allowed reset "
+        "or hardware protection explains. Hover for details.</p>\n",
         esc(dir), col_ns / 1e6);
     out << svg;
     out << "<h2>Summary</h2>\n<table><tr><th>class</th><th>commands</th></tr>\n";
@@ -288,8 +352,10 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
                            kClasses[k].color, kClasses[k].name, per_class[k]);
     out << fmt::format(
         "<tr><th>allowed</th><td>{}</td></tr><tr><th>would deny</th><td>{}</td></tr><tr><th>denied</th>"
-        "<td>{}</td></tr><tr><th>records lost</th><td>{}</td></tr>\n",
-        counts[0], counts[1], counts[2], lost);
+        "<td>{}</td></tr><tr><th>records lost</th><td>{}</td></tr>\n"
+        "<tr><th>GPU state changes nothing explains</th><td>{}</td></tr><tr><th>explained state changes</th>"
+        "<td>{}</td></tr>\n",
+        counts[0], counts[1], counts[2], lost, unexplained, explained);
     out << "</table>\n<h2>Gaps and down time</h2>\n<ul>\n";
     for (const auto& b : bands)
       out << fmt::format("<li>{} to {}: {}</li>\n", format_utc(b.from, 3), format_utc(b.to, 3), esc(b.what));
@@ -299,7 +365,7 @@ Result<uint64_t> timeline(const std::string& dir, const Filter& f, const std::st
   }
   out.close();
   if (!out) return make_error(fmt::format("timeline {}: write failed", out_path));
-  return static_cast<uint64_t>(events.size());
+  return static_cast<uint64_t>(events.size() + marks.size());
 }
 
 }  // namespace gpugate::ledger

@@ -1,12 +1,22 @@
 // Ledger verification and proofs. See log_verify.hpp and docs/ledger.md.
 #include "gpugate/log_verify.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "gpugate/hostinfo.hpp"
+#include "gpugate/ledger.hpp"
 
 namespace gpugate::ledger {
 
@@ -17,10 +27,67 @@ using merkle::Hash;
 
 std::string b64(const Hash& h) { return merkle::to_base64(h); }
 
+// "seq 4" or "seq 4..9".
+std::string seqs(uint64_t first, uint64_t last) {
+  return first == last ? fmt::format("seq {}", first) : fmt::format("seq {}..{}", first, last);
+}
+
+std::string count(uint64_t n, std::string_view what) { return fmt::format("{} {}{}", n, what, n == 1 ? "" : "s"); }
+
 std::string where(const Place& p) {
   std::string s = fmt::format("{}:{}", p.segment, p.line);
   if (p.seq) s += fmt::format(" (seq {})", *p.seq);
   return s;
+}
+
+// A value taken from a record, for a message: JSON-quoted (no control
+// characters reach the terminal) and cut short.
+std::string shown(std::string_view v) {
+  std::string q = nlohmann::json(std::string(v)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (q.size() > 100) q = q.substr(0, 96) + "...\"";
+  return q;
+}
+
+// The members LedgerWriter::append_checkpoint_record (ledger.cpp) writes, in
+// its order. A checkpoint record holds exactly these: the last one is signed
+// by nothing yet, so a member added to it would otherwise pass unseen.
+constexpr std::array<std::string_view, 15> kCheckpointMembers{
+    "seq",    "prev",    "type",      "time", "realtime_ns", "boottime_ns", "boot_id", "host_id",
+    "reason", "segment", "tree_size", "root", "range",       "key",         "note"};
+// The "torn" object of a ledger.recovered record (LedgerWriter::open).
+constexpr std::array<std::string_view, 4> kTornMembers{"segment", "offset", "bytes", "sha256"};
+
+// Parses a record and lists its top-level member names as written: the
+// parsed object keeps only the last of a duplicated member.
+nlohmann::json parse_record(std::string_view text, std::vector<std::string>& keys) {
+  keys.clear();
+  return nlohmann::json::parse(
+      text,
+      [&](int depth, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+        if (depth == 1 && ev == nlohmann::json::parse_event_t::key && parsed.is_string())
+          keys.push_back(parsed.get<std::string>());
+        return true;
+      },
+      false);
+}
+
+// Empty when keys are exactly the members of want, each once; else what is wrong.
+template <size_t N>
+std::string member_problem(const std::vector<std::string>& keys, const std::array<std::string_view, N>& want) {
+  std::set<std::string_view> seen;
+  for (const auto& k : keys) {
+    if (std::find(want.begin(), want.end(), k) == want.end())
+      return fmt::format("a member the writer never writes: {}", shown(k));
+    if (!seen.insert(k).second) return fmt::format("the member {} twice", shown(k));
+  }
+  for (auto w : want)
+    if (!seen.contains(w)) return fmt::format("no \"{}\" member", w);
+  return {};
+}
+
+template <size_t N>
+std::string member_list(const std::array<std::string_view, N>& want) {
+  return fmt::format("{}", fmt::join(want, ", "));
 }
 
 class Verifier {
@@ -43,6 +110,7 @@ class Verifier {
     is_last_ = is_last;
     last_kind_checkpoint_ = false;
     leaves_in_segment_ = 0;
+    have_torn_ = false;
     if (seg.number != expected_segment_) {
       Place p{seg.name, 0, 0, std::nullopt};
       if (expected_segment_ == 1)
@@ -84,6 +152,7 @@ class Verifier {
     if (kind == LineKind::recovered_torn) {
       pending_torn_ = std::string(l.text);
       pending_torn_place_ = here;
+      have_torn_ = true;
       return true;
     }
     Prefix p;
@@ -125,7 +194,9 @@ class Verifier {
     }
     if (p.type == "checkpoint" && !check_checkpoint(l, here)) return false;
     if (p.type == "ledger.recovered" && !check_recovery(l, here)) return false;
-    if (!pending_torn_.empty() && p.type != "ledger.recovered") pending_torn_.clear();
+    // A torn line is named by the record right after it, or by none.
+    have_torn_ = false;
+    pending_torn_.clear();
     Hash leaf = h_.leaf(l.text);
     range_.append(h_, leaf);
     last_leaf_ = leaf;
@@ -139,6 +210,9 @@ class Verifier {
     }
     return true;
   }
+
+  // Leaves hashed so far (the report's count is set by finish()).
+  [[nodiscard]] uint64_t leaves() const { return range_.size(); }
 
   void finish() {
     r_.records = range_.size();
@@ -178,19 +252,34 @@ class Verifier {
       }
       r_.external_ok.push_back(fmt::format("{}: size {}, root {}: signed, and the ledger contains exactly it", e.name,
                                            size, b64(e.cp.body.root)));
+      covered_ = std::max(covered_, size);
     }
-    if (!pending_torn_.empty()) pending_torn_.clear();
+    pending_torn_.clear();
+    if (r_.last_checkpoint_size) covered_ = std::max(covered_, *r_.last_checkpoint_size);
+    // Every record no signature covers, the last checkpoint record included
+    // (a checkpoint at seq N signs 0..N-1): intact, but not yet anchored.
+    uint64_t n = range_.size();
+    if (n > covered_) {
+      UnsignedTail t;
+      t.first_seq = covered_;
+      t.last_seq = n - 1;
+      t.records = n - covered_;
+      if (last_cp_ && last_cp_->seq >= covered_) t.checkpoint = last_cp_;
+      r_.unsigned_tail = t;
+      // More than the checkpoint record gpugated leaves when it stops: it is
+      // running, or crashed before its shutdown checkpoint.
+      if (t.records > (t.checkpoint ? 1u : 0u))
+        r_.warnings.push_back(fmt::format(
+            "{} are not signed yet ({}{}): gpugated is still running, or stopped without its shutdown checkpoint (a "
+            "crash); the next checkpoint (or stopping gpugated) signs them",
+            count(t.records, "record"), seqs(t.first_seq, t.last_seq),
+            t.checkpoint ? fmt::format(": the last checkpoint record and {} after it", count(t.records - 1, "record"))
+                         : std::string(" after the last checkpoint")));
+    }
     if (r_.checkpoints == 0) {
       r_.problem = "no checkpoint in the ledger: the records hash consistently, but nothing signs them";
       r_.exit_code = kVerifyUnsigned;
-      return;
     }
-    uint64_t covered = *r_.last_checkpoint_size;
-    if (range_.size() > covered + 1)
-      r_.warnings.push_back(fmt::format(
-          "{} records after the last checkpoint (seq {}..{}) are not signed yet: the next checkpoint (or stopping "
-          "gpugated) signs them",
-          range_.size() - covered - 1, covered + 1, range_.size() - 1));
   }
 
  private:
@@ -202,12 +291,40 @@ class Verifier {
     r_.exit_code = kVerifyTampered;
   }
 
+  // A ledger.recovered record names the torn line right before it (the
+  // writer terminates it and appends the record at its next start): that
+  // line must be there, at that segment and offset, with that length and
+  // SHA-256. Deleting it leaves seq and prev intact, so only this finds it.
   bool check_recovery(const Line& l, const Place& here) {
-    if (pending_torn_.empty()) return true;  // a recovery without a torn line before it: nothing to check
     auto j = nlohmann::json::parse(l.text, nullptr, false);
-    nlohmann::json t = j.is_object() && j.contains("torn") ? j["torn"] : nlohmann::json();
+    const nlohmann::json* t = nullptr;
+    if (j.is_object())
+      if (auto it = j.find("torn"); it != j.end() && it->is_object()) t = &*it;
+    bool shape = t != nullptr && t->size() == kTornMembers.size();
+    for (auto k : kTornMembers)
+      if (shape && !t->contains(k)) shape = false;
+    if (shape)
+      shape = (*t)["segment"].is_string() && (*t)["offset"].is_number_unsigned() &&
+              (*t)["bytes"].is_number_unsigned() && (*t)["sha256"].is_string();
+    if (!shape) {
+      fail(here, fmt::format("the ledger.recovered record has no valid \"torn\" member (gpugated writes {{{}}} naming "
+                             "the torn line): changed",
+                             member_list(kTornMembers)));
+      return false;
+    }
+    auto seg = (*t)["segment"].get<std::string>();
+    auto offset = (*t)["offset"].get<uint64_t>();
+    auto bytes = (*t)["bytes"].get<uint64_t>();
+    if (!have_torn_) {
+      fail(here, fmt::format("the ledger.recovered record names a torn line at {} offset {} ({} bytes), but there "
+                             "is no such line right before it: the torn line was deleted or moved (or the record was "
+                             "changed)",
+                             shown(seg), offset, bytes));
+      return false;
+    }
+    // The reader matched segment and offset (LineKind::recovered_torn).
     std::string sha = merkle::to_hex(h_.sha256(pending_torn_));
-    if (!t.is_object() || t.value("bytes", uint64_t{0}) != pending_torn_.size() || t.value("sha256", "") != sha) {
+    if (bytes != pending_torn_.size() || (*t)["sha256"].get<std::string>() != sha) {
       fail(pending_torn_place_, fmt::format("a torn line that {} names was changed since (its length or SHA-256 "
                                             "differs)",
                                             where(here)));
@@ -217,26 +334,48 @@ class Verifier {
         fmt::format("{}: a torn line ({} bytes) from a crash, kept and named by the ledger.recovered "
                     "record at {}",
                     where(pending_torn_place_), pending_torn_.size(), where(here)));
-    pending_torn_.clear();
     return true;
   }
 
+  // A checkpoint record's own members against its note. This is all that
+  // guards the last checkpoint record, which no signature covers yet.
   bool check_checkpoint(const Line& l, const Place& here) {
     uint64_t n = range_.size();
-    auto j = nlohmann::json::parse(l.text, nullptr, false);
+    std::vector<std::string> keys;
+    auto j = parse_record(l.text, keys);
     if (j.is_discarded() || !j.is_object()) {
       fail(here, "a checkpoint record that is not valid JSON: changed");
       return false;
     }
-    auto str = [&](const char* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; };
+    if (auto m = member_problem(keys, kCheckpointMembers); !m.empty()) {
+      fail(here, fmt::format("the checkpoint record has {}: changed after it was written (gpugated writes exactly {})",
+                             m, member_list(kCheckpointMembers)));
+      return false;
+    }
+    // Every member is present (just checked): their types, as written.
+    std::string_view wrong;
+    for (const char* k : {"time", "boot_id", "host_id", "reason", "segment", "root", "key", "note"})
+      if (wrong.empty() && !j[k].is_string()) wrong = k;
+    if (wrong.empty() && !j["realtime_ns"].is_number_integer()) wrong = "realtime_ns";
+    if (wrong.empty() && !j["boottime_ns"].is_number_unsigned()) wrong = "boottime_ns";
+    if (wrong.empty() && !j["tree_size"].is_number_unsigned()) wrong = "tree_size";
+    if (wrong.empty() && !j["range"].is_array()) wrong = "range";
+    if (!wrong.empty()) {
+      fail(here, fmt::format("the checkpoint record's \"{}\" is not of the type gpugated writes: changed", wrong));
+      return false;
+    }
+    auto str = [&](const char* k) { return j[k].get<std::string>(); };
+    if (str("reason").empty()) {
+      fail(here, "the checkpoint record's reason is empty: changed");
+      return false;
+    }
     auto note_text = str("note");
     auto cp = tlog::parse_signed_checkpoint(note_text, fmt::format("record {}", where(here)));
     if (!cp) {
       fail(here, cp.error().message + ": the checkpoint record was damaged or changed");
       return false;
     }
-    uint64_t field_size =
-        j.contains("tree_size") && j["tree_size"].is_number_unsigned() ? j["tree_size"].get<uint64_t>() : UINT64_MAX;
+    uint64_t field_size = j["tree_size"].get<uint64_t>();
     if (field_size != cp->body.size || str("root") != b64(cp->body.root)) {
       fail(here, "the checkpoint record's tree_size/root and its signed note disagree: changed");
       return false;
@@ -260,6 +399,49 @@ class Verifier {
       fail(here, "checkpoint: " + v.error().message);
       return false;
     }
+    // The unsigned members, tied to the signed note wherever they can be.
+    if (str("key") != (*v)->text()) {
+      fail(here, fmt::format("the checkpoint record names the key {}, but its note is signed by {}: changed",
+                             shown(str("key")), (*v)->text()));
+      return false;
+    }
+    if (cp->body.origin != ledger_origin(str("host_id"))) {
+      fail(here, fmt::format("the checkpoint record's host_id {} does not match the origin its note signs ({}): "
+                             "changed",
+                             shown(str("host_id")), shown(cp->body.origin)));
+      return false;
+    }
+    if (str("segment") != l.segment->name) {
+      fail(here, fmt::format("the checkpoint record says it is in segment {}, but it is in {}: changed or moved",
+                             shown(str("segment")), l.segment->name));
+      return false;
+    }
+    if (str("time") != format_utc(j["realtime_ns"].get<int64_t>())) {
+      fail(here, fmt::format("the checkpoint record's time {} is not its realtime_ns ({}): changed", shown(str("time")),
+                             j["realtime_ns"].dump()));
+      return false;
+    }
+    // The stored compact range must be the tree the note signs: it resumes
+    // the writer and narrows a mismatch below, so it is not taken on trust.
+    std::vector<Hash> stored;
+    for (const auto& e : j["range"]) {
+      auto hsh = e.is_string() ? merkle::hash_from_base64(e.get<std::string>()) : Result<Hash>(make_error(""));
+      if (!hsh) {
+        fail(here, "the checkpoint record's range is not a list of base64 SHA-256 hashes: changed");
+        return false;
+      }
+      stored.push_back(*hsh);
+    }
+    auto stored_range = merkle::CompactRange::from(field_size, stored);
+    if (!stored_range) {
+      fail(here, fmt::format("the checkpoint record's range does not fit its tree_size ({}): changed",
+                             stored_range.error().message));
+      return false;
+    }
+    if (stored_range->root(h_) != cp->body.root) {
+      fail(here, "the checkpoint record's range does not hash to the root its note signs: changed");
+      return false;
+    }
     if (cp->body.size != n) {
       fail(here, fmt::format("the checkpoint signs {} records but {} come before it: records were inserted or deleted "
                              "before it",
@@ -270,19 +452,17 @@ class Verifier {
     if (root != cp->body.root) {
       // Narrow it down with the stored compact range: the first subtree that differs.
       std::string within;
-      if (j.contains("range") && j["range"].is_array() && j["range"].size() == range_.hashes().size()) {
-        uint64_t lo = 0;
-        for (size_t i = 0; i < range_.hashes().size(); i++) {
-          int bit = 63;
-          uint64_t rest = n - lo;
-          while (!((rest >> bit) & 1)) bit--;
-          uint64_t hi = lo + (uint64_t{1} << bit);
-          if (!j["range"][i].is_string() || j["range"][i].get<std::string>() != b64(range_.hashes()[i])) {
-            within = fmt::format(" (the difference is within seq {}..{})", lo, hi - 1);
-            break;
-          }
-          lo = hi;
+      uint64_t lo = 0;
+      for (size_t i = 0; i < range_.hashes().size() && i < stored.size(); i++) {
+        int bit = 63;
+        uint64_t rest = n - lo;
+        while (!((rest >> bit) & 1)) bit--;
+        uint64_t hi = lo + (uint64_t{1} << bit);
+        if (stored[i] != range_.hashes()[i]) {
+          within = fmt::format(" (the difference is within seq {}..{})", lo, hi - 1);
+          break;
         }
+        lo = hi;
       }
       fail(here, fmt::format("the records before this checkpoint do not hash to the root it signed{}: a record was "
                              "changed, inserted, deleted or reordered after it was anchored",
@@ -292,6 +472,7 @@ class Verifier {
     r_.checkpoints++;
     r_.last_checkpoint_size = n;
     r_.last_checkpoint_root = root;
+    last_cp_ = UnsignedTail::CheckpointRecord{n, here, str("reason"), str("boot_id")};
     return true;
   }
 
@@ -309,6 +490,9 @@ class Verifier {
   bool failed_ = false;
   std::string pending_torn_;
   Place pending_torn_place_;
+  bool have_torn_ = false;  // pending_torn_ is the line right before this one
+  uint64_t covered_ = 0;    // records signed by a checked checkpoint
+  std::optional<UnsignedTail::CheckpointRecord> last_cp_;
   std::multimap<uint64_t, size_t> ext_sizes_;
   std::map<size_t, Hash> ext_roots_;
 };
@@ -332,6 +516,20 @@ nlohmann::ordered_json VerifyReport::json() const {
     j["last_checkpoint"] = {{"size", *last_checkpoint_size}, {"root", merkle::to_base64(last_checkpoint_root)}};
   } else {
     j["last_checkpoint"] = nullptr;
+  }
+  // The records no signature covers yet (the last checkpoint record among them).
+  if (unsigned_tail) {
+    const auto& t = *unsigned_tail;
+    j["unsigned_tail"] = {{"first_seq", t.first_seq}, {"last_seq", t.last_seq}, {"records", t.records}};
+    if (t.checkpoint)
+      j["unsigned_tail"]["checkpoint_record"] = {
+          {"seq", t.checkpoint->seq},         {"segment", t.checkpoint->place.segment},
+          {"line", t.checkpoint->place.line}, {"offset", t.checkpoint->place.offset},
+          {"reason", t.checkpoint->reason},   {"boot_id", t.checkpoint->boot_id}};
+    else
+      j["unsigned_tail"]["checkpoint_record"] = nullptr;
+  } else {
+    j["unsigned_tail"] = nullptr;
   }
   j["key"] = key.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(key);
   j["key_source"] = key_source;
@@ -358,10 +556,24 @@ std::string VerifyReport::text() const {
         "root {}\n",
         checkpoints, *last_checkpoint_size, merkle::to_base64(last_checkpoint_root));
   for (const auto& e : external_ok) s += fmt::format("anchored     {}\n", e);
+  if (unsigned_tail) {
+    const auto& t = *unsigned_tail;
+    s += fmt::format("unsigned     {} ({}): no checkpoint signs {} yet\n", seqs(t.first_seq, t.last_seq),
+                     count(t.records, "record"), t.records == 1 ? "it" : "them");
+    if (t.checkpoint)
+      s += fmt::format(
+          "             seq {}, the last checkpoint record ({}, reason {}, boot_id {}), is not signed until the next "
+          "checkpoint: its members match its signed note, but its reason, boot_id and times cannot be authenticated "
+          "yet\n",
+          t.checkpoint->seq, where(t.checkpoint->place), shown(t.checkpoint->reason), shown(t.checkpoint->boot_id));
+  }
   for (const auto& n : notes) s += fmt::format("note         {}\n", n);
   for (const auto& w : warnings) s += fmt::format("warning      {}\n", w);
   if (exit_code == kVerifyOk) {
-    s += "result       OK: no record was changed, removed, inserted or reordered since it was anchored\n";
+    s += "result       OK: no record was changed, removed, inserted or reordered since it was anchored";
+    if (unsigned_tail)
+      s += fmt::format("; {} not signed yet (see unsigned)", seqs(unsigned_tail->first_seq, unsigned_tail->last_seq));
+    s += "\n";
   } else if (exit_code == kVerifyUnsigned) {
     s += fmt::format("result       UNSIGNED: {}\n", problem);
   } else {
@@ -376,24 +588,57 @@ Result<VerifyReport> verify_ledger(const std::string& dir, const VerifyOptions& 
   if (!segs) return segs.error();
   VerifyOptions opt = opt0;
   std::string local = (fs::path(dir) / "checkpoint").string();
-  std::error_code ec;
-  if (opt.local_checkpoint && fs::exists(local, ec)) {
-    auto cp = tlog::load_signed_checkpoint(local);
-    if (!cp) return cp.error();
+  struct stat lst {};
+  if (opt.local_checkpoint && ::lstat(local.c_str(), &lst) == 0) {
+    // Read like a segment: a symlink or a FIFO there is refused, never followed or waited on.
+    auto m = MappedFile::open(local);
+    if (!m) return m.error();
+    if (m->view().size() > (1 << 20))
+      return make_error(
+          fmt::format("checkpoint {}: larger than 1 MiB, not a checkpoint; move it aside (or pass "
+                      "--no-local-checkpoint)",
+                      local));
+    auto cp = tlog::parse_signed_checkpoint(m->view(), local);
+    if (!cp)
+      return make_error(cp.error().message +
+                        "; gpugated writes it beside the segments: move it aside (or pass --no-local-checkpoint)");
     opt.external.push_back({local, std::move(*cp)});
+  } else if (opt.local_checkpoint && errno != ENOENT) {
+    return make_error(fmt::format("checkpoint {}: cannot stat: {}; run as a user who can read the ledger", local,
+                                  std::strerror(errno)),
+                      errno);
   }
   VerifyReport r;
   r.dir = dir;
   Verifier v(opt, r);
+  Progress p;
+  for (const auto& s : *segs) p.total_bytes += s.size;
+  uint64_t base = 0, next = kProgressEvery;
   for (size_t i = 0; i < segs->size() && !v.failed(); i++) {
     const auto& seg = (*segs)[i];
     auto m = MappedFile::open(seg.path);
     if (!m) return m.error();
     v.segment_begin(seg, i + 1 == segs->size());
-    entries_of(seg, m->view(), 0, [&](const Line& l, LineKind k) { return v.entry(l, k); });
+    entries_of(seg, m->view(), 0, [&](const Line& l, LineKind k) {
+      bool more = v.entry(l, k);
+      if (opt.progress && v.leaves() >= next) {
+        next = v.leaves() + kProgressEvery;
+        p.records = v.leaves();
+        p.bytes = base + l.offset + l.text.size() + 1;
+        opt.progress(p);
+      }
+      return more;
+    });
     v.segment_end(seg);
+    base += seg.size;
   }
   v.finish();
+  if (opt.progress) {
+    p.records = r.records;
+    p.bytes = p.total_bytes;
+    p.done = true;
+    opt.progress(p);
+  }
   return r;
 }
 

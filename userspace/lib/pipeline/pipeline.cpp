@@ -13,6 +13,7 @@
 
 #include "gpugate/hex.hpp"
 #include "gpugate/json_out.hpp"
+#include "gpugate/timefmt.hpp"
 
 namespace gpugate {
 namespace {
@@ -31,6 +32,9 @@ std::string verdict_reason(unsigned verdict, unsigned mode, unsigned why_code, u
       break;
     }
     case GG_WHY_UNRECORDED: why = fmt::format("{} is {}, and no record could be reserved", cls, action); break;
+    case GG_WHY_LEDGER_DOWN:
+      why = fmt::format("{} is {}, and the daemon cannot write its ledger (disk_full_action deny-gated)", cls, action);
+      break;
     case GG_WHY_NO_THREAD_STATE: why = "the kernel had no per-thread state for the caller"; break;
     case GG_WHY_STRICT: why = fmt::format("the strict profile gates this opaque privileged control ({})", cls); break;
     default: why = fmt::format("{} is {} and no grant covers it", cls, action);
@@ -453,6 +457,7 @@ bool Pipeline::emit(nlohmann::ordered_json rec) {
     return false;
   }
   rec["seq"] = *seq;
+  if (observer_) observer_(rec);
   if (sink_) sink_(rec, human_line(rec));
   return true;
 }
@@ -466,12 +471,16 @@ void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
     return;
   }
   counters_.records++;
-  if (sink_) {
-    // Human lines are for people: rendering them costs a parse, so daemons
-    // under heavy load run with -q and people read `gpugate tail`.
-    auto rec = nlohmann::ordered_json::parse("{\"seq\":" + std::to_string(*seq) + "," + members + "}");
-    sink_(rec, human_line(rec));
-  }
+  unsigned verdict = e.verdict == GG_VERDICT_DENY ? 1 : e.verdict == GG_VERDICT_WOULD_DENY ? 2 : 0;
+  ioctl_counts_[e.dec.cls & (GG_CLASS_COUNT - 1)][e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0][verdict]++;
+  bool observe = observer_ && e.dec.cls >= GG_CLASS_POWER_OFF;  // rare: the judged classes
+  if (!observe && !sink_) return;
+  // Human lines are for people: rendering them costs a parse, so daemons
+  // under heavy load run with -q and people read `gpugate tail`. One parse
+  // serves the watcher and the line.
+  auto rec = nlohmann::ordered_json::parse("{\"seq\":" + std::to_string(*seq) + "," + members + "}");
+  if (observe) observer_(rec);
+  if (sink_) sink_(rec, human_line(rec));
 }
 
 Result<void> Pipeline::flush() { return ledger_.flush(); }
@@ -544,6 +553,20 @@ void Pipeline::note_losses(std::string_view source, const EngineStats& stats) {
   }
 }
 
+bool Pipeline::follow_wall_clock() {
+  int64_t now = realtime_offset_ns(), delta = now - rt_offset_;
+  if (delta > -1'000'000'000 && delta < 1'000'000'000) return false;  // slewing, not a step
+  int64_t before = rt_offset_;
+  rt_offset_ = now;
+  write_event("clock.jump", {{"delta_ns", delta},
+                             {"offset_before_ns", before},
+                             {"offset_after_ns", now},
+                             {"note",
+                              "the wall clock was stepped; records keep seq and boottime order, and their "
+                              "time is the new wall clock from here on"}});
+  return true;
+}
+
 void Pipeline::write_event(const std::string& type, nlohmann::ordered_json body) {
   auto rec = base(type, boottime_ns());
   for (auto& [k, v] : body.items()) rec[k] = std::move(v);
@@ -551,8 +574,10 @@ void Pipeline::write_event(const std::string& type, nlohmann::ordered_json body)
 }
 
 std::string human_line(const nlohmann::ordered_json& r) {
-  std::string time = r.value("time", std::string());
-  if (time.size() >= 23) time = time.substr(11, 12);  // HH:MM:SS.mmm
+  // A person's line: the local time with its offset (the record keeps UTC).
+  std::string time = r.contains("realtime_ns") && r["realtime_ns"].is_number_integer()
+                         ? format_local_rfc3339(r["realtime_ns"].get<int64_t>(), 3)
+                         : r.value("time", std::string());
   std::string type = r.value("type", std::string());
   if (type != "ioctl") {
     std::string extra;

@@ -302,6 +302,14 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
             "a page of a request to be faulted in before it denies the request (default {})",
             where(name, node.source()), kMaxReadWaitUs, GG_READ_WAIT_MAX_NS_DEFAULT / 1000));
       p.table.read_wait_max_ns = static_cast<uint32_t>(*v * 1000);
+    } else if (k == "disk_full_action") {
+      auto v = node.value<std::string>();
+      if (!v || (*v != "deny-gated" && *v != "keep-enforcing"))
+        return make_error(fmt::format(
+            "{}: disk_full_action must be \"deny-gated\" (while the ledger cannot be written, gated commands are "
+            "denied, grant or not) or \"keep-enforcing\" (the policy decides as usual; records wait in memory)",
+            where(name, node.source())));
+      p.disk_full_action = *v == "deny-gated" ? DiskFullAction::deny_gated : DiskFullAction::keep_enforcing;
     } else if (k == "classes") {
       auto* t = node.as_table();
       if (!t)
@@ -342,10 +350,11 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
         if (auto r = parse_rule(*arr->get(i)->as_table(), name, static_cast<unsigned>(i), p); !r) return r.error();
       p.table.nrules = static_cast<uint8_t>(arr->size());
     } else {
-      return make_error(
-          fmt::format("{}: unknown key \"{}\"; a policy has version, mode, profile, read_wait_max_us, [classes], "
-                      "[[rules]] and [signers]",
-                      where(name, node.source()), k));
+      return make_error(fmt::format(
+          "{}: unknown key \"{}\"; a policy has version, mode, profile, read_wait_max_us, disk_full_action, "
+          "[classes], "
+          "[[rules]] and [signers]",
+          where(name, node.source()), k));
     }
   }
   return p;
@@ -372,12 +381,17 @@ Result<void> check_allowed_signers(const SignersConfig& signers) {
   return {};
 }
 
+std::string_view disk_full_action_name(DiskFullAction a) {
+  return a == DiskFullAction::deny_gated ? "deny-gated" : "keep-enforcing";
+}
+
 std::string policy_to_toml(const Policy& p) {
   std::string out = fmt::format("# gpugate policy ({})\nversion = 1\n", p.source);
   if (!p.mode_name.empty()) out += fmt::format("mode = \"{}\"\n", p.mode_name);
   out += fmt::format("profile = \"{}\"\n", (p.table.flags & GG_POLF_STRICT) ? "strict" : "default");
   out += fmt::format("read_wait_max_us = {}\n",
                      (p.table.read_wait_max_ns ? p.table.read_wait_max_ns : GG_READ_WAIT_MAX_NS_DEFAULT) / 1000);
+  out += fmt::format("disk_full_action = \"{}\"\n", disk_full_action_name(p.disk_full_action));
   out += "\n[classes]\n";
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
     out += fmt::format("\"{}\" = \"{}\"\n", class_name(c), action_name(p.table.action[c]));
