@@ -7,6 +7,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -151,6 +152,63 @@ TEST(Pipeline, EntryWithoutExitIsStillRecorded) {
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_TRUE(recs[0]["result"]["ret"].is_null());
   EXPECT_EQ(pipeline.counters().exits_missing, 1u);
+}
+
+// An event that happened before a wall-clock step keeps the old offset
+// even when its exit (and so its record) comes after the step was seen:
+// its wall time is when it happened, not when it was written.
+TEST(Pipeline, AWallClockStepLeavesEarlierEventsTheirOffset) {
+  TempDir dir;
+  DeviceTable devices;
+  ASSERT_TRUE(devices.add_alias("/dev/full=nvidia").ok());
+  auto ledger = LedgerWriter::open(dir.path / "ledger");
+  ASSERT_TRUE(ledger.ok());
+  Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
+  const int64_t old_offset = pipeline.wall_offset_at(0), hour = 3'600'000'000'000ll;
+  auto enter = [&](uint32_t tid, uint64_t boot_ns, uint64_t seq) {
+    gg_ioctl_enter e{};
+    e.hdr.type = GG_EV_IOCTL_ENTER;
+    e.hdr.tid = e.hdr.pid = tid;
+    e.hdr.boot_ns = boot_ns;
+    e.hdr.seq = seq;
+    e.dev = devices.devices()[0].dev;
+    e.device = devices.devices()[0].info;
+    pipeline.on_enter(e);
+  };
+  auto exit = [&](uint32_t tid, uint64_t boot_ns, uint64_t enter_seq) {
+    gg_ioctl_exit x{};
+    x.hdr.type = GG_EV_IOCTL_EXIT;
+    x.hdr.tid = x.hdr.pid = tid;
+    x.hdr.boot_ns = boot_ns;
+    x.enter_seq = enter_seq;
+    pipeline.on_exit(x);
+  };
+  enter(5, 1'000, 1);  // before the step, its exit after
+  EXPECT_FALSE(pipeline.follow_wall_clock(1'500, old_offset + 500'000'000)) << "half a second is a slew";
+  EXPECT_TRUE(pipeline.follow_wall_clock(2'000, old_offset - hour));
+  enter(6, 3'000, 2);  // after the step
+  exit(5, 3'100, 1);
+  exit(6, 3'200, 2);
+  EXPECT_TRUE(pipeline.follow_wall_clock(4'000, old_offset + hour));
+  enter(7, 1'999, 3);  // late from a ring: before the first step
+  exit(7, 5'000, 3);
+  ASSERT_TRUE(pipeline.flush().ok());
+  std::map<int, int64_t> offset_of;
+  std::vector<int64_t> jumps;
+  for (const auto& r : read_ledger(dir.path / "ledger")) {
+    if (r["type"] == "clock.jump") jumps.push_back(r["delta_ns"].get<int64_t>());
+    if (r["type"] != "ioctl") continue;
+    offset_of[r["process"]["pid"].get<int>()] =
+        r["realtime_ns"].get<int64_t>() - static_cast<int64_t>(r["boottime_ns"].get<uint64_t>());
+    EXPECT_EQ(r["time"], format_utc(r["realtime_ns"].get<int64_t>()));
+  }
+  EXPECT_EQ(jumps, (std::vector<int64_t>{-hour, 2 * hour}));
+  EXPECT_EQ(offset_of[5], old_offset) << "happened before the step, written after it";
+  EXPECT_EQ(offset_of[6], old_offset - hour);
+  EXPECT_EQ(offset_of[7], old_offset) << "happened before both steps";
+  EXPECT_EQ(pipeline.wall_offset_at(2'000), old_offset);
+  EXPECT_EQ(pipeline.wall_offset_at(2'001), old_offset - hour);
+  EXPECT_EQ(pipeline.wall_offset_at(4'001), old_offset + hour);
 }
 
 TEST(Ledger, ContinuesSequenceAndKeepsATornLine) {

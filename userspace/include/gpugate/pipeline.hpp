@@ -59,9 +59,16 @@ class Pipeline final : public EventHandler {
   void write_event(const std::string& type, nlohmann::ordered_json body);
   // Records keep the boot clock's order; their wall time is the boot time
   // plus the wall clock's offset. When that offset has stepped (date -s, an
-  // NTP step) by at least a second, a clock.jump record says by how much
-  // and later records carry the new wall time. Returns whether it jumped.
+  // NTP step) by at least a second, a clock.jump record says by how much;
+  // it is written by the next flush(), after the batch read meanwhile.
+  // An event keeps the offset in force when it happened, however late it
+  // is written: events up to the boot time the step was seen at keep the
+  // old offset, later ones take the new. Returns whether it jumped.
   bool follow_wall_clock();
+  // The same with the clocks given (boot time now, wall minus boot time now).
+  bool follow_wall_clock(uint64_t boot_now, int64_t offset_now);
+  // The wall clock's offset for an event at this boot time.
+  [[nodiscard]] int64_t wall_offset_at(uint64_t boot_ns) const;
 
   [[nodiscard]] const PipelineCounters& counters() const { return counters_; }
   // ioctl records written by class, vendor and verdict (allowed, denied,
@@ -79,7 +86,8 @@ class Pipeline final : public EventHandler {
   // knob writes of the judged classes, grants): the state watcher's matcher.
   void set_observer(std::function<void(const nlohmann::ordered_json&)> fn) { observer_ = std::move(fn); }
 
-  // Write buffered ledger lines out (the daemon calls it after each batch).
+  // Write buffered ledger lines out (the daemon calls it after each batch),
+  // a clock.jump seen before the batch first.
   Result<void> flush();
 
   // The ledger record for one ioctl (exit may be null), as the members of a
@@ -105,6 +113,14 @@ class Pipeline final : public EventHandler {
   HumanSink sink_;
   std::function<void(const nlohmann::ordered_json&)> observer_;
   int64_t rt_offset_;
+  // Offsets replaced by steps: each held for events up to its boot time.
+  // Bounded: an event waits for its exit at most flush_stale's age.
+  struct OffsetUntil {
+    uint64_t boot_until;
+    int64_t offset;
+  };
+  std::vector<OffsetUntil> past_offsets_;
+  std::vector<nlohmann::ordered_json> pending_jumps_;  // written by the next flush()
   // Entries waiting for their exit: tid -> slot in a slab that is reused,
   // so the hot path allocates nothing once warm.
   std::unordered_map<uint32_t, size_t> pending_;

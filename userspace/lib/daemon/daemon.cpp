@@ -2,15 +2,18 @@
 
 #include <grp.h>
 #include <poll.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <optional>
 
@@ -30,6 +33,7 @@
 #include "gpugate/service.hpp"
 #include "gpugate/sim_engine.hpp"
 #include "gpugate/status.hpp"
+#include "gpugate/unique_fd.hpp"
 #include "gpugate/watch.hpp"
 
 namespace gpugate {
@@ -38,6 +42,19 @@ const char* const kDaemonVersion = "0.2.0";
 volatile std::sig_atomic_t g_daemon_stop = 0;
 
 namespace {
+
+// A timer on the wall clock that the kernel cancels when the clock is set
+// (date -s, an NTP step): it wakes the loop at the step, so the boundary
+// between the old and the new offset is the moment of the step, not the
+// next tick. An invalid fd where timerfd is refused: the tick still looks.
+UniqueFd arm_clock_step_timer(UniqueFd fd = UniqueFd()) {
+  if (!fd) fd.reset(timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (!fd) return fd;
+  itimerspec far{};
+  far.it_value.tv_sec = std::numeric_limits<time_t>::max() / 2;
+  if (timerfd_settime(fd.get(), TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &far, nullptr) != 0) fd.reset();
+  return fd;
+}
 
 using Json = nlohmann::ordered_json;
 
@@ -564,6 +581,7 @@ int run_daemon(const DaemonOptions& o) {
 
   auto started = std::chrono::steady_clock::now();
   auto last_tick = started - std::chrono::seconds(10);
+  UniqueFd clock_step = arm_clock_step_timer();
   std::vector<EngineStats> final_stats(engines.size());
   bool stopped = false;
   auto total_stats = [&]() {
@@ -698,9 +716,18 @@ int run_daemon(const DaemonOptions& o) {
       // deadline, never the loop that drains the rings.
       std::vector<pollfd> fds;
       if (control) fds.push_back({control->fd(), POLLIN, 0});
+      if (clock_step) fds.push_back({clock_step.get(), POLLIN, 0});
       for (auto* e : engines)
         if (e->wait_fd() >= 0) fds.push_back({e->wait_fd(), POLLIN, 0});
       if (!sim) ::poll(fds.data(), fds.size(), control ? control->poll_timeout_ms(20) : 20);
+      // Before the rings are read: what they hold happened before this
+      // look at the clock, and keeps the offset it happened under.
+      if (clock_step) {
+        uint64_t expirations = 0;
+        if (::read(clock_step.get(), &expirations, sizeof expirations) < 0 && errno == ECANCELED)
+          clock_step = arm_clock_step_timer(std::move(clock_step));
+      }
+      pipeline.follow_wall_clock();
       if (control) control->serve(pipeline, gates, devices);
       for (auto* e : engines) {
         auto n = e->poll(std::chrono::milliseconds(0), pipeline);
@@ -722,7 +749,6 @@ int run_daemon(const DaemonOptions& o) {
         last_tick = now;
         follow_kmod();
         pipeline.flush_stale(5'000'000'000ull);
-        pipeline.follow_wall_clock();
         for (auto* e : engines) {
           auto stats = e->stats();
           pipeline.note_losses(e->name(), stats);
@@ -767,6 +793,7 @@ int run_daemon(const DaemonOptions& o) {
     if (got == 0) break;
   }
   pipeline.flush_stale(0);
+  (void)pipeline.flush();  // a clock.jump seen last, before the stop's own records
   // Changes still settling are decided now, with every record drained.
   if (watcher) {
     watcher->stop();

@@ -81,8 +81,9 @@ nlohmann::ordered_json Pipeline::base(const std::string& type, uint64_t boot_ns)
   nlohmann::ordered_json j;
   j["seq"] = 0;  // set by the ledger
   j["type"] = type;
-  j["time"] = format_utc(static_cast<int64_t>(boot_ns) + rt_offset_);
-  j["realtime_ns"] = static_cast<int64_t>(boot_ns) + rt_offset_;
+  int64_t realtime = static_cast<int64_t>(boot_ns) + wall_offset_at(boot_ns);
+  j["time"] = format_utc(realtime);
+  j["realtime_ns"] = realtime;
   j["boottime_ns"] = boot_ns;
   j["boot_id"] = host_.boot_id;
   j["host_id"] = host_.host_id;
@@ -110,7 +111,7 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   std::string text;
   text.reserve(2048);
   JsonOut o(text);
-  int64_t realtime = static_cast<int64_t>(e.hdr.boot_ns) + rt_offset_;
+  int64_t realtime = static_cast<int64_t>(e.hdr.boot_ns) + wall_offset_at(e.hdr.boot_ns);
   o.field("type", "ioctl");
   char timebuf[40];
   o.field("time", utc(realtime, timebuf));
@@ -483,7 +484,14 @@ void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
   if (sink_) sink_(rec, human_line(rec));
 }
 
-Result<void> Pipeline::flush() { return ledger_.flush(); }
+Result<void> Pipeline::flush() {
+  // A step seen before this batch was read is recorded after it: the
+  // batch's events mostly happened before the step, and the ledger keeps
+  // the boot clock's order.
+  for (auto& jump : pending_jumps_) write_event("clock.jump", std::move(jump));
+  pending_jumps_.clear();
+  return ledger_.flush();
+}
 
 void Pipeline::flush_stale(uint64_t max_age_ns) {
   uint64_t now = boottime_ns();
@@ -554,17 +562,33 @@ void Pipeline::note_losses(std::string_view source, const EngineStats& stats) {
 }
 
 bool Pipeline::follow_wall_clock() {
-  int64_t now = realtime_offset_ns(), delta = now - rt_offset_;
+  uint64_t boot = boottime_ns();
+  return follow_wall_clock(boot, realtime_offset_ns());
+}
+
+bool Pipeline::follow_wall_clock(uint64_t boot_now, int64_t offset_now) {
+  int64_t delta = offset_now - rt_offset_;
   if (delta > -1'000'000'000 && delta < 1'000'000'000) return false;  // slewing, not a step
   int64_t before = rt_offset_;
-  rt_offset_ = now;
-  write_event("clock.jump", {{"delta_ns", delta},
-                             {"offset_before_ns", before},
-                             {"offset_after_ns", now},
-                             {"note",
-                              "the wall clock was stepped; records keep seq and boottime order, and their "
-                              "time is the new wall clock from here on"}});
+  constexpr size_t kKeptSteps = 64;
+  if (past_offsets_.size() == kKeptSteps) past_offsets_.erase(past_offsets_.begin());
+  past_offsets_.push_back({boot_now, before});
+  rt_offset_ = offset_now;
+  pending_jumps_.push_back({{"delta_ns", delta},
+                            {"offset_before_ns", before},
+                            {"offset_after_ns", offset_now},
+                            {"seen_boottime_ns", boot_now},
+                            {"note",
+                             "the wall clock was stepped; records keep seq and boottime order; an event's "
+                             "time uses the offset in force when it happened (up to seen_boottime_ns the "
+                             "old one)"}});
   return true;
+}
+
+int64_t Pipeline::wall_offset_at(uint64_t boot_ns) const {
+  for (const auto& past : past_offsets_)
+    if (boot_ns <= past.boot_until) return past.offset;
+  return rt_offset_;
 }
 
 void Pipeline::write_event(const std::string& type, nlohmann::ordered_json body) {
