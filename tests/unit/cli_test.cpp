@@ -52,6 +52,20 @@ TEST(Cli, DecodeRejectsBadInputWithTheFix) {
   EXPECT_NE(xfer.output.find("--inner-hex"), std::string::npos) << "the hint names the missing bytes";
 }
 
+// A usage error exits 2, like every other bad argument; --help exits 0.
+TEST(Cli, UsageErrorsExitTwoAndHelpZero) {
+  for (const char* args : {"tail --no-such-flag", "log verify --key", "decode --no-such-flag", "no-such-command"}) {
+    auto r = run(args);
+    EXPECT_EQ(r.status, 2) << args << "\n" << r.output;
+    EXPECT_NE(r.output.find("--help"), std::string::npos) << args << "\n" << r.output;
+  }
+  EXPECT_EQ(run("--help").status, 0);
+  EXPECT_EQ(run("log verify --help").status, 0);
+  auto daemon = gpugate::test::run_shell(std::string(GG_BIN_DIR) + "/gpugated --no-such-flag");
+  EXPECT_EQ(daemon.status, 2) << daemon.output;
+  EXPECT_EQ(gpugate::test::run_shell(std::string(GG_BIN_DIR) + "/gpugated --version").status, 0);
+}
+
 TEST(Cli, TailSurvivesAMalformedLedger) {
   auto path = std::filesystem::temp_directory_path() / "gpugate-cli-test-ledger";
   std::filesystem::create_directories(path);

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "gpugate/log_query.hpp"
+#include "gpugate/log_reader.hpp"
 #include "gpugate/log_verify.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/policy.hpp"
@@ -208,18 +209,18 @@ int run_proof(const LogArgs& a) {
 }
 
 int run_verify_proof(const LogArgs& a) {
-  std::ifstream in(a.proof, std::ios::binary);
-  if (!in) return fail("verify-proof", fmt::format("proof {}: cannot open: {}", a.proof, std::strerror(errno)));
-  std::string text{std::istreambuf_iterator<char>(in), {}};
-  auto p = parse_proof(text, a.proof);
+  auto text = ledger::read_regular_file(a.proof, 16 << 20, "proof", "pass a file written by 'gpugate log proof'");
+  if (!text) return fail("verify-proof", text.error().message);
+  auto p = parse_proof(*text, a.proof);
   if (!p) return fail("verify-proof", p.error().message);
   std::string record;
   if (a.record == "-") {
     record.assign(std::istreambuf_iterator<char>(std::cin), {});
   } else {
-    std::ifstream r(a.record, std::ios::binary);
-    if (!r) return fail("verify-proof", fmt::format("record {}: cannot open: {}", a.record, std::strerror(errno)));
-    record.assign(std::istreambuf_iterator<char>(r), {});
+    auto r = ledger::read_regular_file(a.record, 16 << 20, "record",
+                                       "pass the record file 'gpugate log proof --record-out' wrote, or - for stdin");
+    if (!r) return fail("verify-proof", r.error().message);
+    record = std::move(*r);
   }
   auto keys = load_keys(a.keys);
   if (!keys) return fail("verify-proof", keys.error().message);

@@ -1,6 +1,7 @@
 // gpugate: the operator's and investigator's command line. Thin: parsing and
 // printing; the work is in libgpugate.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -174,6 +175,16 @@ void print_line(const std::string& line, bool json, const std::string& path, uin
 Result<std::vector<std::string>> tail_files(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_directory(path, ec)) {
+    // stat, not open: a FIFO or a device is refused without waiting on it.
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+      return make_error(
+          fmt::format("cannot open {}: {}; is gpugated writing elsewhere (--ledger)?", path, std::strerror(errno)));
+    if (!S_ISREG(st.st_mode))
+      return make_error(
+          fmt::format("{} is not a regular file (a FIFO, a device or a socket holds no records); pass "
+                      "a ledger directory or one of its segments",
+                      path));
     if (!std::ifstream(path))
       return make_error(
           fmt::format("cannot open {}: {}; is gpugated writing elsewhere (--ledger)?", path, std::strerror(errno)));
@@ -464,7 +475,13 @@ int run_cli(int argc, char** argv) {
   doctor->add_flag("--json", json, "{\"ok\": BOOL, \"checks\": [{check, status, detail, fix}]}");
   doctor->add_option("--control-group", doctor_options.control_group, "The group gpugated is given")
       ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; a usage error exits 2, as every other
+    // "bad arguments" of gpugate does (CLI11's own codes are over 100).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (auto rc = state_cmd()) return *rc;
   if (*doctor) {
     auto checks = gpugate::doctor::run_checks({}, doctor_options);

@@ -148,7 +148,13 @@ int daemon_main(int argc, char** argv) {
                "End the gates that outlive the daemon: remove the pinned BPF gate at --pin-dir, let gpugate.ko go "
                "(no hold against unload, no enforcement), record it in the ledger, and exit");
   app.set_version_flag("--version", kDaemonVersion);
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; a usage error exits 2, as every other
+    // "bad arguments" of gpugate does (CLI11's own codes are over 100).
+    return app.exit(e) == 0 ? 0 : 2;
+  }
   if (unload) return unload_gates(o);
   struct sigaction sa {};
   sa.sa_handler = on_signal;

@@ -399,6 +399,39 @@ TEST_F(VerifyHardening, FifoAsTheLocalCheckpointIsRefusedPromptly) {
   EXPECT_EQ(skip->exit_code, ledger::kVerifyOk) << skip->text();
 }
 
+// Files a user names on the command line (a checkpoint, a proof, a record,
+// a file to tail) may be links, but a FIFO or a device is refused at once.
+TEST_F(VerifyHardening, FifosNamedOnTheCommandLineAreRefusedPromptly) {
+  auto fifo = dir.path / "named.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
+  auto r = within_20s<Result<std::string>>(
+      [&] { return ledger::read_regular_file(fifo.string(), 1 << 20, "checkpoint", "pass a file"); },
+      [&] { release_fifo(fifo); });
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("checkpoint " + fifo.string() + ": a FIFO (named pipe), not a regular file"),
+            std::string::npos)
+      << r.error().message;
+  auto dev = ledger::read_regular_file("/dev/zero", 1 << 20, "key", "pass a file");
+  ASSERT_FALSE(dev.ok());
+  EXPECT_NE(dev.error().message.find("a device, not a regular file"), std::string::npos) << dev.error().message;
+  auto link = dir.path / "checkpoint.link";
+  fs::create_symlink(l / "checkpoint", link);
+  auto via_link = ledger::read_regular_file(link.string(), 1 << 20, "checkpoint", "pass a file");
+  ASSERT_TRUE(via_link.ok()) << via_link.error().message;
+  EXPECT_FALSE(via_link->empty());
+  auto big = ledger::read_regular_file(seg1.string(), 100, "record", "pass a shorter one");
+  ASSERT_FALSE(big.ok());
+  EXPECT_NE(big.error().message.find("larger than 100 bytes; pass a shorter one"), std::string::npos);
+  // The commands: exit 2, naming it (timeout is only the hang guard).
+  for (const std::string& args : {fmt::format("log verify {} --checkpoint {}", l.string(), fifo.string()),
+                                  fmt::format("log verify-proof {} --record {}", fifo.string(), seg1.string()),
+                                  "tail --ledger " + fifo.string()}) {
+    auto cli = test::run_shell(fmt::format("timeout 20 {}/gpugate {}", GG_BIN_DIR, args));
+    EXPECT_EQ(cli.status, 2) << args << "\n" << cli.output;
+    EXPECT_NE(cli.output.find("FIFO"), std::string::npos) << args << "\n" << cli.output;
+  }
+}
+
 TEST_F(VerifyHardening, SymlinkNamedLikeASegmentIsRefused) {
   auto elsewhere = dir.path / "elsewhere.jsonl";
   fs::rename(seg1, elsewhere);

@@ -29,6 +29,13 @@ std::string segment_name(uint32_t number);
 // is refused by lstat, never opened.
 Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_empty = false);
 
+// The whole of a file a user named (a checkpoint, a key, a proof): links
+// are followed, but it must be a regular file of at most max_bytes. Opened
+// with O_NONBLOCK and checked with fstat, so a FIFO or a device is an error
+// naming WHAT, the path and FIX, never a wait.
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes, std::string_view what,
+                                      std::string_view fix);
+
 // A read-only mapping of a whole regular file (RAII). Opened with O_NOFOLLOW
 // and O_NONBLOCK and checked with fstat: a symlink, a FIFO or any other
 // non-regular file is an error naming it and the fix, and never blocks.

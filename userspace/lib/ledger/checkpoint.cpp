@@ -1,5 +1,6 @@
 // Signed notes and checkpoints. See checkpoint.hpp.
 #include "gpugate/checkpoint.hpp"
+#include "gpugate/log_reader.hpp"
 
 #include <fcntl.h>
 #include <openssl/bio.h>
@@ -55,15 +56,7 @@ bool verify_ed25519(std::span<const uint8_t, 32> pub, std::string_view msg, std:
 }
 
 Result<std::string> read_small_file(const std::string& path, const char* what, const char* fix) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(fmt::format("{} {}: cannot open: {}; {}", what, path, std::strerror(errno), fix), errno);
-  std::string s;
-  char buf[4096];
-  while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
-    s.append(buf, static_cast<size_t>(in.gcount()));
-    if (s.size() > (1 << 20)) return make_error(fmt::format("{} {}: larger than 1 MiB; {}", what, path, fix));
-  }
-  return s;
+  return ledger::read_regular_file(path, 1 << 20, what, fix);
 }
 
 }  // namespace

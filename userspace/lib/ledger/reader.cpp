@@ -106,6 +106,28 @@ Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_em
   return out;
 }
 
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes, std::string_view what,
+                                      std::string_view fix) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd) return make_error(fmt::format("{} {}: cannot open: {}; {}", what, path, std::strerror(errno), fix), errno);
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0)
+    return make_error(fmt::format("{} {}: cannot stat: {}; {}", what, path, std::strerror(errno), fix), errno);
+  if (!S_ISREG(st.st_mode))
+    return make_error(fmt::format("{} {}: {}, not a regular file; {}", what, path, file_kind(st.st_mode), fix));
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return make_error(fmt::format("{} {}: cannot read: {}", what, path, std::strerror(errno)), errno);
+    if (n == 0) return out;
+    if (out.size() + static_cast<size_t>(n) > max_bytes)
+      return make_error(fmt::format("{} {}: larger than {} bytes; {}", what, path, max_bytes, fix));
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
 Result<MappedFile> MappedFile::open(const std::string& path) {
   // O_NOFOLLOW: a symlink is refused, not followed; O_NONBLOCK: opening a
   // FIFO returns at once instead of waiting for a writer that never comes.
