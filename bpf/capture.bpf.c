@@ -227,3 +227,27 @@ __noinline int gg_bpf_gate_lsm(struct gg_ioctl_enter *e, const struct gg_policy 
 		    !!(how & GG_HOW_THREAD_STATE));
 	return 0;
 }
+
+__noinline int gg_bpf_capture_lsm(struct gg_ioctl_enter *e, const struct gg_policy *pol,
+				  __u32 request, __u64 arg)
+{
+	struct gg_reader reader = {pol ? pol->read_wait_max_ns : 0};
+
+	if (!e || !pol)
+		return -1;
+	if (!reader.max_wait_ns)
+		reader.max_wait_ns = GG_READ_WAIT_MAX_NS_DEFAULT;
+	gg_gate_lsm_capture(&reader, pol, e, request, arg);
+	return 0;
+}
+
+__noinline int gg_bpf_decide(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 how)
+{
+	struct gg_reader reader = {GG_READ_WAIT_MAX_NS_DEFAULT};
+
+	if (!e || !pol)
+		return -1;
+	gg_gate_lsm_decide(&reader, pol, e, !!(how & GG_HOW_RECORDED),
+			   !!(how & GG_HOW_THREAD_STATE));
+	return 0;
+}

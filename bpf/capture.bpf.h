@@ -65,6 +65,11 @@ int gg_bpf_gate_nofault(struct gg_ioctl_enter *e, const struct gg_policy *pol, _
 			__u64 arg, __u32 how);
 int gg_bpf_gate_lsm(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 request, __u64 arg,
 		    __u32 how);
+/* The gate in its two halves, for a record that is built before it has a
+ * place in a ring: capture (as the sleepable gate reads), then decide. */
+int gg_bpf_capture_lsm(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 request,
+		       __u64 arg);
+int gg_bpf_decide(struct gg_ioctl_enter *e, const struct gg_policy *pol, __u32 how);
 
 /* One use of a grant covering e (decide.bpf.c): its id, or 0. */
 __u32 gg_bpf_take_grant(const struct gg_ioctl_enter *e);

@@ -58,8 +58,8 @@ struct gg_pending {
 	__u8 active;	  /* an entry is waiting for its exit */
 	__u8 object_nr;	  /* NV_ESC_RM_ALLOC or NV_ESC_RM_FREE */
 	__u8 object_size; /* NVOS21 32 / NVOS64 48 / NVOS00 16 */
-	__u8 pad;
-	void *exe_file; /* the file exe_name was read from */
+	__u8 reserve;	  /* the entry went to the reserve ring: its exit may too */
+	void *exe_file;	  /* the file exe_name was read from */
 	char exe_name[GG_EXE_NAME_LEN];
 	/* where a decision is built when the ring is full: this thread's own,
 	 * since a sleepable program may be preempted on its CPU */
@@ -78,6 +78,13 @@ GG_MAP(devices, __uint(type, BPF_MAP_TYPE_HASH); __uint(max_entries, 4096);
 
 GG_MAP(events, __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 8 * 1024 * 1024);
        /* user space may resize before load */);
+
+/*
+ * The reserve ring: used only when events is full, and only for commands the
+ * policy gates, which would otherwise be refused for want of a record. A
+ * flood of queries fills events, never this; the daemon reads it first.
+ */
+GG_MAP(gated_events, __uint(type, BPF_MAP_TYPE_RINGBUF); __uint(max_entries, 256 * 1024););
 
 /* The policy in force: mode, rules and one action per class, set by the daemon. */
 GG_MAP(policy, __uint(type, BPF_MAP_TYPE_ARRAY); __uint(max_entries, 1); __type(key, __u32);

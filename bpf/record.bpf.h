@@ -87,6 +87,28 @@ static __always_inline void gg_note_object(struct gg_pending *p, const struct gg
  * the LSM hooks act on it. read_mode says how user memory is read (a
  * constant at every call site, so each program keeps one path).
  */
+/*
+ * A record built in the thread's spare, copied into the reserve ring; on
+ * success the copy is decided again as recorded and returned.
+ */
+static __always_inline struct gg_ioctl_enter *gg_move_to_reserve(struct gg_ioctl_enter *spare,
+								 const struct gg_policy *pol,
+								 __u32 *how, __u32 *recorded)
+{
+	struct gg_ioctl_enter *r = bpf_ringbuf_reserve(&gated_events, sizeof(*r), 0);
+
+	if (!r)
+		return spare;
+	if (bpf_probe_read_kernel(r, sizeof(*r), spare)) {
+		bpf_ringbuf_discard(r, 0);
+		return spare;
+	}
+	*how |= GG_HOW_RECORDED;
+	*recorded = 1;
+	gg_bpf_decide(r, pol, *how);
+	return r;
+}
+
 static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u32 request,
 					     __u64 arg, enum gg_read_mode read_mode)
 {
@@ -95,7 +117,8 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	struct gg_device dev;
 	struct gg_policy *pol;
 	struct gg_globals *gl;
-	__u32 zero = 0, recorded = 1, verdict, how, major = (rdev >> 20) & (GG_MAJORS - 1);
+	__u32 zero = 0, recorded = 1, reserve = 0, verdict, how,
+	      major = (rdev >> 20) & (GG_MAJORS - 1);
 	__u64 status_addr = 0;
 	__u8 *is_gpu;
 
@@ -136,10 +159,23 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 	how = (recorded ? GG_HOW_RECORDED : 0) | (p ? GG_HOW_THREAD_STATE : 0);
 	/* the gate's whole decision (kmod/common/gg_gate.h); the sleepable
 	 * gate reads the bytes once more, as late as it can */
-	if (read_mode == GG_READ_LSM)
-		gg_bpf_gate_lsm(e, pol, request, arg, how);
-	else
-		gg_bpf_gate_nofault(e, pol, request, arg, how);
+	if (recorded) {
+		if (read_mode == GG_READ_LSM)
+			gg_bpf_gate_lsm(e, pol, request, arg, how);
+		else
+			gg_bpf_gate_nofault(e, pol, request, arg, how);
+	} else {
+		if (read_mode == GG_READ_LSM)
+			gg_bpf_capture_lsm(e, pol, request, arg);
+		else
+			gg_bpf_capture_nofault(e, request, arg);
+		gg_bpf_decide(e, pol, how);
+		/* Refused only for want of a record: the reserve ring takes it,
+		 * and it is decided again as recorded (a grant may be used). */
+		if (e->reason == GG_WHY_UNRECORDED)
+			e = gg_move_to_reserve(e, pol, &how, &recorded);
+		reserve = recorded;
+	}
 	verdict = e->verdict;
 	if (!recorded) {
 		gg_count(e->dec.cls, GG_CNT_DROPPED);
@@ -160,8 +196,10 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 		p->seq = e->hdr.seq;
 		p->cls = e->dec.cls;
 		p->status_addr = status_addr;
+		p->reserve = reserve;
 	}
-	bpf_ringbuf_submit(e, gg_ring_flags(sizeof(*e)));
+	/* the reserve ring's records are rare and decide grants: wake the reader */
+	bpf_ringbuf_submit(e, reserve ? BPF_RB_FORCE_WAKEUP : gg_ring_flags(sizeof(*e)));
 	return verdict;
 }
 
@@ -199,6 +237,7 @@ static __always_inline int gg_record_exit(long ret)
 	struct gg_ioctl_exit *x;
 	struct gg_pending *p;
 	struct gg_globals *gl = gg_globals();
+	int in_reserve;
 
 	if (!gl || !gl->pending_hint)
 		return 0;
@@ -211,6 +250,9 @@ static __always_inline int gg_record_exit(long ret)
 	p->object_addr = 0;
 
 	x = bpf_ringbuf_reserve(&events, sizeof(*x), 0);
+	in_reserve = !x && p->reserve;
+	if (in_reserve)
+		x = bpf_ringbuf_reserve(&gated_events, sizeof(*x), 0);
 	if (!x) {
 		gg_count(p->cls, GG_CNT_EXIT_DROPPED);
 		return 0;
@@ -226,7 +268,7 @@ static __always_inline int gg_record_exit(long ret)
 	if (p->status_addr &&
 	    !bpf_probe_read_user(&x->nv_status, sizeof(x->nv_status), (const void *)p->status_addr))
 		x->status_valid = 1;
-	bpf_ringbuf_submit(x, gg_ring_flags(sizeof(*x)));
+	bpf_ringbuf_submit(x, in_reserve ? BPF_RB_FORCE_WAKEUP : gg_ring_flags(sizeof(*x)));
 	return 0;
 }
 

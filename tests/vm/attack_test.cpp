@@ -50,9 +50,11 @@ const std::string kBin = GG_BIN_DIR;
 
 // A gate in this process: enforce, not pinned, the built-in policy.
 struct Gate {
-  explicit Gate(gg_policy policy = gpugate::default_policy(GG_MODE_ENFORCE)) {
+  // ring_bytes: the main ring's size (0: the daemon's); the test drains it.
+  explicit Gate(gg_policy policy = gpugate::default_policy(GG_MODE_ENFORCE), uint32_t ring_bytes = 0) {
     gpugate::BpfEngineOptions o;
     o.policy = policy;
+    if (ring_bytes) o.ring_bytes = o.wakeup_bytes = ring_bytes;
     engine = std::make_unique<gpugate::BpfEngine>(o);
     devices = gpugate::DeviceTable::discover();
     auto hooks = engine->start(devices);
@@ -517,6 +519,62 @@ TEST(Attack, AGrantUsedFromOutsideItsScopeIsDenied) {
     if (r.verdict == GG_VERDICT_ALLOW) grants.push_back(r.grant_id);
   EXPECT_EQ(grants, (std::vector<uint32_t>{*by_uid, *by_cgroup}));
   close(fd);
+}
+
+// A flood that fills the ring cannot refuse an authorized command: commands
+// the policy gates go to a reserve ring that other calls never use, and are
+// decided as recorded there. Only when the reserve ring is full as well is a
+// gated command refused for want of a record (fail closed), its grant kept.
+TEST(Attack, AFullRingRefusesAGrantedCommandOnlyWhenTheReserveRingIsFullToo) {
+  Gate gate(gpugate::default_policy(GG_MODE_ENFORCE), 64 * 1024);
+  ASSERT_TRUE(gate.ok) << gate.error;
+  int fd = open_ctl();
+  ASSERT_GE(fd, 0);
+  uint64_t now = boot_ns(), minute = 60'000'000'000ull;
+  auto grant =
+      gate.engine->install_grant({{gpugate::kernel_dev(195, 255)}, GG_CLASS_POWER_OFF, now, now + 10 * minute, 3, 0});
+  ASSERT_TRUE(grant.ok()) << grant.error().message;
+  auto lost = [&](unsigned cls) { return gate.engine->stats().per_class[cls].dropped; };
+
+  uint32_t state = 0;
+  int queries = 0;
+  for (; queries < 100000 && lost(GG_CLASS_QUERY) == 0; queries++)
+    ASSERT_EQ(rm_control(fd, kGetPowerState, &state, 4), 0);
+  ASSERT_GT(lost(GG_CLASS_QUERY), 0u) << "the main ring never filled";
+  EXPECT_EQ(set_power(fd, 0), 0) << "granted, and recorded in the reserve ring";
+  // Unsigned power-limit changes, each denied and recorded, fill the reserve.
+  int limits = 0;
+  for (; limits < 100000 && lost(GG_CLASS_POWER_LIMIT) == 0; limits++)
+    ASSERT_EQ(set_power_limit(fd, 1000), -EPERM) << limits;
+  ASSERT_EQ(lost(GG_CLASS_POWER_LIMIT), 1u) << "the reserve ring never filled";
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "both rings full: refused for want of a record";
+  EXPECT_EQ(lost(GG_CLASS_POWER_OFF), 1u);
+
+  auto first = gate.records();
+  EXPECT_EQ(set_power(fd, 0), 0) << "drained: the grant's use was kept";
+  EXPECT_EQ(set_power(fd, 0), 0);
+  EXPECT_EQ(set_power(fd, 0), -EPERM) << "three uses, spent";
+  auto second = gate.records();
+  close(fd);
+
+  std::vector<std::pair<unsigned, uint32_t>> offs;  // verdict, grant
+  int limit_records = 0;
+  for (const auto& r : first) {
+    if (r.dec.cls == GG_CLASS_POWER_OFF) offs.emplace_back(r.verdict, r.grant_id);
+    if (r.dec.cls == GG_CLASS_POWER_LIMIT) {
+      limit_records++;
+      EXPECT_EQ(r.verdict, GG_VERDICT_DENY);
+      EXPECT_EQ(r.reason, GG_WHY_CLASS) << "decided as recorded: unsigned, not unrecorded";
+    }
+  }
+  EXPECT_EQ(offs, (std::vector<std::pair<unsigned, uint32_t>>{{GG_VERDICT_ALLOW, *grant}}))
+      << "the refused one has no record, only its count";
+  EXPECT_EQ(limit_records, limits - 1) << "all but the one that found the reserve ring full";
+  offs.clear();
+  for (const auto& r : second)
+    if (r.dec.cls == GG_CLASS_POWER_OFF) offs.emplace_back(r.verdict, r.grant_id);
+  EXPECT_EQ(offs, (std::vector<std::pair<unsigned, uint32_t>>{
+                      {GG_VERDICT_ALLOW, *grant}, {GG_VERDICT_ALLOW, *grant}, {GG_VERDICT_DENY, 0}}));
 }
 
 // The strict profile gates what cannot be decoded: any control on a BINAPI

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +57,15 @@ uint64_t memory_kib(pid_t pid, const std::string& field) {
   return 0;
 }
 
+// Whether the running kernel is at least MAJOR.MINOR.
+bool kernel_at_least(int major, int minor) {
+  utsname u{};
+  if (uname(&u) != 0) return false;
+  int ma = 0, mi = 0;
+  if (std::sscanf(u.release, "%d.%d", &ma, &mi) != 2) return false;
+  return ma > major || (ma == major && mi >= minor);
+}
+
 TEST(Flood, SixtyFourThreadsForAMinuteChangeNoVerdictAndEveryLossIsCounted) {
   TempDir dir;
   auto p = [&](const std::string& n) { return (dir.path / n).string(); };
@@ -77,7 +87,8 @@ TEST(Flood, SixtyFourThreadsForAMinuteChangeNoVerdictAndEveryLossIsCounted) {
   // Joined however the test ends.
   struct Flood {
     std::atomic<bool> stop{false};
-    std::vector<uint64_t> issued = std::vector<uint64_t>(kThreads, 0), failed = std::vector<uint64_t>(kThreads, 0);
+    std::vector<uint64_t> issued = std::vector<uint64_t>(kThreads, 0), failed = std::vector<uint64_t>(kThreads, 0),
+                          denied = std::vector<uint64_t>(kThreads, 0);
     std::vector<std::thread> threads;
     void end() {
       stop = true;
@@ -95,17 +106,21 @@ TEST(Flood, SixtyFourThreadsForAMinuteChangeNoVerdictAndEveryLossIsCounted) {
       }
       while (!flood.stop.load(std::memory_order_relaxed)) {
         uint32_t state = 0;
-        if (rm_control(own, kGetPowerState, &state, sizeof state) != 0) flood.failed[t]++;
+        int r = rm_control(own, kGetPowerState, &state, sizeof state);
+        if (r == rm_denied())
+          flood.denied[t]++;
+        else if (r != 0)
+          flood.failed[t]++;
         flood.issued[t]++;
       }
       close(own);
     });
 
   // The gated commands of this thread, each checked as it returns: an
-  // unsigned power-off is denied every time. The granted power-limit change
-  // is tried from 20 s on until it passes: while the flood keeps the ring
-  // full, a gated command that cannot be recorded is denied even under a
-  // grant (fail closed), and the grant's use is kept for a call that can be.
+  // unsigned power-off is denied every time; the granted power-limit change
+  // passes once, at 20 s, then is spent. The flood keeps the main ring full;
+  // a gated command is recorded in the reserve ring, which queries never
+  // use, so it is decided as recorded and its grant applies.
   uint64_t power_offs = 0, limit_tries = 0, granted = 0;
   uint64_t rss_early = 0, hwm_early = 0;
   auto start = std::chrono::steady_clock::now();
@@ -132,12 +147,13 @@ TEST(Flood, SixtyFourThreadsForAMinuteChangeNoVerdictAndEveryLossIsCounted) {
   flood.end();
   close(fd);
   uint64_t rss_end = memory_kib(daemon, "VmRSS"), hwm_end = memory_kib(daemon, "VmHWM");
-  uint64_t flood_issued = 0, flood_failed = 0;
+  uint64_t flood_issued = 0, flood_failed = 0, flood_denied = 0;
   for (int t = 0; t < kThreads; t++) {
     flood_issued += flood.issued[t];
     flood_failed += flood.failed[t];
+    flood_denied += flood.denied[t];
   }
-  EXPECT_EQ(flood_failed, 0u) << "the queries are never denied";
+  EXPECT_EQ(flood_failed, 0u) << "a query succeeds or is denied, nothing else";
   EXPECT_EQ(gpu_state()["power_limit_mw"], granted ? wanted : limit) << "the granted change, and only it";
 
   // Everything issued is accounted once the daemon has drained: wait for
@@ -185,12 +201,14 @@ TEST(Flood, SixtyFourThreadsForAMinuteChangeNoVerdictAndEveryLossIsCounted) {
   uint64_t all_lost = 0;
   for (const auto& [cls, n] : lost) all_lost += n;
   std::printf(
-      "GG-FLOOD threads=%d seconds=%lld issued=%llu queries_recorded=%llu lost=%llu (queries' class %llu) "
+      "GG-FLOOD threads=%d seconds=%lld issued=%llu queries_recorded=%llu queries_denied=%llu lost=%llu "
+      "(queries' class %llu, unknown %llu) "
       "power_off=%llu recorded %llu; power_limit=%llu recorded %llu granted %llu; daemon_rss_kib=%llu->%llu "
       "hwm_kib=%llu->%llu ledger_bytes=%llu\n",
       kThreads, static_cast<long long>(kFlood.count()), static_cast<unsigned long long>(all_issued),
-      static_cast<unsigned long long>(recorded[query_class]), static_cast<unsigned long long>(all_lost),
-      static_cast<unsigned long long>(lost[query_class]), static_cast<unsigned long long>(power_offs),
+      static_cast<unsigned long long>(recorded[query_class]), static_cast<unsigned long long>(flood_denied),
+      static_cast<unsigned long long>(all_lost), static_cast<unsigned long long>(lost[query_class]),
+      static_cast<unsigned long long>(lost["unknown"]), static_cast<unsigned long long>(power_offs),
       static_cast<unsigned long long>(recorded["power.off"]), static_cast<unsigned long long>(limit_tries),
       static_cast<unsigned long long>(recorded["power.limit"]), static_cast<unsigned long long>(granted),
       static_cast<unsigned long long>(rss_early), static_cast<unsigned long long>(rss_end),
@@ -201,8 +219,19 @@ TEST(Flood, SixtyFourThreadsForAMinuteChangeNoVerdictAndEveryLossIsCounted) {
   // when lost, without a pid: for them, nothing issued here is missing.
   EXPECT_EQ(recorded["power.off"] + lost["power.off"], power_offs) << "every power-off in the ledger or a gap";
   EXPECT_EQ(recorded["power.limit"] + lost["power.limit"], limit_tries) << "every power-limit try likewise";
+  EXPECT_EQ(granted, 1u) << "the grant passes in the flood: the reserve ring recorded it";
+  EXPECT_EQ(limit_tries, 2u) << "at the first try";
+  EXPECT_EQ(lost["power.off"] + lost["power.limit"], 0u) << "no gated command lost to the flood";
   EXPECT_FALSE(query_class.empty());
-  EXPECT_GE(recorded[query_class] + lost[query_class], flood_issued) << "every query recorded or counted lost";
+  // A query is denied only where the kernel gave the gate no per-thread
+  // state: before 6.2 the task-storage helper fails while another call to
+  // it on the same CPU is preempted, and the gate fails closed on a gated
+  // vendor's node. Such a call is counted lost in class "unknown" (it was
+  // not decoded). Later kernels take a lock there instead of failing.
+  EXPECT_LE(flood_denied, lost["unknown"]) << "each denied query counted, without thread state";
+  if (kernel_at_least(6, 2)) EXPECT_EQ(flood_denied, 0u) << "no query denied";
+  EXPECT_GE(recorded[query_class] + lost[query_class] + lost["unknown"], flood_issued)
+      << "every query recorded or counted lost";
   EXPECT_EQ(allowed_limits, granted) << "the granted use, recorded as such";
   // Bounded: what the daemon holds after ten seconds of flood is what it
   // holds after sixty (a little slack for the allocator), and far below

@@ -504,8 +504,12 @@ Result<std::vector<HookStatus>> BpfEngine::start(const DeviceTable& devices) {
     if (auto g = arm_guard(); !g) return g.error();
   }
 
-  ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.events), &BpfEngine::on_record, this, nullptr));
-  if (!ring_) return make_error(fmt::format("cannot open the ring buffer: {}", std::strerror(errno)), errno);
+  // The reserve ring first: libbpf drains the rings in the order added, and
+  // an entry there must come before its exit in the main ring.
+  ring_.reset(ring_buffer__new(bpf_map__fd(skel_->maps.gated_events), &BpfEngine::on_record, this, nullptr));
+  if (!ring_) return make_error(fmt::format("cannot open the reserve ring buffer: {}", std::strerror(errno)), errno);
+  if (int err = ring_buffer__add(ring_.get(), bpf_map__fd(skel_->maps.events), &BpfEngine::on_record, this); err)
+    return make_error(fmt::format("cannot open the ring buffer: {}", std::strerror(-err)), -err);
   return hooks;
 }
 
