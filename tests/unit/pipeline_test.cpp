@@ -211,6 +211,33 @@ TEST(Pipeline, AWallClockStepLeavesEarlierEventsTheirOffset) {
   EXPECT_EQ(pipeline.wall_offset_at(4'001), old_offset + hour);
 }
 
+// The kernel numbers its records; the BPF reserve ring is read before the
+// main ring, so numbers arrive out of order: only numbers never seen count.
+TEST(Pipeline, KernelSequenceGapsCountOnlyNumbersNeverSeen) {
+  TempDir dir;
+  DeviceTable devices;
+  ASSERT_TRUE(devices.add_alias("/dev/full=nvidia").ok());
+  auto ledger = LedgerWriter::open(dir.path / "ledger");
+  ASSERT_TRUE(ledger.ok());
+  Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
+  auto enter = [&](uint64_t seq) {
+    gg_ioctl_enter e{};
+    e.hdr.type = GG_EV_IOCTL_ENTER;
+    e.hdr.tid = e.hdr.pid = static_cast<uint32_t>(100 + seq);
+    e.hdr.boot_ns = seq;
+    e.hdr.seq = seq;
+    e.dev = devices.devices()[0].dev;
+    e.device = devices.devices()[0].info;
+    pipeline.on_enter(e);
+  };
+  for (uint64_t seq : {10, 11, 14}) enter(seq);  // 14 from the reserve ring, read first
+  EXPECT_EQ(pipeline.counters().kernel_seq_gaps, 2u) << "12 and 13 not seen yet";
+  for (uint64_t seq : {12, 13}) enter(seq);
+  EXPECT_EQ(pipeline.counters().kernel_seq_gaps, 0u) << "they came after all";
+  enter(17);
+  EXPECT_EQ(pipeline.counters().kernel_seq_gaps, 2u) << "15 and 16 lost";
+}
+
 TEST(Ledger, ContinuesSequenceAndKeepsATornLine) {
   TempDir dir;
   auto path = dir.path / "l";

@@ -2,6 +2,7 @@
 // adds process and device context, writes the record and a human line.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <functional>
 #include <map>
@@ -133,9 +134,11 @@ class Pipeline final : public EventHandler {
   std::unordered_map<uint32_t, ProcInfo> procs_;                  // by pid
   std::map<std::pair<uint64_t, uint32_t>, uint32_t> rm_objects_;  // (pid<<32|client, handle) -> class
   std::map<std::string, EngineStats> lost_seen_;                  // by engine
+  // Numbers the kernel skipped: the span seen less the records seen, so two
+  // rings read one after the other (the BPF reserve ring first) count none.
   struct SeqTrack {
-    uint64_t last = 0;
-    bool seen = false;
+    uint64_t first = 0, last = 0, count = 0;
+    [[nodiscard]] uint64_t missing() const { return count ? last - first + 1 - std::min(count, last - first + 1) : 0; }
   };
   std::array<SeqTrack, 2> kernel_seq_{};  // BPF (or the simulation), the module
   PipelineCounters counters_;

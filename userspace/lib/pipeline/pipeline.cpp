@@ -266,9 +266,10 @@ void Pipeline::on_enter(const gg_ioctl_enter& e) {
 void Pipeline::track_kernel_seq(bool kmod, uint64_t seq) {
   // BPF and the module number their records each on their own
   auto& src = kernel_seq_[kmod ? 1 : 0];
-  if (src.seen && seq > src.last + 1) counters_.kernel_seq_gaps += seq - src.last - 1;
-  if (!src.seen || seq > src.last) src.last = seq;
-  src.seen = true;
+  if (!src.count || seq < src.first) src.first = seq;
+  if (!src.count || seq > src.last) src.last = seq;
+  src.count++;
+  counters_.kernel_seq_gaps = kernel_seq_[0].missing() + kernel_seq_[1].missing();
 }
 
 namespace {
