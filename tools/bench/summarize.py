@@ -85,7 +85,9 @@ def rec_summary(sec, cfg):
         rec = [int(c["ledger_lines"]) for c in cs]
         lost = sum(int(c["lost"]) for c in cs)
         acct = all(int(c["seen"]) + int(c["lost"]) == int(c["issued"]) for c in cs)
+        exits = sum(int(c.get("lost_exits", 0)) for c in cs)
         return (f"{min(rec)}–{max(rec)} / {cs[0]['issued']}, lost {lost}"
+                f"{f' (and {exits} exit records)' if exits else ''}"
                 f"{'' if acct else ' (seen+lost ≠ issued!)'}")
     if "lines" in cs[0]:
         rec = [int(c["lines"]) for c in cs]
