@@ -716,17 +716,19 @@ int run_daemon(const DaemonOptions& o) {
       // deadline, never the loop that drains the rings.
       std::vector<pollfd> fds;
       if (control) fds.push_back({control->fd(), POLLIN, 0});
+      size_t clock_at = fds.size();
       if (clock_step) fds.push_back({clock_step.get(), POLLIN, 0});
       for (auto* e : engines)
         if (e->wait_fd() >= 0) fds.push_back({e->wait_fd(), POLLIN, 0});
       if (!sim) ::poll(fds.data(), fds.size(), control ? control->poll_timeout_ms(20) : 20);
-      // Before the rings are read: what they hold happened before this
-      // look at the clock, and keeps the offset it happened under.
-      if (clock_step) {
+      // A cancelled timer stays readable until it is read and armed again.
+      if (clock_step && (fds[clock_at].revents & POLLIN)) {
         uint64_t expirations = 0;
         if (::read(clock_step.get(), &expirations, sizeof expirations) < 0 && errno == ECANCELED)
           clock_step = arm_clock_step_timer(std::move(clock_step));
       }
+      // Before the rings are read: what they hold happened before this
+      // look at the clock, and keeps the offset it happened under.
       pipeline.follow_wall_clock();
       if (control) control->serve(pipeline, gates, devices);
       for (auto* e : engines) {
