@@ -29,6 +29,7 @@
 #include "gpugate/unique_fd.hpp"
 #include "ledger_read.hpp"
 #include "process.hpp"
+#include "status_wait.hpp"
 #include "tempdir.hpp"
 
 namespace fs = std::filesystem;
@@ -45,14 +46,10 @@ const std::string kBin = GG_BIN_DIR;
 const std::string kAlias = "/dev/kmsg";  // stands in for /dev/nvidia0
 constexpr int kKills = 100;
 
+// Running, and this daemon: the status file of the one killed may still say so.
 bool wait_running(const fs::path& status, pid_t daemon) {
-  auto end = std::chrono::steady_clock::now() + 120s;  // an upper bound on a slow machine, never a pace
-  while (std::chrono::steady_clock::now() < end) {
-    auto j = nlohmann::json::parse(slurp(status), nullptr, false);
-    if (!j.is_discarded() && j.value("state", "") == "running" && j.value("pid", 0) == daemon) return true;
-    std::this_thread::sleep_for(10ms);
-  }
-  return false;
+  return gpugate::test::wait_for_status(
+      status, [daemon](const nlohmann::json& j) { return j.value("pid", 0) == daemon; }, 120s, 10ms);
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include "gpugate/unique_fd.hpp"
 #include "ledger_read.hpp"
 #include "process.hpp"
+#include "status_wait.hpp"
 #include "tempdir.hpp"
 
 namespace fs = std::filesystem;
@@ -66,15 +67,12 @@ class LedgerFault : public ::testing::Test {
   }
   // The status file's ledger_health.writable, once it equals want.
   bool wait_writable(bool want) {
-    auto end = std::chrono::steady_clock::now() + kPatience;
-    while (std::chrono::steady_clock::now() < end) {
-      auto j = nlohmann::json::parse(slurp(status()), nullptr, false);
-      if (!j.is_discarded() && j.value("state", "") == "running" && j.contains("ledger_health") &&
-          j["ledger_health"].value("writable", !want) == want)
-        return true;
-      std::this_thread::sleep_for(50ms);
-    }
-    return false;
+    return gpugate::test::wait_for_status(
+        status(),
+        [want](const nlohmann::json& j) {
+          return j.contains("ledger_health") && j["ledger_health"].value("writable", !want) == want;
+        },
+        kPatience);
   }
   // n ioctls of this process on the watched node.
   static void ioctls(int n) {

@@ -21,6 +21,7 @@
 #include "ledger_read.hpp"
 #include "nvabi.hpp"
 #include "process.hpp"
+#include "status_wait.hpp"
 #include "tempdir.hpp"
 
 using namespace gpugate;
@@ -43,16 +44,6 @@ using gpugate::test::wait_exit;
 
 using gpugate::test::ledger_records;  // every segment of a ledger directory
 
-bool wait_for_running(const fs::path& status, std::chrono::milliseconds limit) {
-  auto end = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < end) {
-    auto j = nlohmann::json::parse(slurp(status), nullptr, false);
-    if (!j.is_discarded() && j.value("state", "") == "running") return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return false;
-}
-
 class Observer : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_EQ(geteuid(), 0u) << "host tests need root (BPF tracepoints): run them with sudo"; }
@@ -73,7 +64,7 @@ TEST_P(ObserverLookup, DaemonRecordsRealIoctlsOnAnAliasDevice) {
                         ledger.string(), "--status-file", status.string(), "--state-dir", dir.path.string(),
                         "--fd-lookup", GetParam(), "--mode", "observe"},
                        dir.path / "daemon.out");
-  ASSERT_TRUE(wait_for_running(status, 120s)) << slurp(dir.path / "daemon.out");
+  ASSERT_TRUE(gpugate::test::wait_for_status(status)) << slurp(dir.path / "daemon.out");
 
   // Other devices, from this process: must produce nothing.
   for (const char* other : {"/dev/null", "/dev/zero"}) {
@@ -239,7 +230,7 @@ TEST_F(Observer, ThirtyTwoBitCallersAreRecorded) {
       spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger", ledger.string(),
              "--status-file", status.string(), "--state-dir", dir.path.string(), "--mode", "observe"},
             dir.path / "daemon.out");
-  ASSERT_TRUE(wait_for_running(status, 120s)) << slurp(dir.path / "daemon.out");
+  ASSERT_TRUE(gpugate::test::wait_for_status(status)) << slurp(dir.path / "daemon.out");
   auto st = nlohmann::json::parse(slurp(status));
   nlohmann::json raw_tp;
   for (const auto& h : st["hooks"])
