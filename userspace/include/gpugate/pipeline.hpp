@@ -34,6 +34,21 @@ struct PipelineCounters {
   uint64_t knob_writes = 0;     // knob.write records written
 };
 
+// An ioctl of a judged class as the state watcher needs it, built without
+// parsing its record: a flood of denied power-offs must not cost a parse
+// each.
+struct CommandSeen {
+  uint64_t seq = 0;
+  uint64_t boot_ns = 0;
+  unsigned cls = 0;  // as user space decoded it
+  std::string_view verdict;
+  uint32_t grant_id = 0;
+  std::string_view pci;  // "" where the node names no GPU
+  std::string command;
+  std::string_view path;  // the device node, "" if unknown
+  bool failed = false;    // ret < 0 or an RM status
+};
+
 class Pipeline final : public EventHandler {
  public:
   Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo host, std::string engine, HumanSink sink);
@@ -86,6 +101,9 @@ class Pipeline final : public EventHandler {
   // Sees every record written that can change a GPU's state (commands and
   // knob writes of the judged classes, grants): the state watcher's matcher.
   void set_observer(std::function<void(const nlohmann::ordered_json&)> fn) { observer_ = std::move(fn); }
+  // The same for ioctl records, without their JSON; with it set, the
+  // observer above sees no ioctl records.
+  void set_command_observer(std::function<void(const CommandSeen&)> fn) { command_observer_ = std::move(fn); }
 
   // Write buffered ledger lines out (the daemon calls it after each batch),
   // a clock.jump seen before the batch first.
@@ -93,7 +111,8 @@ class Pipeline final : public EventHandler {
 
   // The ledger record for one ioctl (exit may be null), as the members of a
   // JSON object without "seq".
-  std::string build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
+  // With seen, also fills what a command observer gets (but seq).
+  std::string build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x, CommandSeen* seen = nullptr);
 
  private:
   struct ProcInfo {
@@ -113,6 +132,7 @@ class Pipeline final : public EventHandler {
   std::string engine_;
   HumanSink sink_;
   std::function<void(const nlohmann::ordered_json&)> observer_;
+  std::function<void(const CommandSeen&)> command_observer_;
   int64_t rt_offset_;
   // Offsets replaced by steps: each held for events up to its boot time.
   // Bounded: an event waits for its exit at most flush_stale's age.

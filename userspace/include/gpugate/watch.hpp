@@ -22,6 +22,10 @@
 #include "gpugate/device.hpp"
 #include "gpugate/result.hpp"
 
+namespace gpugate {
+struct CommandSeen;  // gpugate/pipeline.hpp
+}
+
 namespace gpugate::watch {
 
 using Json = nlohmann::ordered_json;
@@ -119,13 +123,8 @@ class Explainer {
   // Every record the ledger gets (or had, when seeded from its tail); only
   // commands, knob writes and grants of the judged classes are kept.
   void note(const Json& record);
-  Explanation explain(const Change& change) const;
-  // Drop what can no longer explain a change seen at or after now_ns.
-  void forget_before(uint64_t now_ns);
-  [[nodiscard]] uint64_t window_ns() const { return window_ns_; }
-  [[nodiscard]] size_t size() const { return entries_.size(); }
-
- private:
+  // A command or knob write as the daemon's pipeline has it, without a
+  // record to parse: a flood of judged commands costs no JSON parse.
   struct Entry {
     uint64_t seq = 0;
     std::string type;  // ioctl, knob.write, grant.installed, grant.break_glass
@@ -141,10 +140,22 @@ class Explainer {
     uint32_t grant_id = 0;
     std::string what;  // the command or knob, for people
   };
+  void note(Entry entry);
+  // An ioctl as the pipeline saw it (the daemon's live path): kept exactly
+  // as note(record) keeps its ledger record.
+  void note_command(const CommandSeen& command);
+  Explanation explain(const Change& change) const;
+  // Drop what can no longer explain a change seen at or after now_ns.
+  void forget_before(uint64_t now_ns);
+  [[nodiscard]] uint64_t window_ns() const { return window_ns_; }
+  [[nodiscard]] size_t size() const { return entries_.size(); }
+
+ private:
   static Json entry_json(const Entry& e);
   uint64_t window_ns_;
   std::string boot_id_;
   std::deque<Entry> entries_;
+  uint64_t next_sweep_ns_ = 0;
 };
 
 struct WatchOptions {
@@ -190,6 +201,8 @@ class Watcher {
   void ingest(uint64_t boot_ns, int64_t realtime_ns, std::vector<GpuSample> gpus);
   // Every record the pipeline writes passes here (the daemon's loop).
   void note(const Json& record);
+  // The same for a command the pipeline saw (the live path).
+  void note_command(const CommandSeen& command);
   // Take the thread's samples: records for changes, decisions due by now_ns.
   void poll(uint64_t now_ns, const RecordFn& record);
 

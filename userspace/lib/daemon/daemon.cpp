@@ -481,6 +481,7 @@ int run_daemon(const DaemonOptions& o) {
     // A restart between a command and its change still explains it.
     watcher->seed(watch::ledger_tail(o.ledger));
     pipeline.set_observer([w = watcher.get()](const Json& rec) { w->note(rec); });
+    pipeline.set_command_observer([w = watcher.get()](const CommandSeen& c) { w->note_command(c); });
     watch_info = {
         {"sources", watcher->source_names()}, {"interval_ms", o.watch_interval_ms}, {"window_ms", o.watch_window_ms}};
     if (!nvml_note.empty()) watch_info["nvml_note"] = nvml_note;

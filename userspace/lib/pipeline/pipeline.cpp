@@ -107,7 +107,7 @@ std::string_view Pipeline::utc(int64_t realtime_ns, char* buf) {
   return {buf, 30};
 }
 
-std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
+std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x, CommandSeen* seen) {
   std::string text;
   text.reserve(2048);
   JsonOut o(text);
@@ -237,6 +237,16 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   }
   o.end_object();
   o.field("engine", GG_HOOK_IS_KMOD(e.hook) ? std::string_view("kmod") : std::string_view(engine_));
+  if (seen) {
+    seen->boot_ns = e.hdr.boot_ns;
+    seen->cls = dec.cls;
+    seen->verdict = verdict_name(e.verdict);
+    seen->grant_id = e.grant_id;
+    seen->pci = dev ? std::string_view(dev->pci) : std::string_view();
+    seen->command = command_name(raw, dec);
+    seen->path = dev ? std::string_view(dev->path) : std::string_view();
+    seen->failed = x && (x->ret < 0 || (x->status_valid && x->nv_status != 0));
+  }
   o.field("kernel_seq", static_cast<uint64_t>(e.hdr.seq));
   return text;
 }
@@ -465,7 +475,11 @@ bool Pipeline::emit(nlohmann::ordered_json rec) {
 }
 
 void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
-  std::string members = build_record(e, x);
+  // Judged classes are rare in real traffic, but anyone may flood them.
+  bool judged = e.dec.cls >= GG_CLASS_POWER_OFF;
+  CommandSeen seen;
+  bool tell = command_observer_ && judged;
+  std::string members = build_record(e, x, tell ? &seen : nullptr);
   auto seq = ledger_.append_members(members);
   if (!seq) {
     counters_.write_errors++;
@@ -475,7 +489,11 @@ void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
   counters_.records++;
   unsigned verdict = e.verdict == GG_VERDICT_DENY ? 1 : e.verdict == GG_VERDICT_WOULD_DENY ? 2 : 0;
   ioctl_counts_[e.dec.cls & (GG_CLASS_COUNT - 1)][e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0][verdict]++;
-  bool observe = observer_ && e.dec.cls >= GG_CLASS_POWER_OFF;  // rare: the judged classes
+  if (tell) {
+    seen.seq = *seq;
+    command_observer_(seen);
+  }
+  bool observe = observer_ && !command_observer_ && judged;
   if (!observe && !sink_) return;
   // Human lines are for people: rendering them costs a parse, so daemons
   // under heavy load run with -q and people read `gpugate tail`. One parse

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "gpugate/decode.hpp"
+#include "gpugate/pipeline.hpp"
 #include "gpugate/watch.hpp"
 
 namespace gpugate::watch {
@@ -85,6 +86,27 @@ void Explainer::note(const Json& rec) {
   } else {
     return;
   }
+  note(std::move(e));
+}
+
+void Explainer::note_command(const CommandSeen& c) {
+  if (!judged_class(c.cls)) return;
+  Entry e;
+  e.seq = c.seq;
+  e.type = "ioctl";
+  e.cls = c.cls;
+  e.verdict = c.verdict;
+  e.failed = c.failed;
+  e.boot_ns = c.boot_ns;
+  e.pci = c.pci;
+  e.grant_id = c.grant_id;
+  e.what = fmt::format("{} on {}", c.command, c.path);
+  note(std::move(e));
+}
+
+void Explainer::note(Entry e) {
+  bool command = !e.type.starts_with("grant.");
+  if (command && !judged_class(e.cls)) return;
   if (entries_.size() >= kMaxEntries) entries_.pop_front();
   entries_.push_back(std::move(e));
 }
@@ -236,6 +258,13 @@ Explanation Explainer::explain(const Change& c) const {
 
 void Explainer::forget_before(uint64_t now_ns) {
   uint64_t horizon = now_ns > 4 * window_ns_ ? now_ns - 4 * window_ns_ : 0;
+  // Called after every batch the daemon reads: the front goes at once, and
+  // a full sweep (grants, records out of order) runs once per window, so a
+  // flood of judged commands keeps this O(1) per batch.
+  while (!entries_.empty() && !entries_.front().type.starts_with("grant.") && entries_.front().boot_ns < horizon)
+    entries_.pop_front();
+  if (now_ns < next_sweep_ns_) return;
+  next_sweep_ns_ = now_ns > UINT64_MAX - window_ns_ ? UINT64_MAX : now_ns + window_ns_;
   std::erase_if(entries_, [&](const Entry& e) {
     if (e.type.starts_with("grant.")) return e.ended != 0 && e.boot_ns < horizon;
     return e.boot_ns < horizon;

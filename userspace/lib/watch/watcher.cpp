@@ -10,12 +10,14 @@
 #include "gpugate/decode.hpp"
 #include "gpugate/hostinfo.hpp"
 #include "gpugate/log_reader.hpp"
+#include "gpugate/pipeline.hpp"
 #include "gpugate/watch.hpp"
 
 namespace gpugate::watch {
 namespace {
 
 constexpr size_t kMaxQueued = 64;
+constexpr std::chrono::milliseconds kMinEarlyGap{100};
 
 // A member of the given JSON type, or nothing: the ledger's tail is input,
 // and a record with a member of the wrong type is skipped, never thrown on.
@@ -120,11 +122,12 @@ void Watcher::stop() {
 }
 
 void Watcher::sample_soon() {
+  bool asked;  // already: a flood of commands wakes the sampler once
   {
     std::lock_guard<std::mutex> lock(mu_);
-    soon_ = true;
+    asked = std::exchange(soon_, true);
   }
-  cv_.notify_all();
+  if (!asked) cv_.notify_all();
 }
 
 void Watcher::run() {
@@ -133,8 +136,13 @@ void Watcher::run() {
     lock.unlock();
     Taken t = take();
     ingest(t.boot_ns, t.realtime_ns, std::move(t.gpus));
+    auto taken_at = std::chrono::steady_clock::now();
     lock.lock();
     cv_.wait_for(lock, std::chrono::milliseconds(options_.interval_ms), [this] { return stopping_ || soon_; });
+    // An early sample at most once per gap: a flood of commands must not
+    // make the sampler spin (soon_ stays set meanwhile, so no wake-ups).
+    auto gap = std::min(std::chrono::milliseconds(options_.interval_ms), kMinEarlyGap);
+    cv_.wait_until(lock, taken_at + gap, [this] { return stopping_; });
     soon_ = false;
   }
 }
@@ -176,6 +184,11 @@ void Watcher::note(const Json& record) {
   } else if (type.starts_with("grant.")) {
     explainer_.note(record);
   }
+}
+
+void Watcher::note_command(const CommandSeen& command) {
+  explainer_.note_command(command);
+  sample_soon();
 }
 
 void Watcher::poll(uint64_t now_ns, const RecordFn& record) {
