@@ -1,6 +1,7 @@
 // Engine -> pipeline -> ledger, with the simulation engine: the same records
 // the daemon writes, checked field by field, and the ledger's own rules.
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "gpugate/pipeline.hpp"
 #include "gpugate/sim_engine.hpp"
 #include "ledger_read.hpp"
+#include "process.hpp"
 #include "tempdir.hpp"
 #include "vectors.hpp"
 
@@ -390,4 +392,50 @@ TEST(Pipeline, AKnobWriteBecomesAKnobRecord) {
   EXPECT_EQ(recs[2]["write"]["call"], "kernel");
   EXPECT_EQ(recs[2]["write"]["length"], 5);
   EXPECT_EQ(pipeline.counters().kernel_seq_gaps, 0u);
+}
+
+// The daemon reads a process's path in /proc when it writes the record,
+// and keeps it per pid. An attacker who gets an innocent program's pid
+// (pids are reused) must not have his calls recorded under its path: the
+// kernel's basename of the caller's executable comes with every call, and
+// a path that disagrees is not used.
+TEST(Pipeline, APidReusedByAnotherProgramIsNotRecordedUnderTheFirstOnesPath) {
+  TempDir dir;
+  DeviceTable devices;
+  ASSERT_TRUE(devices.add_alias("/dev/full=nvidia").ok());
+  auto ledger = LedgerWriter::open(dir.path / "ledger");
+  ASSERT_TRUE(ledger.ok());
+  Pipeline pipeline(*ledger, devices, HostInfo{"h", "b", "n"}, "test", nullptr);
+  pid_t sleeper = test::spawn({"/bin/sleep", "30"}, (dir.path / "sleep.out").string());
+  ASSERT_GT(sleeper, 0);
+  for (int i = 0; i < 500 && fs::read_symlink(fmt::format("/proc/{}/exe", sleeper)).filename() != "sleep"; i++)
+    usleep(10000);  // until the child has exec'd
+  auto call = [&](const char* exe_name, uint64_t cgroup_id) {
+    gg_ioctl_enter e{};
+    e.hdr.type = GG_EV_IOCTL_ENTER;
+    e.hdr.tid = e.hdr.pid = static_cast<uint32_t>(sleeper);
+    e.hdr.boot_ns = 1;
+    e.cgroup_id = cgroup_id;
+    std::strncpy(e.exe_name, exe_name, sizeof(e.exe_name) - 1);
+    e.dev = devices.devices()[0].dev;
+    e.device = devices.devices()[0].info;
+    pipeline.on_enter(e);
+    pipeline.flush_stale(0);
+  };
+  call("sleep", 1);
+  call("nvidia-smi", 1);  // the pid is another program's now (or it exec'd)
+  call("sleep", 1);
+  call("sleep", 2);  // moved to another cgroup: read again
+  kill(sleeper, SIGKILL);
+  test::wait_exit(sleeper);
+  ASSERT_TRUE(pipeline.flush().ok());
+  auto recs = read_ledger(dir.path / "ledger");
+  ASSERT_EQ(recs.size(), 4u);
+  EXPECT_EQ(fs::path(recs[0]["process"]["exe"].get<std::string>()).filename(), "sleep");
+  EXPECT_FALSE(recs[0]["process"].contains("exe_is_basename"));
+  EXPECT_EQ(recs[1]["process"]["exe"], "nvidia-smi") << recs[1]["process"].dump();
+  EXPECT_EQ(recs[1]["process"]["exe_is_basename"], true);
+  EXPECT_EQ(recs[2]["process"]["exe"], recs[0]["process"]["exe"]);
+  EXPECT_EQ(recs[3]["process"]["cgroup_id"], 2);
+  EXPECT_EQ(recs[3]["process"]["exe"], recs[0]["process"]["exe"]);
 }

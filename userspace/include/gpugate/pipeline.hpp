@@ -115,11 +115,16 @@ class Pipeline final : public EventHandler {
   std::string build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x, CommandSeen* seen = nullptr);
 
  private:
+  // What /proc said of a process, kept while the kernel's facts of its
+  // calls (the executable's basename, the cgroup) stay the same: a pid
+  // reused by another program, or an exec, reads /proc again.
   struct ProcInfo {
-    std::string exe;
+    std::string exe;  // "" where /proc names another program, or none
     std::string cgroup;
+    std::string kernel_exe_name;
+    uint64_t cgroup_id = 0;
   };
-  const ProcInfo& proc_info(uint32_t pid);
+  const ProcInfo& proc_info(uint32_t pid, std::string_view kernel_exe_name, uint64_t cgroup_id);
   void track_kernel_seq(bool kmod, uint64_t seq);
   void finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
   // Append to the ledger and show it; false if the write failed (counted).

@@ -61,20 +61,41 @@ Pipeline::Pipeline(LedgerWriter& ledger, const DeviceTable& devices, HostInfo ho
       sink_(std::move(sink)),
       rt_offset_(realtime_offset_ns()) {}
 
-const Pipeline::ProcInfo& Pipeline::proc_info(uint32_t pid) {
+namespace {
+
+// Whether /proc/PID/exe names the program the kernel named with the call:
+// if not, the pid is another process's now (or it exec'd) and the path
+// would put a record on a program that never made the call.
+bool same_program(std::string_view path, std::string_view kernel_name) {
+  if (kernel_name.empty()) return true;  // nothing to check against
+  constexpr std::string_view kDeleted = " (deleted)";
+  if (path.ends_with(kDeleted)) path.remove_suffix(kDeleted.size());
+  size_t slash = path.rfind('/');
+  std::string_view base = slash == std::string_view::npos ? path : path.substr(slash + 1);
+  if (kernel_name.size() == GG_EXE_NAME_LEN - 1) return base.starts_with(kernel_name);  // the kernel's copy was cut
+  return base == kernel_name;
+}
+
+}  // namespace
+
+const Pipeline::ProcInfo& Pipeline::proc_info(uint32_t pid, std::string_view kernel_exe_name, uint64_t cgroup_id) {
   auto it = procs_.find(pid);
-  if (it != procs_.end()) return it->second;
-  if (procs_.size() > 4096) procs_.clear();
+  if (it != procs_.end() && it->second.kernel_exe_name == kernel_exe_name && it->second.cgroup_id == cgroup_id)
+    return it->second;
+  if (it == procs_.end() && procs_.size() > 4096) procs_.clear();
   ProcInfo p;
+  p.kernel_exe_name = kernel_exe_name;
+  p.cgroup_id = cgroup_id;
   char buf[4096];
   auto exe = fmt::format("/proc/{}/exe", pid);
   ssize_t n = readlink(exe.c_str(), buf, sizeof(buf) - 1);
   if (n > 0) p.exe.assign(buf, static_cast<size_t>(n));
+  if (!same_program(p.exe, kernel_exe_name)) p.exe.clear();
   std::ifstream cg(fmt::format("/proc/{}/cgroup", pid));
   std::string line;
   while (std::getline(cg, line))
     if (line.starts_with("0::")) p.cgroup = line.substr(3);
-  return procs_.emplace(pid, std::move(p)).first->second;
+  return procs_.insert_or_assign(pid, std::move(p)).first->second;
 }
 
 nlohmann::ordered_json Pipeline::base(const std::string& type, uint64_t boot_ns) {
@@ -120,15 +141,15 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   o.field("boot_id", std::string_view(host_.boot_id));
   o.field("host_id", std::string_view(host_.host_id));
 
-  const auto& proc = proc_info(e.hdr.pid);
+  std::string_view exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
+  const auto& proc = proc_info(e.hdr.pid, exe_name, e.cgroup_id);
   o.key("process").begin_object();
   o.field("pid", e.hdr.pid).field("tid", e.hdr.tid).field("uid", e.uid).field("gid", e.gid);
   o.field("comm", std::string_view(e.comm, strnlen(e.comm, GG_COMM_LEN)));
-  std::string_view exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
   if (!proc.exe.empty()) {
     o.field("exe", std::string_view(proc.exe));
   } else if (!exe_name.empty()) {
-    o.field("exe", exe_name);  // the process is gone: the kernel's basename is what is known
+    o.field("exe", exe_name);  // gone, or its pid is another program's: the kernel's basename is what is known
     o.field("exe_is_basename", true);
   } else {
     o.key("exe").null();
@@ -304,8 +325,8 @@ void Pipeline::on_knob(const gg_knob_event& k) {
   track_kernel_seq(kmod, k.hdr.seq);
   bool map = k.op == GG_KOP_MMAP;
   auto rec = base(map ? "knob.mmap" : "knob.write", k.hdr.boot_ns);
-  const auto& proc = proc_info(k.hdr.pid);
   std::string exe_name(k.exe_name, strnlen(k.exe_name, GG_EXE_NAME_LEN));
+  const auto& proc = proc_info(k.hdr.pid, exe_name, k.cgroup_id);
   nlohmann::ordered_json process{{"pid", k.hdr.pid},
                                  {"tid", k.hdr.tid},
                                  {"uid", k.uid},
