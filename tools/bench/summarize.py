@@ -156,6 +156,38 @@ if sus:
               f"{c['lost']} ({100 * int(c['lost']) / max(1, int(c['issued'])):.1f} %) | {c['daemon_cpu_s']} s |")
     print()
 
+tgt = checks.get(("target", "gpugated"), [])
+if tgt:
+    print("### Issue 14's target against gpugated\n")
+    print("| target rate | achieved | duration | issued | recorded (ledger) | lost | daemon CPU |")
+    print("|---|---|---|---|---|---|---|")
+    for c in tgt:
+        print(f"| {c['rate']}/s | {float(c['achieved']):.0f}/s | {c['elapsed_s']} s | {c['issued']} | "
+              f"{c['ledger_lines']} ({int(c['ledger_lines']) / max(1e-9, float(c['elapsed_s'])):.0f}/s) | "
+              f"{c['lost']} ({100 * int(c['lost']) / max(1, int(c['issued'])):.1f} %) | {c['daemon_cpu_s']} s |")
+    print()
+
+micro = {}
+if (out / "microbench.json").exists():
+    import json
+    for b in json.loads((out / "microbench.json").read_text())["benchmarks"]:
+        if b.get("aggregate_name") == "median":
+            micro[b["run_name"]] = b["cpu_time"] if b.get("time_unit") == "ns" else None
+if micro.get("BM_PipelineToLedger"):
+    base = micro["BM_PipelineToLedger"]
+    print("### The daemon's CPU per record, as a ratio to the micro-benchmark of this run\n")
+    print(f"`BM_PipelineToLedger` (render, hash, append, flush per 256, one core): **{base:.0f} ns** per record; "
+          f"`BM_RecordAsText` (render only): {micro.get('BM_RecordAsText', 0):.0f} ns. A slower machine moves both.\n")
+    print("| section | records | daemon CPU | CPU per record | ×BM_PipelineToLedger |")
+    print("|---|---|---|---|---|")
+    for sec, cfg in (("sys", "gpugated"), ("sustained", "gpugated"), ("target", "gpugated")):
+        for c in checks.get((sec, cfg), []):
+            if "records" not in c or int(c["records"]) == 0:
+                continue
+            per = float(c["daemon_cpu_s"]) * 1e9 / int(c["records"])
+            print(f"| {sec} ({cfg}) | {c['records']} | {c['daemon_cpu_s']} s | {per:.0f} ns | ×{per / base:.2f} |")
+    print()
+
 if runs.get(("residual", "after-audit", "gpu", "cfg")):
     print("### After auditd: the residual audit cost in this boot (3 reps)\n")
     print("| state | GPU-alias ioctl | non-GPU ioctl | getpid |")
