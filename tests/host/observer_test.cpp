@@ -188,6 +188,75 @@ TEST_F(Observer, BurstIsRecordedOrCountedExactly) {
   EXPECT_EQ(counter.exits + stats.per_class[GG_CLASS_POWER_OFF].exit_dropped, counter.enters);
 }
 
+// A flood refills the ring as fast as it is read: one poll must still
+// return, or the daemon's loop (control socket, status, checkpoints, the
+// watchdog) waits for the flood to end. Before the bound it did: the
+// status file said 0 records for as long as a flood lasted.
+TEST_F(Observer, APollReturnsWhileAFloodRefillsTheRing) {
+  DeviceTable devices;
+  ASSERT_TRUE(devices.add_alias(kAlias + "=nvidia").ok());
+  BpfEngine engine(BpfEngineOptions{.ring_bytes = 1u << 20});
+  auto hooks = engine.start(devices);
+  ASSERT_TRUE(hooks.ok()) << hooks.error().message;
+  struct Slow : EventHandler {  // a reader slower than any writer
+    uint64_t records = 0;
+    void on_enter(const gg_ioctl_enter&) override { wait(); }
+    void on_exit(const gg_ioctl_exit&) override { wait(); }
+    void wait() {
+      records++;
+      std::this_thread::sleep_for(10us);
+    }
+  } slow;
+  TempDir dir;
+  // Tens of seconds of calls or more: killed once the poll returned.
+  pid_t client = spawn({kBin + "/gpugate-nvclient", kAlias, "loop", "50000000"}, dir.path / "client.out");
+  for (int i = 0; i < 2000 && engine.stats().per_class[GG_CLASS_POWER_OFF].dropped == 0; i++)
+    std::this_thread::sleep_for(10ms);  // until the ring is full
+  ASSERT_GT(engine.stats().per_class[GG_CLASS_POWER_OFF].dropped, 0u) << slurp(dir.path / "client.out");
+  auto n = engine.poll(0ms, slow);
+  bool flooding = waitpid(client, nullptr, WNOHANG) == 0;
+  kill(client, SIGKILL);
+  wait_exit(client);
+  ASSERT_TRUE(n.ok()) << n.error().message;
+  EXPECT_TRUE(flooding) << "the poll returned only when the flood ended";
+  EXPECT_EQ(*n, Engine::kMaxRecordsPerPoll);
+  EXPECT_EQ(slow.records, Engine::kMaxRecordsPerPoll);
+  EXPECT_TRUE(engine.backlog());
+  auto rest = engine.poll(0ms, slow);  // the flood is over: the ring empties
+  ASSERT_TRUE(rest.ok());
+  while (engine.backlog()) ASSERT_TRUE(engine.poll(0ms, slow).ok());
+  EXPECT_FALSE(engine.backlog());
+}
+
+// The same through gpugated: its status file moves while the flood lasts.
+TEST_F(Observer, TheDaemonsLoopComesRoundDuringAFlood) {
+  TempDir dir;
+  auto status = dir.path / "status.json";
+  pid_t daemon =
+      spawn({kBin + "/gpugated", "-q", "--no-discover", "--device", kAlias + "=nvidia", "--ledger",
+             (dir.path / "ledger").string(), "--status-file", status.string(), "--state-dir", dir.path.string()},
+            dir.path / "daemon.out");
+  ASSERT_TRUE(gpugate::test::wait_for_status(status)) << slurp(dir.path / "daemon.out");
+  pid_t client = spawn({kBin + "/gpugate-nvclient", kAlias, "loop", "50000000"}, dir.path / "client.out");
+  uint64_t first = 0;
+  bool moved = gpugate::test::wait_for_status(status, [&](const nlohmann::json& j) {
+    uint64_t lost = 0;
+    if (j.contains("per_class") && j["per_class"].is_object())
+      for (const auto& c : j["per_class"]) lost += c.value("dropped", uint64_t{0});
+    uint64_t records = j.value("records", uint64_t{0});
+    if (lost == 0 || records == 0) return false;  // not yet a flood the ring cannot hold
+    if (first == 0) first = records;
+    return records > first;  // a second status written during the flood
+  });
+  bool flooding = waitpid(client, nullptr, WNOHANG) == 0;
+  kill(client, SIGKILL);
+  wait_exit(client);
+  kill(daemon, SIGTERM);
+  EXPECT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+  EXPECT_TRUE(moved) << slurp(status);
+  EXPECT_TRUE(flooding) << "the status moved only after the flood ended";
+}
+
 TEST_F(Observer, DaemonRefusesBadArgumentsClearly) {
   TempDir dir;
   pid_t d = spawn(

@@ -101,6 +101,7 @@ class BpfEngine final : public Engine, public Gate {
   [[nodiscard]] EngineStats acknowledged_losses() const override;
   void acknowledge(const EngineStats& recorded) override;
   [[nodiscard]] int wait_fd() const override;
+  [[nodiscard]] bool backlog() const override { return backlog_; }
   // Whether the gate is pinned (it outlives this process).
   [[nodiscard]] bool pinned() const { return pinned_; }
 
@@ -129,6 +130,7 @@ class BpfEngine final : public Engine, public Gate {
   Takeover takeover_;
   bool pinned_ = false;
   size_t delivered_ = 0;
+  bool backlog_ = false;  // the last poll stopped at kMaxRecordsPerPoll
   uint64_t malformed_ = 0;
   bool guard_armed_ = false;
   gg_policy policy_{};                  // as last installed

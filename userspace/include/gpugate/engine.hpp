@@ -62,8 +62,17 @@ class Engine {
   virtual Result<std::vector<HookStatus>> start(const DeviceTable& devices) = 0;
 
   // Deliver what is pending, waiting up to timeout for more. Returns the
-  // number of records delivered (0 on timeout).
+  // number of records delivered (0 on timeout), at most kMaxRecordsPerPoll
+  // (the module's engine: and the rest of the read that crossed it).
   virtual Result<size_t> poll(std::chrono::milliseconds timeout, EventHandler& handler) = 0;
+  // Under a flood the kernel refills the ring as fast as it is read, and a
+  // poll that read until empty would never return: the daemon's loop, which
+  // answers the control socket, writes the status, signs checkpoints and
+  // pings the watchdog, must come round (about 20 ms of records here).
+  static constexpr size_t kMaxRecordsPerPoll = 4096;
+  // Whether the last poll stopped at that bound with records left: the
+  // caller comes back without waiting.
+  [[nodiscard]] virtual bool backlog() const { return false; }
 
   // Install the per-class actions of a policy (the engine keeps its mode).
   virtual Result<void> set_policy(gg_policy policy) = 0;

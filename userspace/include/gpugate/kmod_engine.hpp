@@ -59,6 +59,7 @@ class KmodEngine final : public Engine, public Gate {
   [[nodiscard]] EngineStats acknowledged_losses() const override;
   void acknowledge(const EngineStats& recorded) override;
   [[nodiscard]] int wait_fd() const override { return fd_.get(); }
+  [[nodiscard]] bool backlog() const override { return backlog_; }
   void stop() override;
 
   // Gate
@@ -99,6 +100,7 @@ class KmodEngine final : public Engine, public Gate {
   std::vector<Grant> installed_;
   std::vector<uint8_t> buf_;
   size_t delivered_ = 0;
+  bool backlog_ = false;  // the last poll stopped at kMaxRecordsPerPoll
   uint64_t malformed_ = 0;
 };
 

@@ -721,7 +721,11 @@ int run_daemon(const DaemonOptions& o) {
       if (clock_step) fds.push_back({clock_step.get(), POLLIN, 0});
       for (auto* e : engines)
         if (e->wait_fd() >= 0) fds.push_back({e->wait_fd(), POLLIN, 0});
-      if (!sim) ::poll(fds.data(), fds.size(), control ? control->poll_timeout_ms(20) : 20);
+      // An engine stopped at its per-poll bound has records waiting: look
+      // at the control socket and the clock, but do not sleep.
+      bool backlog = std::any_of(engines.begin(), engines.end(), [](const Engine* e) { return e->backlog(); });
+      int wait_ms = backlog ? 0 : control ? control->poll_timeout_ms(20) : 20;
+      if (!sim) ::poll(fds.data(), fds.size(), wait_ms);
       // A cancelled timer stays readable until it is read and armed again.
       if (clock_step && (fds[clock_at].revents & POLLIN)) {
         uint64_t expirations = 0;

@@ -855,6 +855,11 @@ int BpfEngine::on_record(void* ctx, void* data, size_t size) {
     return 0;
   }
   self->delivered_++;
+  if (self->delivered_ >= kMaxRecordsPerPoll) {
+    // libbpf moves past this record, stops and returns our error.
+    self->backlog_ = true;
+    return -ECANCELED;
+  }
   return 0;
 }
 
@@ -862,14 +867,16 @@ Result<size_t> BpfEngine::poll(std::chrono::milliseconds timeout, EventHandler& 
   if (!ring_) return make_error("BPF engine not started");
   handler_ = &handler;
   delivered_ = 0;
+  backlog_ = false;
   // Records are submitted without wakeups until wakeup_bytes are queued, so
   // drain first, then sleep in epoll, then drain whatever came meanwhile.
   int n = ring_buffer__consume(ring_.get());
   if (n >= 0 && delivered_ == 0) {
     n = ring_buffer__poll(ring_.get(), static_cast<int>(timeout.count()));
-    if (n >= 0) n = ring_buffer__consume(ring_.get());
+    if (n >= 0 && !backlog_) n = ring_buffer__consume(ring_.get());
   }
   handler_ = nullptr;
+  if (backlog_) n = 0;  // the bound, not an error
   if (n < 0 && n != -EINTR) return make_error(fmt::format("reading the ring buffer failed: {}", std::strerror(-n)), -n);
   return delivered_;
 }

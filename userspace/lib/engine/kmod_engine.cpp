@@ -359,10 +359,15 @@ void KmodEngine::deliver(const uint8_t* data, size_t n, EventHandler& handler) {
 Result<size_t> KmodEngine::poll(std::chrono::milliseconds timeout, EventHandler& handler) {
   if (!fd_) return make_error("kmod engine not started");
   delivered_ = 0;
+  backlog_ = false;
   for (bool waited = false;;) {
     ssize_t n = ::read(fd_.get(), buf_.data(), buf_.size());
     if (n > 0) {
       deliver(buf_.data(), static_cast<size_t>(n), handler);
+      if (delivered_ >= kMaxRecordsPerPoll) {  // the rest of one read above it
+        backlog_ = true;
+        break;
+      }
       continue;
     }
     if (n < 0 && errno != EAGAIN && errno != EINTR)
