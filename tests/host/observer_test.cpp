@@ -219,8 +219,10 @@ TEST_F(Observer, APollReturnsWhileAFloodRefillsTheRing) {
   wait_exit(client);
   ASSERT_TRUE(n.ok()) << n.error().message;
   EXPECT_TRUE(flooding) << "the poll returned only when the flood ended";
-  EXPECT_EQ(*n, Engine::kMaxRecordsPerPoll);
-  EXPECT_EQ(slow.records, Engine::kMaxRecordsPerPoll);
+  EXPECT_EQ(slow.records, *n);
+  EXPECT_GT(*n, 0u);
+  // 4,096 records at 10 us or more each outlast the 20 ms bound.
+  EXPECT_LT(*n, Engine::kMaxRecordsPerPoll) << "the time bound comes first for a slow reader";
   EXPECT_TRUE(engine.backlog());
   auto rest = engine.poll(0ms, slow);  // the flood is over: the ring empties
   ASSERT_TRUE(rest.ok());

@@ -130,7 +130,8 @@ class BpfEngine final : public Engine, public Gate {
   Takeover takeover_;
   bool pinned_ = false;
   size_t delivered_ = 0;
-  bool backlog_ = false;  // the last poll stopped at kMaxRecordsPerPoll
+  bool backlog_ = false;  // the last poll stopped at a bound
+  std::chrono::steady_clock::time_point poll_deadline_{};
   uint64_t malformed_ = 0;
   bool guard_armed_ = false;
   gg_policy policy_{};                  // as last installed

@@ -68,9 +68,12 @@ class Engine {
   // Under a flood the kernel refills the ring as fast as it is read, and a
   // poll that read until empty would never return: the daemon's loop, which
   // answers the control socket, writes the status, signs checkpoints and
-  // pings the watchdog, must come round (about 20 ms of records here).
+  // pings the watchdog, must come round: after this many records (about
+  // 20 ms of work here), or this long after the first, whichever is first
+  // (a daemon starved of CPU by the flood's threads reads few per second).
   static constexpr size_t kMaxRecordsPerPoll = 4096;
-  // Whether the last poll stopped at that bound with records left: the
+  static constexpr std::chrono::milliseconds kMaxPollTime{20};
+  // Whether the last poll stopped at a bound with records left: the
   // caller comes back without waiting.
   [[nodiscard]] virtual bool backlog() const { return false; }
 

@@ -100,7 +100,7 @@ class KmodEngine final : public Engine, public Gate {
   std::vector<Grant> installed_;
   std::vector<uint8_t> buf_;
   size_t delivered_ = 0;
-  bool backlog_ = false;  // the last poll stopped at kMaxRecordsPerPoll
+  bool backlog_ = false;  // the last poll stopped at a bound
   uint64_t malformed_ = 0;
 };
 

@@ -855,7 +855,9 @@ int BpfEngine::on_record(void* ctx, void* data, size_t size) {
     return 0;
   }
   self->delivered_++;
-  if (self->delivered_ >= kMaxRecordsPerPoll) {
+  if (self->delivered_ == 1) self->poll_deadline_ = std::chrono::steady_clock::now() + kMaxPollTime;
+  if (self->delivered_ >= kMaxRecordsPerPoll ||
+      (self->delivered_ % 64 == 0 && std::chrono::steady_clock::now() >= self->poll_deadline_)) {
     // libbpf moves past this record, stops and returns our error.
     self->backlog_ = true;
     return -ECANCELED;

@@ -360,11 +360,15 @@ Result<size_t> KmodEngine::poll(std::chrono::milliseconds timeout, EventHandler&
   if (!fd_) return make_error("kmod engine not started");
   delivered_ = 0;
   backlog_ = false;
+  std::chrono::steady_clock::time_point deadline{};
   for (bool waited = false;;) {
     ssize_t n = ::read(fd_.get(), buf_.data(), buf_.size());
     if (n > 0) {
+      if (deadline == std::chrono::steady_clock::time_point{})
+        deadline = std::chrono::steady_clock::now() + kMaxPollTime;
       deliver(buf_.data(), static_cast<size_t>(n), handler);
-      if (delivered_ >= kMaxRecordsPerPoll) {  // the rest of one read above it
+      // Bounds are checked per read: the rest of one read goes above them.
+      if (delivered_ >= kMaxRecordsPerPoll || std::chrono::steady_clock::now() >= deadline) {
         backlog_ = true;
         break;
       }
