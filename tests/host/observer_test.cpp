@@ -236,7 +236,8 @@ TEST_F(Observer, TheDaemonsLoopComesRoundDuringAFlood) {
   auto status = dir.path / "status.json";
   pid_t daemon =
       spawn({kBin + "/gpugated", "-q", "--no-discover", "--device", kAlias + "=nvidia", "--ledger",
-             (dir.path / "ledger").string(), "--status-file", status.string(), "--state-dir", dir.path.string()},
+             (dir.path / "ledger").string(), "--status-file", status.string(), "--state-dir", dir.path.string(),
+             "--mode", "observe", "--no-pin"},  // in a guest with BPF LSM the default would pin a gate
             dir.path / "daemon.out");
   ASSERT_TRUE(gpugate::test::wait_for_status(status)) << slurp(dir.path / "daemon.out");
   pid_t client = spawn({kBin + "/gpugate-nvclient", kAlias, "loop", "50000000"}, dir.path / "client.out");
