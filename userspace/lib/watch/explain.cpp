@@ -52,12 +52,22 @@ void Explainer::note(const Json& rec) {
     e.cls = *cls;
     e.verdict = str(rec, "verdict");
     if (rec.contains("grant") && rec["grant"].is_object()) e.grant_id = num<uint32_t>(rec["grant"], "id");
-    if (type == "ioctl") {
+    if (type == "ioctl") {  // as the live path has it: one way to keep a command
       const auto& dev = rec.contains("device") ? rec["device"] : Json::object();
-      e.pci = str(dev, "pci");
-      e.what = fmt::format("{} on {}", str(dec, "command"), str(dev, "path"));
       const auto& res = rec.contains("result") ? rec["result"] : Json::object();
-      e.failed = num<int64_t>(res, "ret") < 0 || num<uint64_t>(res, "nv_status") != 0;
+      std::string pci = str(dev, "pci"), path = str(dev, "path");
+      CommandSeen c;
+      c.seq = e.seq;
+      c.boot_ns = e.boot_ns;
+      c.cls = e.cls;
+      c.verdict = e.verdict;
+      c.grant_id = e.grant_id;
+      c.pci = pci;
+      c.command = str(dec, "command");
+      c.path = path;
+      c.failed = num<int64_t>(res, "ret") < 0 || num<uint64_t>(res, "nv_status") != 0;
+      note_command(c);
+      return;
     } else {
       const auto& gpu = rec.contains("gpu") ? rec["gpu"] : Json::object();
       const auto& knob = rec.contains("knob") ? rec["knob"] : Json::object();
@@ -90,7 +100,6 @@ void Explainer::note(const Json& rec) {
 }
 
 void Explainer::note_command(const CommandSeen& c) {
-  if (!judged_class(c.cls)) return;
   Entry e;
   e.seq = c.seq;
   e.type = "ioctl";
