@@ -257,6 +257,11 @@ TEST(SignedNote, ReproducesTheGoSumdbNoteVector) {
   EXPECT_FALSE(tlog::parse_verifier_key("PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").ok());
   EXPECT_FALSE(tlog::parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10").ok());
   EXPECT_FALSE(tlog::parse_verifier_key("").ok());
+  // One key, one spelling: an uppercase key id (same value) is refused, since
+  // the key would not print as itself (found by checkpoint_fuzz).
+  auto upper = tlog::parse_verifier_key("PeterNeumann+C74F20A3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW");
+  ASSERT_FALSE(upper.ok());
+  EXPECT_NE(upper.error().message.find("lowercase"), std::string::npos) << upper.error().message;
   EXPECT_FALSE(tlog::parse_note("no signatures\n").ok());
 }
 

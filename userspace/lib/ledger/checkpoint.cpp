@@ -92,11 +92,16 @@ Result<VerifierKey> parse_verifier_key(std::string_view text) {
   k.name = std::string(text.substr(0, p1));
   if (!valid_key_name(k.name)) return make_error("not a verifier key: the name has a space, '+' or control character");
   auto idhex = text.substr(p1 + 1, 8);
+  // Lowercase only, as text() prints it: one key has one spelling, so keys
+  // compare and pin as strings.
+  for (char c : idhex)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+      return make_error("not a verifier key: the key id is not 8 lowercase hex digits");
   for (size_t i = 0; i < 4; i++) {
     unsigned v = 0;
     auto r = std::from_chars(idhex.data() + 2 * i, idhex.data() + 2 * i + 2, v, 16);
     if (r.ec != std::errc() || r.ptr != idhex.data() + 2 * i + 2)
-      return make_error("not a verifier key: the key id is not 8 hex digits");
+      return make_error("not a verifier key: the key id is not 8 lowercase hex digits");
     k.id[i] = static_cast<uint8_t>(v);
   }
   auto material = merkle::from_base64(text.substr(p1 + 10));
