@@ -198,7 +198,8 @@ static __always_inline __u32 gg_record_enter(__u32 hook, __u32 rdev, int fd, __u
 		p->status_addr = status_addr;
 		p->reserve = reserve;
 	}
-	bpf_ringbuf_submit(e, reserve ? gg_reserve_ring_flags(sizeof(*e)) : gg_ring_flags(sizeof(*e)));
+	bpf_ringbuf_submit(e,
+			   reserve ? gg_reserve_ring_flags(sizeof(*e)) : gg_ring_flags(sizeof(*e)));
 	return verdict;
 }
 
@@ -267,7 +268,8 @@ static __always_inline int gg_record_exit(long ret)
 	if (p->status_addr &&
 	    !bpf_probe_read_user(&x->nv_status, sizeof(x->nv_status), (const void *)p->status_addr))
 		x->status_valid = 1;
-	bpf_ringbuf_submit(x, in_reserve ? gg_reserve_ring_flags(sizeof(*x)) : gg_ring_flags(sizeof(*x)));
+	bpf_ringbuf_submit(x, in_reserve ? gg_reserve_ring_flags(sizeof(*x))
+					 : gg_ring_flags(sizeof(*x)));
 	return 0;
 }
 
