@@ -218,6 +218,45 @@ static inline __u32 gg_refusal(__u32 mode)
 		}                                                                                  \
 	} while (0)
 
+/*
+ * May a class's calls be recorded below full? Only the traffic classes:
+ * what changes a GPU's configuration, what a policy may gate, and commands
+ * no table names are recorded call by call, whatever the policy says.
+ */
+static inline int gg_class_may_summarize(__u32 cls)
+{
+	return cls == GG_CLASS_QUERY || cls == GG_CLASS_OTHER || cls == GG_CLASS_RESOURCE;
+}
+
+/*
+ * What is odd about a request: a probe or a malformed call is recorded call
+ * by call, never folded into a summary.
+ */
+#define GG_DF_ODD                                                                                  \
+	(GG_DF_ARG_SHORT | GG_DF_INNER_SHORT | GG_DF_PARAMS_SHORT | GG_DF_ARG_FAULT |              \
+	 GG_DF_INNER_FAULT | GG_DF_PARAMS_FAULT | GG_DF_BAD_SIZE | GG_DF_WRONG_NODE |              \
+	 GG_DF_UNKNOWN_ESCAPE | GG_DF_XFER_TOO_BIG | GG_DF_XFER_NESTED | GG_DF_PARAMS_MISMATCH |   \
+	 GG_DF_WORST_CASE | GG_DF_BINAPI | GG_DF_NONCANONICAL | GG_DF_NO_ARG | GG_DF_UNDECIDED |   \
+	 GG_DF_HEADER_SHORT | GG_DF_DRIVER_REFUSES)
+
+/*
+ * The recording level of one decided call: the class's level from the
+ * policy (levels[cls]), raised to full for every call that was not simply
+ * allowed, whose action gates (a rule's or the strict profile's included),
+ * whose request was odd (dec_flags), or whose class may not be summarized.
+ */
+static inline __u32 gg_record_level_of(const __u8 *levels, __u32 cls, __u32 action, __u32 verdict,
+				       __u32 dec_flags)
+{
+	__u32 level;
+
+	if (!gg_class_may_summarize(cls) || verdict != GG_VERDICT_ALLOW ||
+	    gg_action_gates(action) || (dec_flags & GG_DF_ODD))
+		return GG_REC_FULL;
+	level = levels[cls & (GG_CLASS_COUNT - 1)];
+	return level < GG_REC_LEVELS ? level : (__u32)GG_REC_FULL;
+}
+
 /* The class's own action only (no rules): the what-if of a bare class. */
 static inline __u32 gg_decide(const struct gg_policy *p, __u32 cls, int granted, int recorded)
 {

@@ -122,6 +122,14 @@ enum gg_action {
 	GG_ACT_REQUIRE_SIGNATURE = 3,
 };
 
+/*
+ * How much of a class's traffic is recorded (docs/ledger.md): a record per
+ * call, a summary per process, node and command per interval, or counters
+ * per class only. Gated, denied and configuration commands are always
+ * recorded in full (gg_record_level_of).
+ */
+enum gg_record_level { GG_REC_FULL = 0, GG_REC_SUMMARY = 1, GG_REC_COUNT = 2, GG_REC_LEVELS };
+
 enum gg_verdict {
 	GG_VERDICT_ALLOW = 0,
 	GG_VERDICT_DENY = 1,

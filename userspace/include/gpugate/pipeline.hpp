@@ -32,6 +32,9 @@ struct PipelineCounters {
   uint64_t kernel_seq_gaps = 0;
   uint64_t guard_refusals = 0;  // guard.refused records written
   uint64_t knob_writes = 0;     // knob.write records written
+  uint64_t summarized = 0;      // calls of summary-level classes (in ioctl.summary records, written or open)
+  uint64_t counted = 0;         // calls of count-level classes (in ioctl.counts records, written or open)
+  uint64_t summaries = 0;       // ioctl.summary records written
 };
 
 // An ioctl of a judged class as the state watcher needs it, built without
@@ -48,6 +51,28 @@ struct CommandSeen {
   std::string_view path;  // the device node, "" if unknown
   bool failed = false;    // ret < 0 or an RM status
 };
+
+// The calls of one process, node and command at summary level, since the
+// last flush.
+struct Summary {
+  gg_ioctl_enter first{};  // the first call: process, node and command as they were
+  uint64_t calls = 0;
+  uint64_t first_ns = 0, last_ns = 0;  // boot clock
+  uint64_t duration_ns = 0;            // summed over the calls whose exit was seen
+  uint64_t raw_sum = 0;                // sum of raw_fingerprint() over the calls
+  // Results, most frequent kinds first: kind << 32 | code (0 ok, 1 errno,
+  // 2 RM status, 3 no exit seen); at most kMaxResults kinds, the rest in
+  // other_results.
+  static constexpr size_t kMaxResults = 8;
+  std::vector<std::pair<uint64_t, uint64_t>> results;
+  uint64_t other_results = 0;
+};
+
+// A 64-bit fingerprint of the bytes a call carried (request word and the
+// captured argument, XFER and params bytes; FNV-1a). Summaries add them up:
+// a sum does not depend on the order, so per-CPU counters can keep it too.
+// It identifies, it does not commit: the calls themselves were not written.
+uint64_t raw_fingerprint(const gg_raw& raw);
 
 class Pipeline final : public EventHandler {
  public:
@@ -105,6 +130,24 @@ class Pipeline final : public EventHandler {
   // observer above sees no ioctl records.
   void set_command_observer(std::function<void(const CommandSeen&)> fn) { command_observer_ = std::move(fn); }
 
+  // How much of each class's traffic is written (RecordConfig::level, by
+  // class id) and how often summaries are; all full until set.
+  void set_record_levels(const std::array<uint8_t, GG_CLASS_COUNT>& levels, uint64_t interval_ns) {
+    record_levels_ = levels;
+    summary_interval_ns_ = interval_ns;
+  }
+  // Has the oldest open summary or count waited an interval (boot clock)?
+  [[nodiscard]] bool summaries_due(uint64_t boot_now) const {
+    return window_start_ns_ && boot_now - window_start_ns_ >= summary_interval_ns_;
+  }
+  // Write an ioctl.summary record per open summary and an ioctl.counts
+  // record for the counted classes, and start a new interval. The daemon
+  // calls it when due and before it stops or records a crash.
+  void flush_summaries();
+  [[nodiscard]] size_t open_summaries() const { return summaries_.size(); }
+  // At most this many summaries are open: one more writes them all first.
+  static constexpr size_t kMaxOpenSummaries = 16384;
+
   // Write buffered ledger lines out (the daemon calls it after each batch),
   // a clock.jump seen before the batch first.
   Result<void> flush();
@@ -126,6 +169,12 @@ class Pipeline final : public EventHandler {
   };
   const ProcInfo& proc_info(uint32_t pid, std::string_view kernel_exe_name, uint64_t cgroup_id);
   void track_kernel_seq(bool kmod, uint64_t seq);
+  // The recording level of a decided call (gg_record_level_of, with the
+  // class user space decodes too).
+  [[nodiscard]] unsigned record_level(const gg_ioctl_enter& e) const;
+  // A call below full: folded into its summary or its class's count.
+  void aggregate(const gg_ioctl_enter& e, const gg_ioctl_exit* x, unsigned level);
+  void write_summary(const struct Summary& s);
   void finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x);
   // Append to the ledger and show it; false if the write failed (counted).
   bool emit(nlohmann::ordered_json rec);
@@ -169,6 +218,22 @@ class Pipeline final : public EventHandler {
   PipelineCounters counters_;
   IoctlCounts ioctl_counts_{};
   std::vector<std::string> rule_names_;
+  std::array<uint8_t, GG_CLASS_COUNT> record_levels_{};  // GG_REC_FULL everywhere
+  uint64_t summary_interval_ns_ = 60'000'000'000ull;
+  uint64_t window_start_ns_ = 0;  // boot time of the oldest open summary or count; 0: none open
+  // Open summaries by (pid, node, request word, command, class).
+  struct SummaryKey {
+    uint32_t pid, dev, request, command, cls;
+    bool operator==(const SummaryKey&) const = default;
+  };
+  struct SummaryKeyHash {
+    size_t operator()(const SummaryKey& k) const noexcept;
+  };
+  std::unordered_map<SummaryKey, size_t, SummaryKeyHash> summary_index_;
+  std::vector<struct Summary> summaries_;
+  // Count-level calls by class and vendor in the open interval.
+  std::array<std::array<uint64_t, GG_VENDOR_COUNT>, GG_CLASS_COUNT> counted_{};
+  uint64_t counted_first_ns_ = 0, counted_last_ns_ = 0;
   std::string policy_source_ = "built-in";
 };
 

@@ -2,6 +2,8 @@
 // TOML. Errors name the file, the line and the fix.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,8 +52,26 @@ Result<void> check_allowed_signers(const SignersConfig& signers);
 enum class DiskFullAction { deny_gated, keep_enforcing };
 std::string_view disk_full_action_name(DiskFullAction a);
 
+inline constexpr int64_t kDefaultSummaryInterval = 60;  // seconds between ioctl.summary flushes
+inline constexpr int64_t kMaxSummaryInterval = 3600;
+
+// The policy's [record] section: how much of each class's traffic is
+// written (enum gg_record_level per class), and how often summaries and
+// counts are. gg_record_level_of raises any call that is not plain traffic
+// to full.
+struct RecordConfig {
+  std::array<uint8_t, GG_CLASS_COUNT> level{};  // GG_REC_FULL for every class unless set
+  int64_t interval = kDefaultSummaryInterval;   // seconds
+  [[nodiscard]] bool any_below_full() const {
+    return std::any_of(level.begin(), level.end(), [](uint8_t l) { return l != GG_REC_FULL; });
+  }
+};
+
+std::string_view record_level_name(unsigned level);  // full, summary, count
+
 struct Policy {
   gg_policy table{};  // what the kernel holds (mode, rules, action per class)
+  RecordConfig record;
   DiskFullAction disk_full_action = DiskFullAction::deny_gated;
   std::string mode_name;  // as written, "" when the file does not set it
   std::string source;     // file path, or "built-in"

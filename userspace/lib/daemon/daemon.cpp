@@ -306,7 +306,8 @@ void record_unclean_end(Pipeline& pipeline, const std::string& last_line, const 
   Json gap{{"class", "daemon"},
            {"reason",
             "the previous daemon ended without stopping (killed, or the host lost power): nothing recorded GPU "
-            "commands from its last record until this start"},
+            "commands from its last record until this start, and the calls of summarized or counted classes since "
+            "its last ioctl.summary or ioctl.counts record were not written either"},
            {"last_seq", last.value("seq", uint64_t{0})},
            {"last_type", type},
            {"last_time", last.value("time", std::string())}};
@@ -435,6 +436,7 @@ int run_daemon(const DaemonOptions& o) {
   std::vector<std::string> rule_names;
   for (const auto& r : policy.rules) rule_names.push_back(r.name);
   pipeline.set_rule_names(std::move(rule_names));
+  pipeline.set_record_levels(policy.record.level, static_cast<uint64_t>(policy.record.interval) * 1'000'000'000ull);
 
   std::vector<HookStatus> hooks;
   for (auto* engine : engines) {
@@ -637,6 +639,11 @@ int run_daemon(const DaemonOptions& o) {
     st["unmatched_exits"] = pipeline.counters().unmatched_exits;
     st["exits_missing"] = pipeline.counters().exits_missing;
     st["pending"] = pipeline.pending();
+    // Calls below full: in ioctl.summary and ioctl.counts records, the open
+    // interval's written at its end.
+    st["summarized"] = pipeline.counters().summarized;
+    st["counted"] = pipeline.counters().counted;
+    st["open_summaries"] = pipeline.open_summaries();
     st["per_class"] = counters_json(s);
     st["watch"] = watcher ? watcher->status() : Json(nullptr);
     st["metrics"] = metrics ? Json("http://" + metrics->address() + "/metrics") : Json(nullptr);
@@ -756,6 +763,7 @@ int run_daemon(const DaemonOptions& o) {
         last_tick = now;
         follow_kmod();
         pipeline.flush_stale(5'000'000'000ull);
+        if (pipeline.summaries_due(boottime_ns())) pipeline.flush_summaries();
         for (auto* e : engines) {
           auto stats = e->stats();
           pipeline.note_losses(e->name(), stats);
@@ -777,6 +785,7 @@ int run_daemon(const DaemonOptions& o) {
                {"pid", getpid()},
                {"boottime_ns", boottime_ns()},
                {"records", pipeline.counters().records}};
+    pipeline.flush_summaries();  // what they cover happened; the crash record comes after it
     pipeline.write_event("daemon.crash", crash);
     (void)pipeline.flush();
     (void)ledger->checkpoint("crash");
@@ -800,6 +809,7 @@ int run_daemon(const DaemonOptions& o) {
     if (got == 0) break;
   }
   pipeline.flush_stale(0);
+  pipeline.flush_summaries();
   (void)pipeline.flush();  // a clock.jump seen last, before the stop's own records
   // Changes still settling are decided now, with every record drained.
   if (watcher) {
@@ -816,6 +826,8 @@ int run_daemon(const DaemonOptions& o) {
   auto fs = total_stats();
   pipeline.write_event("daemon.stop",
                        {{"records", pipeline.counters().records},
+                        {"summarized", pipeline.counters().summarized},
+                        {"counted", pipeline.counters().counted},
                         {"seen", fs.seen()},
                         {"lost", fs.dropped()},
                         {"per_class", counters_json(fs)},

@@ -76,6 +76,16 @@ std::string process_label(const json& r) {
 std::string command_of(const json& r) { return str(r, "decoded", "command"); }
 
 std::string result_of(const json& r) {
+  const json& results = member(r, "results");  // ioctl.summary: "x30 ok 26, EINVAL 4"
+  if (results.is_object() && member(r, "calls").is_number_unsigned()) {
+    std::string out = fmt::format("x{}", member(r, "calls").get<uint64_t>());
+    bool first = true;
+    for (const auto& [k, v] : results.items()) {
+      out += fmt::format("{}{} {}", first ? " " : ", ", k, v.dump());
+      first = false;
+    }
+    return out;
+  }
   const json& res = member(r, "result");
   if (!res.is_object()) return "";
   const json& ret = member(res, "ret");
@@ -398,6 +408,22 @@ Result<nlohmann::ordered_json> stats(const std::string& dir, const Filter& f) {
       by_verdict[str(j, "verdict")]++;
       by_process[process_label(j)]++;
       by_gpu[gpu_label(j)]++;
+    } else if (type == "ioctl.summary" && member(j, "calls").is_number_unsigned()) {
+      // The calls a summary covers count as the ioctls they were.
+      uint64_t n = j["calls"].get<uint64_t>();
+      by_class[record_class(j)] += n;
+      by_verdict[str(j, "verdict")] += n;
+      by_process[process_label(j)] += n;
+      by_gpu[gpu_label(j)] += n;
+    } else if (type == "ioctl.counts" && member(j, "calls").is_object()) {
+      for (const auto& [cls, per_vendor] : j["calls"].items()) {
+        if (!per_vendor.is_object()) continue;
+        for (const auto& [vendor, n] : per_vendor.items()) {
+          if (!n.is_number_unsigned()) continue;
+          by_class[cls] += n.get<uint64_t>();
+          by_verdict["allowed"] += n.get<uint64_t>();
+        }
+      }
     } else if (type == "gap") {
       gap_records++;
       uint64_t n = member(j, "lost_records").is_number_unsigned() ? j["lost_records"].get<uint64_t>() : 0;

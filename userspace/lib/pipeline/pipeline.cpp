@@ -495,7 +495,174 @@ bool Pipeline::emit(nlohmann::ordered_json rec) {
   return true;
 }
 
+uint64_t raw_fingerprint(const gg_raw& raw) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  auto mix = [&h](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+  };
+  mix(reinterpret_cast<const uint8_t*>(&raw.request), sizeof raw.request);
+  mix(raw.arg, std::min<size_t>(raw.arg_len, sizeof raw.arg));
+  mix(raw.inner, std::min<size_t>(raw.inner_len, sizeof raw.inner));
+  mix(raw.params, std::min<size_t>(raw.params_len, sizeof raw.params));
+  return h;
+}
+
+size_t Pipeline::SummaryKeyHash::operator()(const SummaryKey& k) const noexcept {
+  uint64_t a = uint64_t{k.pid} << 32 | k.dev, b = uint64_t{k.request} << 32 | k.command;
+  return std::hash<uint64_t>()(a * 0x9e3779b97f4a7c15ull ^ b ^ (uint64_t{k.cls} << 59));
+}
+
+void Pipeline::aggregate(const gg_ioctl_enter& e, const gg_ioctl_exit* x, unsigned level) {
+  uint64_t now = e.hdr.boot_ns;
+  if (!window_start_ns_) window_start_ns_ = now ? now : 1;
+  unsigned verdict = e.verdict == GG_VERDICT_DENY ? 1 : e.verdict == GG_VERDICT_WOULD_DENY ? 2 : 0;
+  unsigned vendor = e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0;
+  ioctl_counts_[e.dec.cls & (GG_CLASS_COUNT - 1)][vendor][verdict]++;
+  if (level == GG_REC_COUNT) {
+    counters_.counted++;
+    counted_[e.dec.cls & (GG_CLASS_COUNT - 1)][vendor]++;
+    if (!counted_first_ns_) counted_first_ns_ = now;
+    counted_last_ns_ = std::max(counted_last_ns_, now);
+    return;
+  }
+  SummaryKey key{e.hdr.pid, e.dev, e.raw.request, e.dec.command, e.dec.cls};
+  auto it = summary_index_.find(key);
+  if (it == summary_index_.end()) {
+    if (summaries_.size() >= kMaxOpenSummaries) flush_summaries();  // bounded memory, nothing dropped
+    if (!window_start_ns_) window_start_ns_ = now ? now : 1;
+    it = summary_index_.emplace(key, summaries_.size()).first;
+    Summary fresh;
+    fresh.first = e;
+    fresh.first_ns = now;
+    summaries_.push_back(std::move(fresh));
+  }
+  Summary& sum = summaries_[it->second];
+  counters_.summarized++;
+  sum.calls++;
+  sum.first_ns = std::min(sum.first_ns, now);
+  sum.last_ns = std::max(sum.last_ns, now);
+  sum.raw_sum += raw_fingerprint(e.raw);
+  uint64_t result = 3ull << 32;  // no exit seen
+  if (x) {
+    sum.duration_ns += x->hdr.boot_ns - e.hdr.boot_ns;
+    if (x->ret < 0)
+      result = 1ull << 32 | static_cast<uint32_t>(-x->ret);
+    else if (x->status_valid && x->nv_status != 0)
+      result = 2ull << 32 | x->nv_status;
+    else
+      result = 0;
+  }
+  auto r = std::find_if(sum.results.begin(), sum.results.end(), [&](const auto& kv) { return kv.first == result; });
+  if (r != sum.results.end())
+    r->second++;
+  else if (sum.results.size() < Summary::kMaxResults)
+    sum.results.emplace_back(result, 1);
+  else
+    sum.other_results++;
+}
+
+void Pipeline::write_summary(const Summary& sum) {
+  const gg_ioctl_enter& e = sum.first;
+  auto rec = base("ioctl.summary", sum.last_ns);
+  rec["first_time"] = format_utc(static_cast<int64_t>(sum.first_ns) + wall_offset_at(sum.first_ns));
+  rec["first_boottime_ns"] = sum.first_ns;
+  rec["calls"] = sum.calls;
+  std::string_view exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
+  const auto& proc = proc_info(e.hdr.pid, exe_name, e.cgroup_id);
+  nlohmann::ordered_json process{
+      {"pid", e.hdr.pid}, {"uid", e.uid}, {"gid", e.gid}, {"comm", std::string(e.comm, strnlen(e.comm, GG_COMM_LEN))}};
+  if (!proc.exe.empty()) {
+    process["exe"] = proc.exe;
+  } else if (!exe_name.empty()) {
+    process["exe"] = std::string(exe_name);
+    process["exe_is_basename"] = true;
+  } else {
+    process["exe"] = nullptr;
+  }
+  process["cgroup_id"] = e.cgroup_id;
+  process["cgroup"] = proc.cgroup.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(proc.cgroup);
+  rec["process"] = std::move(process);
+  const Device* dev = devices_.find(e.dev);
+  nlohmann::ordered_json device{{"rdev", fmt::format("{}:{}", kernel_dev_major(e.dev), kernel_dev_minor(e.dev))},
+                                {"kind", dev_kind_name(e.device.kind)},
+                                {"vendor", vendor_name(e.device.vendor)},
+                                {"path", dev ? nlohmann::ordered_json(dev->path) : nlohmann::ordered_json()}};
+  if (dev && !dev->pci.empty()) device["pci"] = dev->pci;
+  rec["device"] = std::move(device);
+  rec["decoded"] = {{"command", command_name(e.raw, e.dec)},
+                    {"class", class_name(e.dec.cls)},
+                    {"request", fmt::format("{:#010x}", e.raw.request)}};
+  rec["level"] = "summary";
+  rec["verdict"] = verdict_name(GG_VERDICT_ALLOW);
+  nlohmann::ordered_json results = nlohmann::ordered_json::object();
+  for (const auto& [kind_code, n] : sum.results) {
+    uint32_t kind = static_cast<uint32_t>(kind_code >> 32), code = static_cast<uint32_t>(kind_code);
+    std::string name;
+    if (kind == 0) {
+      name = "ok";
+    } else if (kind == 1) {
+      const char* en = strerrorname_np(static_cast<int>(code));
+      name = en ? en : fmt::format("errno {}", code);
+    } else if (kind == 2) {
+      name = fmt::format("nv_status {:#x}", code);
+    } else {
+      name = "no exit seen";
+    }
+    results[name] = n;
+  }
+  if (sum.other_results) results["other"] = sum.other_results;
+  rec["results"] = std::move(results);
+  rec["duration_ns"] = sum.duration_ns;
+  rec["raw_sum"] = fmt::format("{:016x}", sum.raw_sum);
+  rec["engine"] = GG_HOOK_IS_KMOD(e.hook) ? std::string("kmod") : engine_;
+  if (emit(std::move(rec))) counters_.summaries++;
+}
+
+void Pipeline::flush_summaries() {
+  for (const auto& sum : summaries_) write_summary(sum);
+  summaries_.clear();
+  summary_index_.clear();
+  bool any_counted = false;
+  nlohmann::ordered_json counts = nlohmann::ordered_json::object();
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
+    for (unsigned v = 0; v < GG_VENDOR_COUNT; v++)
+      if (counted_[c][v]) {
+        counts[std::string(class_name(c))][std::string(vendor_name(v))] = counted_[c][v];
+        any_counted = true;
+      }
+  if (any_counted) {
+    auto rec = base("ioctl.counts", counted_last_ns_);
+    rec["first_time"] = format_utc(static_cast<int64_t>(counted_first_ns_) + wall_offset_at(counted_first_ns_));
+    rec["first_boottime_ns"] = counted_first_ns_;
+    rec["level"] = "count";
+    rec["calls"] = std::move(counts);
+    emit(std::move(rec));
+  }
+  counted_ = {};
+  counted_first_ns_ = counted_last_ns_ = 0;
+  window_start_ns_ = 0;
+}
+
+unsigned Pipeline::record_level(const gg_ioctl_enter& e) const {
+  unsigned level = gg_record_level_of(record_levels_.data(), e.dec.cls, e.action, e.verdict, e.dec.flags);
+  if (level == GG_REC_FULL || e.dec.nr != 0x2A || e.dec.table == GG_TAB_NONE) return level;
+  // User space may know the control's object class, and decode a class
+  // that must be recorded in full: that decoding decides too.
+  auto obj = rm_objects_.find({uint64_t{e.hdr.pid} << 32 | e.dec.client, e.dec.object});
+  if (obj == rm_objects_.end()) return level;
+  gg_raw raw = e.raw;
+  raw.target_class = obj->second;
+  gg_decoded dec = decode(raw);
+  if (gg_record_level_of(record_levels_.data(), dec.cls, e.action, e.verdict, dec.flags) == GG_REC_FULL)
+    return GG_REC_FULL;
+  return level;
+}
+
 void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
+  if (unsigned level = record_level(e); level != GG_REC_FULL) {
+    aggregate(e, x, level);
+    return;
+  }
   // Judged classes are rare in real traffic, but anyone may flood them.
   bool judged = e.dec.cls >= GG_CLASS_POWER_OFF;
   CommandSeen seen;
@@ -643,6 +810,27 @@ std::string human_line(const nlohmann::ordered_json& r) {
                          ? format_local_rfc3339(r["realtime_ns"].get<int64_t>(), 3)
                          : r.value("time", std::string());
   std::string type = r.value("type", std::string());
+  if (type == "ioctl.summary" && r["process"].is_object() && r["device"].is_object() && r["decoded"].is_object() &&
+      r["results"].is_object()) {
+    // "... #12 ioctl.summary nvidia-ctl 195:255 pid 42 exporter: NV0000_... [query] x30 (ok 26, EINVAL 4) since
+    // 11:59:01.000"
+    const auto& d = r["device"];
+    const auto& p = r["process"];
+    std::string results;
+    for (const auto& [k, v] : r["results"].items())
+      results += fmt::format("{}{} {}", results.empty() ? "" : ", ", k, v.dump());
+    std::string since = r.contains("first_boottime_ns") && r["first_boottime_ns"].is_number_unsigned() &&
+                                r["realtime_ns"].is_number_integer() && r["boottime_ns"].is_number_unsigned()
+                            ? format_local_rfc3339(r["realtime_ns"].get<int64_t>() -
+                                                       static_cast<int64_t>(r["boottime_ns"].get<uint64_t>() -
+                                                                            r["first_boottime_ns"].get<uint64_t>()),
+                                                   3)
+                            : r.value("first_time", std::string("?"));
+    return fmt::format("{} #{} ioctl.summary {} {} pid {} {}: {} [{}] x{} ({}) since {}", time,
+                       r.value("seq", uint64_t{0}), d.value("kind", std::string()), d.value("rdev", std::string()),
+                       p.value("pid", 0u), p.value("comm", std::string()), r["decoded"].value("command", std::string()),
+                       r["decoded"].value("class", std::string()), r.value("calls", uint64_t{0}), results, since);
+  }
   if (type != "ioctl") {
     std::string extra;
     for (const auto& [k, v] : r.items()) {

@@ -250,7 +250,76 @@ Result<void> parse_signers(const toml::node& node, const std::string& name, Poli
   return {};
 }
 
+std::optional<unsigned> record_level_from_name(std::string_view s) {
+  for (unsigned l = 0; l < GG_REC_LEVELS; l++)
+    if (s == record_level_name(l)) return l;
+  return std::nullopt;
+}
+
+// [record]: interval and a level per class. Lowering a class that must be
+// recorded call by call is refused here, so policy check says it before
+// the daemon would have to.
+Result<void> parse_record(const toml::node& node, const std::string& name, Policy& p) {
+  auto at = [&](const toml::node& n) { return where(name, n.source()); };
+  auto* t = node.as_table();
+  if (!t) return make_error(fmt::format("{}: record must be a table: [record] then \"query\" = \"summary\"", at(node)));
+  for (auto&& [key, v] : *t) {
+    std::string k(key.str());
+    if (k == "interval") {
+      auto text = v.value<std::string>();
+      auto d = text ? auth::parse_duration(*text) : Result<int64_t>(make_error("not a string"));
+      if (!d || *d > kMaxSummaryInterval)
+        return make_error(fmt::format(
+            "{}: interval must be a duration string from 1s to {}, such as \"1m\": how often summaries and counts "
+            "are written (default {})",
+            at(v), auth::format_duration(kMaxSummaryInterval), auth::format_duration(kDefaultSummaryInterval)));
+      p.record.interval = *d;
+      continue;
+    }
+    auto cls = class_from_name(k);
+    if (!cls)
+      return make_error(fmt::format("{}: unknown key \"{}\" in [record]; it has interval and a level per class ({})",
+                                    at(v), k, class_list()));
+    auto text = v.value<std::string>();
+    auto level = text ? record_level_from_name(*text) : std::nullopt;
+    if (!level)
+      return make_error(
+          fmt::format("{}: class \"{}\": the recording level must be \"full\" (a record per call), \"summary\" (per "
+                      "process, node and command per interval) or \"count\" (counters per class)",
+                      at(v), k));
+    if (*level != GG_REC_FULL && !gg_class_may_summarize(*cls))
+      return make_error(fmt::format(
+          "{}: class \"{}\" is always recorded in full: only query, other and resource traffic may be summarized "
+          "or counted (a gated, configuration or unknown command keeps its own record); remove the line or set "
+          "\"full\"",
+          at(v), k));
+    p.record.level[*cls] = static_cast<uint8_t>(*level);
+  }
+  return {};
+}
+
+// A class whose action gates keeps full records: summarizing it would hide
+// the very calls the policy judges.
+Result<void> check_record_levels(const Policy& p) {
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
+    if (p.record.level[c] != GG_REC_FULL && gg_action_gates(p.table.action[c]))
+      return make_error(fmt::format(
+          "{}: class \"{}\" is {} by [classes] but recorded at \"{}\" by [record]: a gated class is recorded "
+          "in full; set it to \"full\" or its action to log",
+          p.source, class_name(c), action_name(p.table.action[c]), record_level_name(p.record.level[c])));
+  return {};
+}
+
 }  // namespace
+
+std::string_view record_level_name(unsigned level) {
+  switch (level) {
+    case GG_REC_FULL: return "full";
+    case GG_REC_SUMMARY: return "summary";
+    case GG_REC_COUNT: return "count";
+    default: return "?";
+  }
+}
 
 Policy builtin_policy(unsigned mode) {
   Policy p;
@@ -338,6 +407,8 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
       }
     } else if (k == "signers") {
       if (auto r = parse_signers(node, name, p); !r) return r.error();
+    } else if (k == "record") {
+      if (auto r = parse_record(node, name, p); !r) return r.error();
     } else if (k == "rules") {
       auto* arr = node.as_array();
       if (!arr || !arr->is_array_of_tables())
@@ -353,10 +424,11 @@ Result<Policy> parse_policy(const std::string& text, const std::string& name) {
       return make_error(fmt::format(
           "{}: unknown key \"{}\"; a policy has version, mode, profile, read_wait_max_us, disk_full_action, "
           "[classes], "
-          "[[rules]] and [signers]",
+          "[record], [[rules]] and [signers]",
           where(name, node.source()), k));
     }
   }
+  if (auto r = check_record_levels(p); !r) return r.error();
   return p;
 }
 
@@ -395,6 +467,10 @@ std::string policy_to_toml(const Policy& p) {
   out += "\n[classes]\n";
   for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
     out += fmt::format("\"{}\" = \"{}\"\n", class_name(c), action_name(p.table.action[c]));
+  out += fmt::format("\n[record]\ninterval = \"{}\"\n", auth::format_duration(p.record.interval));
+  for (unsigned c = 0; c < GG_CLASS_COUNT; c++)
+    if (gg_class_may_summarize(c))
+      out += fmt::format("\"{}\" = \"{}\"\n", class_name(c), record_level_name(p.record.level[c]));
   {
     out += "\n[signers]\n";
     if (p.signers.allowed_signers.empty())
