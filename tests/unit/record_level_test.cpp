@@ -25,7 +25,8 @@ namespace {
 using gpugate::test::TempDir;
 
 // A query (NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE) by pid, with its result.
-std::string query(unsigned pid, int ret = 0, const char* comm = "exporter", const char* params = "000100000000000000000000") {
+std::string query(unsigned pid, int ret = 0, const char* comm = "exporter",
+                  const char* params = "000100000000000000000000") {
   return fmt::format(
       R"({{"device":"/dev/full","ioctl":"0xc020462a","arg":"0100d0c10100d0c1790200000000000000100000000000000c00000000000000","params":"{}","ret":{},"pid":{},"comm":"{}"}})"
       "\n",
@@ -68,7 +69,8 @@ Run run(const std::string& script, const Policy& policy) {
   pipeline.flush_summaries();
   EXPECT_TRUE(pipeline.flush().ok());
   r.counters = pipeline.counters();
-  for (const auto& line : gpugate::test::ledger_lines(dir.path / "ledger")) r.records.push_back(nlohmann::json::parse(line));
+  for (const auto& line : gpugate::test::ledger_lines(dir.path / "ledger"))
+    r.records.push_back(nlohmann::json::parse(line));
   return r;
 }
 
@@ -328,9 +330,10 @@ TEST(RecordLevel, TheDaemonWritesSummariesAtItsEndAndBeforeACrash) {
   for (const auto& line : gpugate::test::ledger_lines(p("ledger")))
     if (line.find("\"ioctl.summary\"") != std::string::npos) seen = nlohmann::ordered_json::parse(line);
   ASSERT_EQ(seen["type"], "ioctl.summary");
-  EXPECT_NE(human_line(seen).find("ioctl.summary nvidia-ctl 1:7 pid 100 exporter: NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE "
-                                  "[query] x30 (ok 30) since "),
-            std::string::npos)
+  EXPECT_NE(
+      human_line(seen).find("ioctl.summary nvidia-ctl 1:7 pid 100 exporter: NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE "
+                            "[query] x30 (ok 30) since "),
+      std::string::npos)
       << human_line(seen);
 
   // The crash comes after the power-off's record: the 30 queries before it
@@ -345,4 +348,27 @@ TEST(RecordLevel, TheDaemonWritesSummariesAtItsEndAndBeforeACrash) {
   ASSERT_NE(at("daemon.crash"), records.end());
   EXPECT_LT(at("ioctl.summary") - records.begin(), at("daemon.crash") - records.begin());
   EXPECT_EQ((*at("ioctl.summary"))["calls"], 30);
+}
+
+// NVIDIA's controls all go through nvidiactl: the RM object names the GPU,
+// so each GPU's queries get their own summary.
+TEST(RecordLevel, EachGpusQueriesGetTheirOwnSummary) {
+  auto pstate = [](const char* object_le) {
+    return fmt::format(
+        R"({{"device":"/dev/full","ioctl":"0xc020462a","arg":"0100d0c1{}682080200000000000100000000000000400000000000000","params":"08000000","ret":0,"nv_status":0,"pid":100,"comm":"exporter"}})"
+        "\n",
+        object_le);
+  };
+  std::string script;
+  for (int i = 0; i < 3; i++) script += pstate("0100f0ca") + pstate("0200f0ca");
+  auto r = run(script, policy_of("[record]\n\"query\" = \"summary\"\n"));
+  auto sums = of_type(r, "ioctl.summary");
+  ASSERT_EQ(sums.size(), 2u) << r.records.size();
+  std::map<std::string, uint64_t> by_object;
+  for (const auto& s : sums) {
+    EXPECT_EQ(s["decoded"]["command"], "NV2080_CTRL_CMD_PERF_GET_CURRENT_PSTATE");
+    by_object[s["decoded"]["object"].get<std::string>()] = s["calls"].get<uint64_t>();
+  }
+  EXPECT_EQ(by_object["0xcaf00001"], 3u);
+  EXPECT_EQ(by_object["0xcaf00002"], 3u);
 }

@@ -221,9 +221,11 @@ class Pipeline final : public EventHandler {
   std::array<uint8_t, GG_CLASS_COUNT> record_levels_{};  // GG_REC_FULL everywhere
   uint64_t summary_interval_ns_ = 60'000'000'000ull;
   uint64_t window_start_ns_ = 0;  // boot time of the oldest open summary or count; 0: none open
-  // Open summaries by (pid, node, request word, command, class).
+  // Open summaries by (pid, node, request word, command, RM object,
+  // class): NVIDIA's controls all go through nvidiactl, the object names
+  // the GPU.
   struct SummaryKey {
-    uint32_t pid, dev, request, command, cls;
+    uint32_t pid, dev, request, command, object, cls;
     bool operator==(const SummaryKey&) const = default;
   };
   struct SummaryKeyHash {

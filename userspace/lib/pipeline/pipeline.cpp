@@ -509,7 +509,8 @@ uint64_t raw_fingerprint(const gg_raw& raw) {
 
 size_t Pipeline::SummaryKeyHash::operator()(const SummaryKey& k) const noexcept {
   uint64_t a = uint64_t{k.pid} << 32 | k.dev, b = uint64_t{k.request} << 32 | k.command;
-  return std::hash<uint64_t>()(a * 0x9e3779b97f4a7c15ull ^ b ^ (uint64_t{k.cls} << 59));
+  return std::hash<uint64_t>()(a * 0x9e3779b97f4a7c15ull ^ b ^ (uint64_t{k.object} * 0xff51afd7ed558ccdull) ^
+                               (uint64_t{k.cls} << 59));
 }
 
 void Pipeline::aggregate(const gg_ioctl_enter& e, const gg_ioctl_exit* x, unsigned level) {
@@ -525,7 +526,7 @@ void Pipeline::aggregate(const gg_ioctl_enter& e, const gg_ioctl_exit* x, unsign
     counted_last_ns_ = std::max(counted_last_ns_, now);
     return;
   }
-  SummaryKey key{e.hdr.pid, e.dev, e.raw.request, e.dec.command, e.dec.cls};
+  SummaryKey key{e.hdr.pid, e.dev, e.raw.request, e.dec.command, e.dec.object, e.dec.cls};
   auto it = summary_index_.find(key);
   if (it == summary_index_.end()) {
     if (summaries_.size() >= kMaxOpenSummaries) flush_summaries();  // bounded memory, nothing dropped
@@ -592,6 +593,8 @@ void Pipeline::write_summary(const Summary& sum) {
   rec["decoded"] = {{"command", command_name(e.raw, e.dec)},
                     {"class", class_name(e.dec.cls)},
                     {"request", fmt::format("{:#010x}", e.raw.request)}};
+  if (e.dec.vendor == GG_VENDOR_NVIDIA && e.dec.table != GG_TAB_NONE && e.dec.object)
+    rec["decoded"]["object"] = fmt::format("{:#010x}", e.dec.object);  // the RM object: which GPU
   rec["level"] = "summary";
   rec["verdict"] = verdict_name(GG_VERDICT_ALLOW);
   nlohmann::ordered_json results = nlohmann::ordered_json::object();
