@@ -85,12 +85,15 @@ run: build
 
 # What recording costs (observer-bench, as root), then the GPU state watcher's
 # sampling round of 8 GPUs through NVML (tests/unit/fake_nvml.c, one ioctl per
-# query) and sysfs (issue 12's target: a round <= 10 ms). BENCHMARKS.md.
+# query) and sysfs (issue 12's target: a round <= 10 ms), then the ledger's
+# volume per day of modeled traffic at each recording level (issue 15).
+# BENCHMARKS.md.
 bench: build
 	tools/bench/observer-bench $(BUILD)
 	mkdir -p $(BUILD)/bench
 	$(BUILD)/bin/gpugate-watch-bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
 		--benchmark_out=$(BUILD)/bench/watch-bench.json --benchmark_out_format=json
+	tools/bench/traffic-model $(BUILD) --json $(BUILD)/bench/traffic-model.json
 
 # From gpugate request submit to a live kernel grant (issue 4's target: median <= 5 ms).
 bench-grant: build

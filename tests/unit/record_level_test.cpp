@@ -26,11 +26,11 @@ using gpugate::test::TempDir;
 
 // A query (NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE) by pid, with its result.
 std::string query(unsigned pid, int ret = 0, const char* comm = "exporter",
-                  const char* params = "000100000000000000000000") {
+                  const char* params = "000100000000000000000000", const std::string& more = "") {
   return fmt::format(
-      R"({{"device":"/dev/full","ioctl":"0xc020462a","arg":"0100d0c10100d0c1790200000000000000100000000000000c00000000000000","params":"{}","ret":{},"pid":{},"comm":"{}"}})"
+      R"({{"device":"/dev/full","ioctl":"0xc020462a","arg":"0100d0c10100d0c1790200000000000000100000000000000c00000000000000","params":"{}","ret":{},"pid":{},"comm":"{}"{}}})"
       "\n",
-      params, ret, pid, comm);
+      params, ret, pid, comm, more);
 }
 
 // GPU_SET_POWER (power.off) by pid.
@@ -117,9 +117,10 @@ TEST(RecordLevel, OnlyPlainAllowedTrafficGoesBelowFull) {
 
 TEST(RecordLevel, PolicyReadsShowsAndReadsBackTheRecordSection) {
   auto builtin = builtin_policy(GG_MODE_ENFORCE);
-  EXPECT_FALSE(builtin.record.any_below_full()) << "nothing is summarized unless the policy says so";
-  EXPECT_EQ(builtin.record.interval, kDefaultSummaryInterval);
-  auto p = policy_of("[record]\ninterval = \"30s\"\n\"query\" = \"summary\"\n\"resource\" = \"count\"\n");
+  EXPECT_FALSE(builtin.record.any_below_full()) << "every call is a record unless the policy says otherwise";
+  EXPECT_EQ(builtin.record.interval, 300);
+  auto p = policy_of(
+      "[record]\ninterval = \"30s\"\n\"query\" = \"summary\"\n\"resource\" = \"count\"\n\"other\" = \"full\"\n");
   EXPECT_EQ(p.record.level[GG_CLASS_QUERY], GG_REC_SUMMARY);
   EXPECT_EQ(p.record.level[GG_CLASS_RESOURCE], GG_REC_COUNT);
   EXPECT_EQ(p.record.level[GG_CLASS_OTHER], GG_REC_FULL);
@@ -371,4 +372,20 @@ TEST(RecordLevel, EachGpusQueriesGetTheirOwnSummary) {
   }
   EXPECT_EQ(by_object["0xcaf00001"], 3u);
   EXPECT_EQ(by_object["0xcaf00002"], 3u);
+}
+
+// An interval ends by the traffic's own clock too: a call an interval after
+// the oldest open one writes what is open first.
+TEST(RecordLevel, ACallAnIntervalLaterEndsTheInterval) {
+  std::string script;
+  for (int at : {0, 500, 1000, 1500, 2100})
+    script += query(100, 0, "exporter", "000100000000000000000000", fmt::format(R"(,"at_ms":{})", at));
+  auto r = run(script, policy_of("[record]\ninterval = \"1s\"\n\"query\" = \"summary\"\n"));
+  auto sums = of_type(r, "ioctl.summary");
+  ASSERT_EQ(sums.size(), 3u);
+  EXPECT_EQ(sums[0]["calls"], 2);
+  EXPECT_EQ(sums[1]["calls"], 2);
+  EXPECT_EQ(sums[2]["calls"], 1);
+  EXPECT_EQ(sums[1]["boottime_ns"].get<uint64_t>() - sums[0]["first_boottime_ns"].get<uint64_t>(), 1'500'000'000ull);
+  EXPECT_EQ(r.open_after_engine, 1u);
 }

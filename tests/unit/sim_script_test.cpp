@@ -91,6 +91,20 @@ TEST(SimScript, IntegersAtTheirLimitsAndDefaults) {
   EXPECT_EQ(b.comm, "gpugate-sim");
 }
 
+// "at_ms" gives a call its own time, counted from the simulation's start.
+TEST(SimScript, ACallMayCarryItsOwnTime) {
+  auto r = parse(line_with(R"("at_ms":1500)") + "\n" + line_with(R"("pid":7)"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ((*r)[0].at_ns, std::optional<uint64_t>(1'500'000'000ull));
+  EXPECT_FALSE((*r)[1].at_ns.has_value()) << "unset: the clock when the call is read";
+  for (const char* bad : {R"("at_ms":-1)", R"("at_ms":"1s")", R"("at_ms":1.5)"}) {
+    auto e = parse(line_with(bad));
+    ASSERT_FALSE(e.ok()) << bad;
+    EXPECT_NE(e.error().message.find(R"("at_ms" must be milliseconds after the start)"), std::string::npos)
+        << e.error().message;
+  }
+}
+
 TEST(SimScript, AnyBytesNeverThrow) {
   // Lines that are JSON but not what the reader expects, and lines that are not JSON.
   const std::string lines[] = {"[]",

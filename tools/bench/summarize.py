@@ -187,6 +187,13 @@ if micro.get("BM_PipelineToLedger"):
             per = float(c["daemon_cpu_s"]) * 1e9 / int(c["records"])
             print(f"| {sec} ({cfg}) | {c['records']} | {c['daemon_cpu_s']} s | {per:.0f} ns | ×{per / base:.2f} |")
     print()
+    full = micro.get("BM_QueryRecordedInFull")
+    if full:
+        print("A plain query by recording level (issue 15), user space per call: "
+              + ", ".join(f"{name} {micro[b]:.0f} ns (×{micro[b] / full:.3f})"
+                          for name, b in (("full", "BM_QueryRecordedInFull"), ("summary", "BM_QuerySummarized"),
+                                          ("count", "BM_QueryCounted")) if micro.get(b))
+              + ".\n")
 
 if runs.get(("residual", "after-audit", "gpu", "cfg")):
     print("### After auditd: the residual audit cost in this boot (3 reps)\n")

@@ -97,6 +97,42 @@ BENCHMARK(BM_PipelineToLedgerWatched);
 void BM_PipelineToLedgerWatchedByParse(benchmark::State& state) { pipeline_to_ledger(state, Watched::parsed); }
 BENCHMARK(BM_PipelineToLedgerWatchedByParse);
 
+// A plain query, recorded in full and at summary level (issue 15): what a
+// summarized call costs the daemon against its full record, same run. One
+// process, node and command: one open summary, written every 65536 calls.
+void query_path(benchmark::State& state, unsigned level) {
+  Fixture f;
+  f.enter.dec.cls = GG_CLASS_QUERY;
+  f.enter.action = GG_ACT_LOG;
+  f.enter.verdict = GG_VERDICT_ALLOW;
+  f.enter.dec.flags &= ~GG_DF_ODD;
+  auto dir = std::filesystem::temp_directory_path() / ("gg-bench-" + std::to_string(getpid()));
+  auto ledger = LedgerWriter::open((dir / "ledger").string());
+  Pipeline p(*ledger, f.devices, HostInfo{"h", "b", "n"}, "bench", nullptr);
+  std::array<uint8_t, GG_CLASS_COUNT> levels{};
+  levels[GG_CLASS_QUERY] = static_cast<uint8_t>(level);
+  p.set_record_levels(levels, 60'000'000'000ull);
+  uint64_t n = 0;
+  for (auto _ : state) {
+    f.enter.hdr.seq = f.exit.enter_seq = n;
+    p.on_enter(f.enter);
+    p.on_exit(f.exit);
+    if (++n % 256 == 0) (void)p.flush();
+    if (n % 65536 == 0) p.flush_summaries();
+  }
+  p.flush_summaries();
+  (void)p.flush();
+  state.SetItemsProcessed(state.iterations());
+  state.counters["ledger_bytes_per_call"] = static_cast<double>(ledger->bytes_written()) / static_cast<double>(n);
+  std::filesystem::remove_all(dir);
+}
+void BM_QueryRecordedInFull(benchmark::State& state) { query_path(state, GG_REC_FULL); }
+BENCHMARK(BM_QueryRecordedInFull);
+void BM_QuerySummarized(benchmark::State& state) { query_path(state, GG_REC_SUMMARY); }
+BENCHMARK(BM_QuerySummarized);
+void BM_QueryCounted(benchmark::State& state) { query_path(state, GG_REC_COUNT); }
+BENCHMARK(BM_QueryCounted);
+
 }  // namespace
 
 BENCHMARK_MAIN();

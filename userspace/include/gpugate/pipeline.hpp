@@ -137,8 +137,9 @@ class Pipeline final : public EventHandler {
     summary_interval_ns_ = interval_ns;
   }
   // Has the oldest open summary or count waited an interval (boot clock)?
+  // A call an interval after it writes them too, before it is folded in.
   [[nodiscard]] bool summaries_due(uint64_t boot_now) const {
-    return window_start_ns_ && boot_now - window_start_ns_ >= summary_interval_ns_;
+    return window_start_ns_ && boot_now >= window_start_ns_ + summary_interval_ns_;
   }
   // Write an ioctl.summary record per open summary and an ioctl.counts
   // record for the counted classes, and start a new interval. The daemon

@@ -52,7 +52,7 @@ Result<void> check_allowed_signers(const SignersConfig& signers);
 enum class DiskFullAction { deny_gated, keep_enforcing };
 std::string_view disk_full_action_name(DiskFullAction a);
 
-inline constexpr int64_t kDefaultSummaryInterval = 60;  // seconds between ioctl.summary flushes
+inline constexpr int64_t kDefaultSummaryInterval = 300;  // seconds between ioctl.summary flushes
 inline constexpr int64_t kMaxSummaryInterval = 3600;
 
 // The policy's [record] section: how much of each class's traffic is

@@ -20,11 +20,16 @@ struct SimCall {
   uint32_t pid = 4242, tid = 4242, uid = 0;
   uint64_t cgroup_id = 1;
   std::string comm = "gpugate-sim";
+  // When the call happens, in ns after the simulation's start ("at_ms"):
+  // a model of hours of traffic runs in seconds with its own timing.
+  // Unset: the boot clock when the call is read.
+  std::optional<uint64_t> at_ns;
 };
 
 // One JSON object per line:
 // {"device":"/dev/full","ioctl":"0xc020462a","arg":"hex","inner":"hex",
-//  "params":"hex","ret":0,"nv_status":0,"pid":1,"uid":0,"cgroup_id":1,"comm":"x"}
+//  "params":"hex","ret":0,"nv_status":0,"pid":1,"uid":0,"cgroup_id":1,"comm":"x",
+//  "at_ms":0}
 // Errors name the line.
 Result<std::vector<SimCall>> parse_sim_script(std::istream& in, const std::string& name);
 
@@ -48,6 +53,7 @@ class SimEngine final : public Engine {
   const DeviceTable* devices_ = nullptr;
   EngineStats stats_;
   uint64_t seq_ = 0;
+  uint64_t start_ns_ = 0;  // the boot clock at start(): "at_ms" counts from it
   gg_policy policy_ = default_policy(GG_MODE_OBSERVE);
 };
 

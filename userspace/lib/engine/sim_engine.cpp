@@ -14,6 +14,7 @@
 
 #include "gpugate/decode.hpp"
 #include "gpugate/hex.hpp"
+#include "gpugate/hostinfo.hpp"
 
 namespace gpugate {
 
@@ -128,6 +129,9 @@ Result<std::vector<SimCall>> parse_sim_script(std::istream& in, const std::strin
     auto comm = string_member(j, "comm", "a string (the task name)", where);
     if (!comm) return comm.error();
     if (*comm) c.comm = std::move(**comm);
+    auto at = unsigned_member(j, "at_ms", UINT64_MAX / 1'000'000, "milliseconds after the start, a number", where);
+    if (!at) return at.error();
+    if (*at) c.at_ns = **at * 1'000'000;
     calls.push_back(std::move(c));
   }
   return calls;
@@ -135,6 +139,7 @@ Result<std::vector<SimCall>> parse_sim_script(std::istream& in, const std::strin
 
 Result<std::vector<HookStatus>> SimEngine::start(const DeviceTable& devices) {
   devices_ = &devices;
+  start_ns_ = boottime_ns();
   for (const auto& c : calls_) {
     bool known = false;
     for (const auto& d : devices.devices()) known |= d.path == c.device;
@@ -157,11 +162,12 @@ Result<size_t> SimEngine::poll(std::chrono::milliseconds, EventHandler& handler)
       if (d.path == c.device) dev = &d;
     timespec ts{};
     clock_gettime(CLOCK_BOOTTIME, &ts);
+    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
     gg_ioctl_enter e{};
     e.hdr.type = GG_EV_IOCTL_ENTER;
     e.hdr.size = sizeof(e);
     e.hdr.seq = seq_++;
-    e.hdr.boot_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
+    e.hdr.boot_ns = c.at_ns ? start_ns_ + *c.at_ns : now;
     e.hdr.pid = c.pid;
     e.hdr.tid = c.tid;
     e.uid = c.uid;

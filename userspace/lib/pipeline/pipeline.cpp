@@ -515,6 +515,7 @@ size_t Pipeline::SummaryKeyHash::operator()(const SummaryKey& k) const noexcept 
 
 void Pipeline::aggregate(const gg_ioctl_enter& e, const gg_ioctl_exit* x, unsigned level) {
   uint64_t now = e.hdr.boot_ns;
+  if (summaries_due(now)) flush_summaries();  // the traffic's own clock ends an interval too
   if (!window_start_ns_) window_start_ns_ = now ? now : 1;
   unsigned verdict = e.verdict == GG_VERDICT_DENY ? 1 : e.verdict == GG_VERDICT_WOULD_DENY ? 2 : 0;
   unsigned vendor = e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0;
