@@ -78,7 +78,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto again = parse_policy(shown, kName);
   if (!again) __builtin_trap();  // policy show printed a policy that policy check refuses
   if (std::memcmp(&again->table, &p->table, sizeof(gg_policy)) != 0 || again->mode_name != p->mode_name ||
-      !same_rules(*p, *again) || !same_signers(p->signers, again->signers))
+      !same_rules(*p, *again) || !same_signers(p->signers, again->signers) || again->record.level != p->record.level ||
+      again->record.interval != p->record.interval)
     __builtin_trap();
   return 0;
 }

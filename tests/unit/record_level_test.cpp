@@ -327,6 +327,13 @@ TEST(RecordLevel, TheDaemonWritesSummariesAtItsEndAndBeforeACrash) {
   ASSERT_FALSE(st.is_discarded()) << stats.output;
   EXPECT_EQ(st["by_class"]["query"], 30) << "a summary's calls count as the ioctls they were";
   EXPECT_EQ(st["by_class"]["power.off"], 1);
+  auto replay = gpugate::test::run_shell(std::string(GG_BIN_DIR) + "/gpugate log replay --json " + p("ledger") +
+                                         " --policy " + p("policy.toml"));
+  ASSERT_EQ(replay.status, 0) << replay.output;
+  auto rp = nlohmann::json::parse(replay.output, nullptr, false);
+  ASSERT_FALSE(rp.is_discarded()) << replay.output;
+  EXPECT_EQ(rp["ioctl_records"], 1);
+  EXPECT_EQ(rp["summarized_calls"], 30) << "what a replay cannot decide again is said, not left out";
   nlohmann::ordered_json seen;
   for (const auto& line : gpugate::test::ledger_lines(p("ledger")))
     if (line.find("\"ioctl.summary\"") != std::string::npos) seen = nlohmann::ordered_json::parse(line);
