@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include "gpugate/bpf_engine.hpp"
@@ -368,4 +369,79 @@ TEST_F(Observer, ThirtyTwoBitCallersAreRecorded) {
   EXPECT_NE(std::find(flags.begin(), flags.end(), "undecided"), flags.end());
   munmap(page, 4096);
   munmap(untouched, 4096);
+}
+
+// Recording levels on the live path (issue 15): with query and resource at
+// summary, the real BPF observer's plain calls become summaries, and what a
+// summary may not hide stays a record per call: the demo's gated commands,
+// and a query whose bytes the tracepoint could not read (an attacker's page
+// the process never touched).
+TEST_F(Observer, SummaryLevelsOnTheLivePath) {
+  TempDir dir;
+  auto ledger = dir.path / "ledger", status = dir.path / "status.json", policy = dir.path / "policy.toml";
+  std::ofstream(policy) << "version = 1\n[record]\n\"query\" = \"summary\"\n\"resource\" = \"summary\"\n";
+  pid_t daemon = spawn({kBin + "/gpugated", "--no-discover", "--device", kAlias + "=nvidia", "--ledger",
+                        ledger.string(), "--status-file", status.string(), "--state-dir", dir.path.string(), "--mode",
+                        "observe", "--no-pin", "--policy", policy.string()},
+                       dir.path / "daemon.out");
+  ASSERT_TRUE(gpugate::test::wait_for_status(status)) << slurp(dir.path / "daemon.out");
+  pid_t client = spawn({kBin + "/gpugate-nvclient", kAlias, "demo"}, dir.path / "client.out");
+  ASSERT_EQ(wait_exit(client), 0) << slurp(dir.path / "client.out");
+
+  int fd = open(kAlias.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  struct Control {
+    uint32_t client, object, cmd, flags;
+    uint64_t params;
+    uint32_t size, status;
+  };
+  uint32_t params[3] = {0, 1, 0};
+  Control drain{0xc1d00001, 0xc1d00001, 0x279, 0, reinterpret_cast<uint64_t>(params), 12, 0};  // QUERY_DRAIN_STATE
+  for (int i = 0; i < 20; i++) EXPECT_EQ(ioctl(fd, 0xC020462A, &drain), -1);
+  void* untouched = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  ASSERT_NE(untouched, MAP_FAILED);
+  Control unread_params = drain;
+  unread_params.params = reinterpret_cast<uint64_t>(untouched);
+  EXPECT_EQ(ioctl(fd, 0xC020462A, &unread_params), -1);  // a query whose params could not be read
+  EXPECT_EQ(ioctl(fd, 0xC020462A, untouched), -1);       // a request nothing of which could be read
+  close(fd);
+  std::this_thread::sleep_for(1500ms);
+  kill(daemon, SIGTERM);
+  ASSERT_EQ(wait_exit(daemon), 0) << slurp(dir.path / "daemon.out");
+
+  auto text = gpugate::test::ledger_text(ledger);
+  std::map<int, std::vector<nlohmann::json>> full, sums;
+  for (const auto& r : ledger_records(ledger, "ioctl")) full[r["process"]["pid"].get<int>()].push_back(r);
+  for (const auto& r : ledger_records(ledger, "ioctl.summary")) sums[r["process"]["pid"].get<int>()].push_back(r);
+  // The demo: its six judged commands in full, its two queries and two
+  // resource calls one summary each.
+  ASSERT_EQ(full[client].size(), 6u) << text;
+  for (const auto& r : full[client]) {
+    std::string cls = r["decoded"]["class"];
+    EXPECT_TRUE(cls == "power.limit" || cls == "power.off" || cls == "clock.limit") << r.dump();
+  }
+  ASSERT_EQ(sums[client].size(), 4u) << text;
+  for (const auto& s : sums[client]) {
+    EXPECT_EQ(s["calls"], 1) << s.dump();
+    EXPECT_EQ(s["results"]["ENOTTY"], 1) << s.dump();
+    EXPECT_EQ(s["engine"], "bpf");
+    EXPECT_EQ(s["device"]["rdev"], kAliasRdev);
+  }
+  // This process: twenty readable queries in one summary, the two it could
+  // not read in full (a query class with unread params, an unknown class).
+  ASSERT_EQ(sums[getpid()].size(), 1u) << text;
+  EXPECT_EQ(sums[getpid()][0]["calls"], 20);
+  EXPECT_EQ(sums[getpid()][0]["decoded"]["command"], "NV0000_CTRL_CMD_GPU_QUERY_DRAIN_STATE");
+  ASSERT_EQ(full[getpid()].size(), 2u) << text;
+  EXPECT_EQ(full[getpid()][0]["decoded"]["class"], "query") << full[getpid()][0].dump();
+  auto flags = full[getpid()][0]["decoded"]["flags"];
+  EXPECT_NE(std::find(flags.begin(), flags.end(), "params-unreadable"), flags.end()) << full[getpid()][0].dump();
+  flags = full[getpid()][1]["decoded"]["flags"];
+  EXPECT_NE(std::find(flags.begin(), flags.end(), "arg-unreadable"), flags.end()) << full[getpid()][1].dump();
+  auto stop = ledger_records(ledger, "daemon.stop");
+  ASSERT_EQ(stop.size(), 1u);
+  EXPECT_EQ(stop[0]["seen"], 32) << "a summarized call is still counted where the kernel counts";
+  EXPECT_EQ(stop[0]["summarized"], 24);
+  EXPECT_EQ(stop[0]["records"], 8);
+  EXPECT_EQ(stop[0]["lost"], 0);
 }
