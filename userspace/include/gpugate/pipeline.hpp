@@ -6,6 +6,7 @@
 #include <array>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "gpugate/device.hpp"
 #include "gpugate/engine.hpp"
 #include "gpugate/hostinfo.hpp"
+#include "gpugate/json_out.hpp"
 #include "gpugate/ledger.hpp"
 
 namespace gpugate {
@@ -170,6 +172,13 @@ class Pipeline final : public EventHandler {
   };
   const ProcInfo& proc_info(uint32_t pid, std::string_view kernel_exe_name, uint64_t cgroup_id);
   void track_kernel_seq(bool kmod, uint64_t seq);
+  // The process object of a record: what the kernel said and /proc adds.
+  void write_process(JsonOut& o, const gg_ioctl_enter& e, bool with_tid);
+  // The RM class of the object an NVIDIA control targets, where an alloc
+  // this daemon saw named it.
+  [[nodiscard]] std::optional<uint32_t> rm_object_class(const gg_ioctl_enter& e) const;
+  // gpugate_ioctls_total, by class, vendor and verdict.
+  void count_ioctl(const gg_ioctl_enter& e);
   // The recording level of a decided call (gg_record_level_of, with the
   // class user space decodes too).
   [[nodiscard]] unsigned record_level(const gg_ioctl_enter& e) const;

@@ -2,8 +2,6 @@
 
 #include "gg_decode_c.h"
 
-#include <time.h>
-
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -160,14 +158,11 @@ Result<size_t> SimEngine::poll(std::chrono::milliseconds, EventHandler& handler)
     const Device* dev = nullptr;
     for (const auto& d : devices_->devices())
       if (d.path == c.device) dev = &d;
-    timespec ts{};
-    clock_gettime(CLOCK_BOOTTIME, &ts);
-    uint64_t now = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + ts.tv_nsec;
     gg_ioctl_enter e{};
     e.hdr.type = GG_EV_IOCTL_ENTER;
     e.hdr.size = sizeof(e);
     e.hdr.seq = seq_++;
-    e.hdr.boot_ns = c.at_ns ? start_ns_ + *c.at_ns : now;
+    e.hdr.boot_ns = c.at_ns ? start_ns_ + *c.at_ns : boottime_ns();
     e.hdr.pid = c.pid;
     e.hdr.tid = c.tid;
     e.uid = c.uid;

@@ -95,6 +95,19 @@ std::string result_of(const json& r) {
   return ret.dump();
 }
 
+// The calls of an ioctl.counts record ({"calls":{CLASS:{VENDOR:N}}}), each
+// class with its count for one vendor.
+template <class F>
+void each_counted(const json& j, F&& f) {
+  const json& calls = member(j, "calls");
+  if (!calls.is_object()) return;
+  for (const auto& [cls, per_vendor] : calls.items()) {
+    if (!per_vendor.is_object()) continue;
+    for (const auto& [vendor, n] : per_vendor.items())
+      if (n.is_number_unsigned()) f(cls, n.template get<uint64_t>());
+  }
+}
+
 bool in(const std::vector<std::string>& list, const std::string& v) {
   for (const auto& x : list)
     if (x == v) return true;
@@ -415,15 +428,11 @@ Result<nlohmann::ordered_json> stats(const std::string& dir, const Filter& f) {
       by_verdict[str(j, "verdict")] += n;
       by_process[process_label(j)] += n;
       by_gpu[gpu_label(j)] += n;
-    } else if (type == "ioctl.counts" && member(j, "calls").is_object()) {
-      for (const auto& [cls, per_vendor] : j["calls"].items()) {
-        if (!per_vendor.is_object()) continue;
-        for (const auto& [vendor, n] : per_vendor.items()) {
-          if (!n.is_number_unsigned()) continue;
-          by_class[cls] += n.get<uint64_t>();
-          by_verdict["allowed"] += n.get<uint64_t>();
-        }
-      }
+    } else if (type == "ioctl.counts") {
+      each_counted(j, [&](const std::string& cls, uint64_t n) {
+        by_class[cls] += n;
+        by_verdict["allowed"] += n;
+      });
     } else if (type == "gap") {
       gap_records++;
       uint64_t n = member(j, "lost_records").is_number_unsigned() ? j["lost_records"].get<uint64_t>() : 0;
@@ -723,11 +732,8 @@ Result<nlohmann::ordered_json> replay(const std::string& dir, const Filter& f, c
       not_replayed += j["calls"].get<uint64_t>();  // their bytes were not recorded: nothing to decide on
       return true;
     }
-    if (str(j, "type") == "ioctl.counts" && member(j, "calls").is_object()) {
-      for (const auto& [cls, per_vendor] : j["calls"].items())
-        if (per_vendor.is_object())
-          for (const auto& [vendor, n] : per_vendor.items())
-            if (n.is_number_unsigned()) not_replayed += n.get<uint64_t>();
+    if (str(j, "type") == "ioctl.counts") {
+      each_counted(j, [&](const std::string&, uint64_t n) { not_replayed += n; });
       return true;
     }
     if (str(j, "type") != "ioctl") return true;

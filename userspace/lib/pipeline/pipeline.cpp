@@ -128,23 +128,13 @@ std::string_view Pipeline::utc(int64_t realtime_ns, char* buf) {
   return {buf, 30};
 }
 
-std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x, CommandSeen* seen) {
-  std::string text;
-  text.reserve(2048);
-  JsonOut o(text);
-  int64_t realtime = static_cast<int64_t>(e.hdr.boot_ns) + wall_offset_at(e.hdr.boot_ns);
-  o.field("type", "ioctl");
-  char timebuf[40];
-  o.field("time", utc(realtime, timebuf));
-  o.field("realtime_ns", realtime);
-  o.field("boottime_ns", static_cast<uint64_t>(e.hdr.boot_ns));
-  o.field("boot_id", std::string_view(host_.boot_id));
-  o.field("host_id", std::string_view(host_.host_id));
-
+void Pipeline::write_process(JsonOut& o, const gg_ioctl_enter& e, bool with_tid) {
   std::string_view exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
   const auto& proc = proc_info(e.hdr.pid, exe_name, e.cgroup_id);
-  o.key("process").begin_object();
-  o.field("pid", e.hdr.pid).field("tid", e.hdr.tid).field("uid", e.uid).field("gid", e.gid);
+  o.begin_object();
+  o.field("pid", e.hdr.pid);
+  if (with_tid) o.field("tid", e.hdr.tid);
+  o.field("uid", e.uid).field("gid", e.gid);
   o.field("comm", std::string_view(e.comm, strnlen(e.comm, GG_COMM_LEN)));
   if (!proc.exe.empty()) {
     o.field("exe", std::string_view(proc.exe));
@@ -160,6 +150,35 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   else
     o.field("cgroup", std::string_view(proc.cgroup));
   o.end_object();
+}
+
+std::optional<uint32_t> Pipeline::rm_object_class(const gg_ioctl_enter& e) const {
+  if (e.dec.nr != 0x2A || e.dec.table == GG_TAB_NONE) return std::nullopt;
+  auto obj = rm_objects_.find({uint64_t{e.hdr.pid} << 32 | e.dec.client, e.dec.object});
+  if (obj == rm_objects_.end()) return std::nullopt;
+  return obj->second;
+}
+
+void Pipeline::count_ioctl(const gg_ioctl_enter& e) {
+  unsigned verdict = e.verdict == GG_VERDICT_DENY ? 1 : e.verdict == GG_VERDICT_WOULD_DENY ? 2 : 0;
+  ioctl_counts_[e.dec.cls & (GG_CLASS_COUNT - 1)][e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0][verdict]++;
+}
+
+std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit* x, CommandSeen* seen) {
+  std::string text;
+  text.reserve(2048);
+  JsonOut o(text);
+  int64_t realtime = static_cast<int64_t>(e.hdr.boot_ns) + wall_offset_at(e.hdr.boot_ns);
+  o.field("type", "ioctl");
+  char timebuf[40];
+  o.field("time", utc(realtime, timebuf));
+  o.field("realtime_ns", realtime);
+  o.field("boottime_ns", static_cast<uint64_t>(e.hdr.boot_ns));
+  o.field("boot_id", std::string_view(host_.boot_id));
+  o.field("host_id", std::string_view(host_.host_id));
+
+  o.key("process");
+  write_process(o, e, true);
 
   const Device* dev = devices_.find(e.dev);
   o.key("device").begin_object();
@@ -187,10 +206,7 @@ std::string Pipeline::build_record(const gg_ioctl_enter& e, const gg_ioctl_exit*
   // Re-decode in user space with what only user space knows (the RM class
   // of the target object); the kernel's own answer is kept beside it.
   gg_raw raw = e.raw;
-  if (e.dec.nr == 0x2A && e.dec.table != GG_TAB_NONE) {
-    auto obj = rm_objects_.find({uint64_t{e.hdr.pid} << 32 | e.dec.client, e.dec.object});
-    if (obj != rm_objects_.end()) raw.target_class = obj->second;
-  }
+  if (auto target = rm_object_class(e)) raw.target_class = *target;
   gg_decoded dec = decode(raw);
   o.key("request").begin_object();
   write_raw(o, raw);
@@ -516,23 +532,25 @@ size_t Pipeline::SummaryKeyHash::operator()(const SummaryKey& k) const noexcept 
 void Pipeline::aggregate(const gg_ioctl_enter& e, const gg_ioctl_exit* x, unsigned level) {
   uint64_t now = e.hdr.boot_ns;
   if (summaries_due(now)) flush_summaries();  // the traffic's own clock ends an interval too
+  count_ioctl(e);
+  auto it = summary_index_.end();
+  if (level == GG_REC_SUMMARY) {
+    SummaryKey key{e.hdr.pid, e.dev, e.raw.request, e.dec.command, e.dec.object, e.dec.cls};
+    it = summary_index_.find(key);
+    if (it == summary_index_.end()) {
+      if (summaries_.size() >= kMaxOpenSummaries) flush_summaries();  // bounded memory, nothing dropped
+      it = summary_index_.emplace(key, summaries_.size()).first;
+    }
+  }
   if (!window_start_ns_) window_start_ns_ = now ? now : 1;
-  unsigned verdict = e.verdict == GG_VERDICT_DENY ? 1 : e.verdict == GG_VERDICT_WOULD_DENY ? 2 : 0;
-  unsigned vendor = e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0;
-  ioctl_counts_[e.dec.cls & (GG_CLASS_COUNT - 1)][vendor][verdict]++;
   if (level == GG_REC_COUNT) {
     counters_.counted++;
-    counted_[e.dec.cls & (GG_CLASS_COUNT - 1)][vendor]++;
+    counted_[e.dec.cls & (GG_CLASS_COUNT - 1)][e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0]++;
     if (!counted_first_ns_) counted_first_ns_ = now;
     counted_last_ns_ = std::max(counted_last_ns_, now);
     return;
   }
-  SummaryKey key{e.hdr.pid, e.dev, e.raw.request, e.dec.command, e.dec.object, e.dec.cls};
-  auto it = summary_index_.find(key);
-  if (it == summary_index_.end()) {
-    if (summaries_.size() >= kMaxOpenSummaries) flush_summaries();  // bounded memory, nothing dropped
-    if (!window_start_ns_) window_start_ns_ = now ? now : 1;
-    it = summary_index_.emplace(key, summaries_.size()).first;
+  if (it->second == summaries_.size()) {
     Summary fresh;
     fresh.first = e;
     fresh.first_ns = now;
@@ -569,21 +587,10 @@ void Pipeline::write_summary(const Summary& sum) {
   rec["first_time"] = format_utc(static_cast<int64_t>(sum.first_ns) + wall_offset_at(sum.first_ns));
   rec["first_boottime_ns"] = sum.first_ns;
   rec["calls"] = sum.calls;
-  std::string_view exe_name(e.exe_name, strnlen(e.exe_name, GG_EXE_NAME_LEN));
-  const auto& proc = proc_info(e.hdr.pid, exe_name, e.cgroup_id);
-  nlohmann::ordered_json process{
-      {"pid", e.hdr.pid}, {"uid", e.uid}, {"gid", e.gid}, {"comm", std::string(e.comm, strnlen(e.comm, GG_COMM_LEN))}};
-  if (!proc.exe.empty()) {
-    process["exe"] = proc.exe;
-  } else if (!exe_name.empty()) {
-    process["exe"] = std::string(exe_name);
-    process["exe_is_basename"] = true;
-  } else {
-    process["exe"] = nullptr;
-  }
-  process["cgroup_id"] = e.cgroup_id;
-  process["cgroup"] = proc.cgroup.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(proc.cgroup);
-  rec["process"] = std::move(process);
+  std::string process;
+  JsonOut o(process);
+  write_process(o, e, false);  // the first call's thread says nothing of the others
+  rec["process"] = nlohmann::ordered_json::parse(process);
   const Device* dev = devices_.find(e.dev);
   nlohmann::ordered_json device{{"rdev", fmt::format("{}:{}", kernel_dev_major(e.dev), kernel_dev_minor(e.dev))},
                                 {"kind", dev_kind_name(e.device.kind)},
@@ -649,13 +656,13 @@ void Pipeline::flush_summaries() {
 
 unsigned Pipeline::record_level(const gg_ioctl_enter& e) const {
   unsigned level = gg_record_level_of(record_levels_.data(), e.dec.cls, e.action, e.verdict, e.dec.flags);
-  if (level == GG_REC_FULL || e.dec.nr != 0x2A || e.dec.table == GG_TAB_NONE) return level;
+  if (level == GG_REC_FULL) return level;
   // User space may know the control's object class, and decode a class
   // that must be recorded in full: that decoding decides too.
-  auto obj = rm_objects_.find({uint64_t{e.hdr.pid} << 32 | e.dec.client, e.dec.object});
-  if (obj == rm_objects_.end()) return level;
+  auto target = rm_object_class(e);
+  if (!target) return level;
   gg_raw raw = e.raw;
-  raw.target_class = obj->second;
+  raw.target_class = *target;
   gg_decoded dec = decode(raw);
   if (gg_record_level_of(record_levels_.data(), dec.cls, e.action, e.verdict, dec.flags) == GG_REC_FULL)
     return GG_REC_FULL;
@@ -679,8 +686,7 @@ void Pipeline::finish(const gg_ioctl_enter& e, const gg_ioctl_exit* x) {
     return;
   }
   counters_.records++;
-  unsigned verdict = e.verdict == GG_VERDICT_DENY ? 1 : e.verdict == GG_VERDICT_WOULD_DENY ? 2 : 0;
-  ioctl_counts_[e.dec.cls & (GG_CLASS_COUNT - 1)][e.device.vendor < GG_VENDOR_COUNT ? e.device.vendor : 0][verdict]++;
+  count_ioctl(e);
   if (tell) {
     seen.seq = *seq;
     command_observer_(seen);

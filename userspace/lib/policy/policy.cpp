@@ -44,6 +44,16 @@ std::optional<unsigned> action_from_name(std::string_view s) {
   return std::nullopt;
 }
 
+// A duration string ("15m", "1h") from 1 s up to cap seconds; nullopt for
+// anything else, and the caller says what the key wants.
+std::optional<int64_t> duration_value(const toml::node& v, int64_t cap) {
+  auto text = v.value<std::string>();
+  if (!text) return std::nullopt;
+  auto d = auth::parse_duration(*text);
+  if (!d || *d > cap) return std::nullopt;
+  return *d;
+}
+
 std::string where(const std::string& name, const toml::source_region& r) {
   return fmt::format("{}:{}", name, r.begin.line);
 }
@@ -185,9 +195,8 @@ Result<void> parse_signers(const toml::node& node, const std::string& name, Poli
             fmt::format("{}: allowed_signers must be an absolute path to an OpenSSH allowed_signers file", at(v)));
       p.signers.allowed_signers = *s;
     } else if (k == "max_grant_window") {
-      auto text = v.value<std::string>();
-      auto d = text ? auth::parse_duration(*text) : Result<int64_t>(make_error("not a string"));
-      if (!d || *d > kMaxGrantWindowCap)
+      auto d = duration_value(v, kMaxGrantWindowCap);
+      if (!d)
         return make_error(fmt::format(
             "{}: max_grant_window must be a duration string from 1s to {}, such as \"1h\" or \"15m\" (the longest "
             "window one signed request may grant; default {})",
@@ -266,9 +275,8 @@ Result<void> parse_record(const toml::node& node, const std::string& name, Polic
   for (auto&& [key, v] : *t) {
     std::string k(key.str());
     if (k == "interval") {
-      auto text = v.value<std::string>();
-      auto d = text ? auth::parse_duration(*text) : Result<int64_t>(make_error("not a string"));
-      if (!d || *d > kMaxSummaryInterval)
+      auto d = duration_value(v, kMaxSummaryInterval);
+      if (!d)
         return make_error(fmt::format(
             "{}: interval must be a duration string from 1s to {}, such as \"1m\": how often summaries and counts "
             "are written (default {})",
