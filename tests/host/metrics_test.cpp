@@ -83,10 +83,12 @@ TEST(MetricsScrape, ARealPrometheusServerScrapesTheDaemon) {
        "--storage.tsdb.path=" + (dir.path / "tsdb").string(), "--web.listen-address=127.0.0.1:" + std::to_string(web)},
       dir.path / "prometheus.out");
   double ioctls = -1, up = -1;
-  for (int i = 0; i < 120 && ioctls < 10; i++) {
+  // Both are polled until both are in: a scrape may land between the two queries, so that the
+  // ioctls arrive while the "up" read just before them was still empty.
+  for (int i = 0; i < 120 && (ioctls < 10 || up != 1); i++) {
     std::this_thread::sleep_for(500ms);
-    up = query(web, "up{job=\"gpugate\"}");
     ioctls = query(web, "sum(gpugate_ioctls_total{vendor=\"nvidia\"})");
+    up = query(web, "up{job=\"gpugate\"}");
   }
   double off = query(web, "sum(gpugate_ioctls_total{class=\"power.off\",verdict=\"would-deny\"})");
   double records = query(web, "gpugate_ledger_records");
