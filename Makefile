@@ -6,7 +6,7 @@ FUZZ_SECONDS ?= 20
 JOBS ?= $(shell nproc)
 DEPS = libmicrohttpd-dev libcurl4-openssl-dev scdoc prometheus clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev cmake g++ make pkg-config \
        libfmt-dev libcli11-dev nlohmann-json3-dev libtomlplusplus-dev libsystemd-dev libgtest-dev libbenchmark-dev \
-       clang-format clang-tidy python3 python3-yaml yamllint rsyslog systemd libssl-dev openssh-client libclang-rt-14-dev
+       clang-format clang-tidy python3 python3-yaml yamllint rsyslog systemd libssl-dev openssh-client libclang-rt-14-dev libzstd-dev zstd
 
 # What make deb needs besides DEPS (debian/control's Build-Depends).
 DEB_DEPS = debhelper dh-dkms dpkg-dev lintian libcurl4-openssl-dev

@@ -1,5 +1,6 @@
-// Reading a ledger directory in tests: every segment (000001.jsonl, ...) in
-// order, one parsed record per line.
+// Reading a ledger directory in tests: every segment (000001.jsonl, ...,
+// and the sealed ones gpugated compressed, 000001.jsonl.zst) in order, one
+// parsed record per line.
 #pragma once
 
 #include <algorithm>
@@ -11,9 +12,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gpugate/log_reader.hpp"
+
 namespace gpugate::test {
 
-// The segment files of a ledger directory, in order.
+// The plain segment files of a ledger directory, in order (the tests that
+// edit a segment's bytes).
 inline std::vector<std::filesystem::path> ledger_segments(const std::filesystem::path& dir) {
   std::vector<std::filesystem::path> out;
   std::error_code ec;
@@ -26,11 +30,12 @@ inline std::vector<std::filesystem::path> ledger_segments(const std::filesystem:
 // All lines of all segments, as written.
 inline std::vector<std::string> ledger_lines(const std::filesystem::path& dir) {
   std::vector<std::string> out;
-  for (const auto& seg : ledger_segments(dir)) {
-    std::ifstream in(seg);
-    std::string line;
-    while (std::getline(in, line)) out.push_back(line);
-  }
+  auto segs = ledger::list_segments(dir, true);
+  if (!segs) return out;
+  (void)ledger::for_each_line(*segs, [&](const ledger::Line& l) {
+    out.emplace_back(l.text);
+    return true;
+  });
   return out;
 }
 

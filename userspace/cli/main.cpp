@@ -172,7 +172,7 @@ void print_line(const std::string& line, bool json, const std::string& path, uin
 }
 
 // The files to tail: the segments of a ledger directory, or one file.
-Result<std::vector<std::string>> tail_files(const std::string& path) {
+Result<std::vector<ledger::Segment>> tail_files(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_directory(path, ec)) {
     // stat, not open: a FIFO or a device is refused without waiting on it.
@@ -188,13 +188,13 @@ Result<std::vector<std::string>> tail_files(const std::string& path) {
     if (!std::ifstream(path))
       return make_error(
           fmt::format("cannot open {}: {}; is gpugated writing elsewhere (--ledger)?", path, std::strerror(errno)));
-    return std::vector<std::string>{path};
+    ledger::Segment one;
+    one.path = path;
+    one.name = std::filesystem::path(path).filename().string();
+    one.compressed = path.ends_with(ledger::kCompressedSuffix);
+    return std::vector<ledger::Segment>{one};
   }
-  auto segs = ledger::list_segments(path);
-  if (!segs) return segs.error();
-  std::vector<std::string> out;
-  for (const auto& s : *segs) out.push_back(s.path);
-  return out;
+  return ledger::list_segments(path);
 }
 
 int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
@@ -203,7 +203,7 @@ int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
     std::fprintf(stderr, "gpugate tail: %s\n", files.error().message.c_str());
     return 2;
   }
-  // The last lines, from the last segment backwards.
+  // The last lines, from the last segment backwards (sealed ones may be compressed).
   struct Held {
     size_t file;
     uint64_t lineno;
@@ -211,25 +211,28 @@ int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
   };
   std::deque<Held> last;
   for (size_t i = files->size(); i-- > 0 && last.size() < lines;) {
-    std::ifstream in((*files)[i]);
-    std::deque<Held> mine;
-    std::string line;
-    uint64_t n = 0;
-    while (std::getline(in, line)) {
-      mine.push_back({i, ++n, line});
-      if (mine.size() > lines) mine.pop_front();
+    auto bytes = ledger::SegmentBytes::open((*files)[i]);
+    if (!bytes) {
+      std::fprintf(stderr, "gpugate tail: %s\n", bytes.error().message.c_str());
+      return 2;
     }
+    std::deque<Held> mine;
+    ledger::split_lines((*files)[i], bytes->view(), [&](const ledger::Line& l) {
+      mine.push_back({i, l.lineno, std::string(l.text)});
+      if (mine.size() > lines) mine.pop_front();
+      return true;
+    });
     while (!mine.empty() && last.size() < lines) {
       last.push_front(std::move(mine.back()));
       mine.pop_back();
     }
   }
-  for (const auto& h : last) print_line(h.line, json, (*files)[h.file], h.lineno);
+  for (const auto& h : last) print_line(h.line, json, (*files)[h.file].path, h.lineno);
   std::fflush(stdout);
   if (!follow) return 0;
   signal(SIGINT, [](int) { g_stop = 1; });
   signal(SIGTERM, [](int) { g_stop = 1; });
-  std::string current = files->back();
+  std::string current = files->back().path;
   std::ifstream in(current);
   in.seekg(0, std::ios::end);
   uint64_t lineno = 0;
@@ -256,8 +259,8 @@ int cmd_tail(const std::string& path, size_t lines, bool follow, bool json) {
     // A full segment is closed and the next one opened: follow it.
     if (!got && partial.empty()) {
       auto now = tail_files(path);
-      if (now && now->back() != current) {
-        current = now->back();
+      if (now && now->back().path != current) {
+        current = now->back().path;
         in = std::ifstream(current);
         lineno = 0;
         continue;

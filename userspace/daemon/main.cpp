@@ -59,6 +59,11 @@ int daemon_main(int argc, char** argv) {
   app.add_option("--ledger-segment-mib", o.segment_mib, "Close a segment (with a checkpoint) once it reaches this size")
       ->capture_default_str()
       ->check(CLI::Range(uint64_t{1}, uint64_t{65536}));
+  app.add_option("--ledger-compress", o.ledger_compress,
+                 "on: compress sealed segments with zstd (NNNNNN.jsonl.zst), all but the newest sealed one; every "
+                 "gpugate log command reads them. off: leave them plain")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_option("--checkpoint-records", o.checkpoint_records,
                  "Sign a checkpoint after this many records (0: not by count)")
       ->capture_default_str();

@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "gpugate/checkpoint.hpp"
+#include "gpugate/ledger.hpp"
+#include "gpugate/log_verify.hpp"
 
 namespace gpugate::test {
 
@@ -32,6 +36,30 @@ inline void write_lines(const std::filesystem::path& p, const std::vector<std::s
 }
 inline std::shared_ptr<const tlog::LogKey> test_key(const std::string& name = "gpugate/testhost") {
   return std::make_shared<const tlog::LogKey>(*tlog::LogKey::generate(name));
+}
+
+// The writer options of the ledger tests: a checkpoint every 10 records
+// and none by time, no fsync.
+inline LedgerOptions test_ledger_options(std::shared_ptr<const tlog::LogKey> key, uint64_t segment_bytes = 64ull << 20,
+                                         const std::string& host = "testhost", const std::string& boot = "boot") {
+  LedgerOptions o;
+  o.key = std::move(key);
+  o.host_id = host;
+  o.boot_id = boot;
+  o.checkpoint_records = 10;
+  o.checkpoint_ms = 0;
+  o.segment_bytes = segment_bytes;
+  o.fsync = FsyncPolicy::never;
+  return o;
+}
+
+// log verify with KEY trusted; a ledger it cannot read fails the test.
+inline ledger::VerifyReport verify_with_key(const std::filesystem::path& dir, const tlog::LogKey& key) {
+  ledger::VerifyOptions o;
+  o.keys.push_back(key.verifier());
+  auto r = ledger::verify_ledger(dir, o);
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  return r.ok() ? *r : ledger::VerifyReport{};
 }
 
 }  // namespace gpugate::test

@@ -27,15 +27,7 @@ using gpugate::test::test_key;
 namespace {
 
 LedgerOptions options(std::shared_ptr<const tlog::LogKey> key, uint64_t segment_bytes = 1 << 20) {
-  LedgerOptions o;
-  o.key = std::move(key);
-  o.host_id = "testhost";
-  o.boot_id = "boot";
-  o.checkpoint_records = 10;
-  o.checkpoint_ms = 0;
-  o.segment_bytes = segment_bytes;
-  o.fsync = FsyncPolicy::never;
-  return o;
+  return gpugate::test::test_ledger_options(std::move(key), segment_bytes);
 }
 
 std::string record(uint64_t i) {

@@ -29,14 +29,7 @@ using gpugate::test::write_lines;
 namespace {
 
 LedgerOptions options(std::shared_ptr<const tlog::LogKey> key, const std::string& host = "testhost") {
-  LedgerOptions o;
-  o.key = std::move(key);
-  o.host_id = host;
-  o.boot_id = "boot";
-  o.checkpoint_records = 10;
-  o.checkpoint_ms = 0;
-  o.fsync = FsyncPolicy::never;
-  return o;
+  return gpugate::test::test_ledger_options(std::move(key), 64ull << 20, host);
 }
 
 std::string record(uint64_t i) { return fmt::format(R"("type":"ioctl","n":{})", i); }

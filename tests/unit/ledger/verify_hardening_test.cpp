@@ -46,17 +46,9 @@ std::shared_ptr<const tlog::LogKey> seeded_key() {
 }
 
 LedgerOptions options(std::shared_ptr<const tlog::LogKey> key) {
-  LedgerOptions o;
-  o.key = std::move(key);
-  o.host_id = "testhost";
-  o.boot_id = "boot-1";
-  o.checkpoint_records = 10;
-  o.checkpoint_ms = 0;
-  o.fsync = FsyncPolicy::never;
-  return o;
+  return gpugate::test::test_ledger_options(std::move(key), 64ull << 20, "testhost", "boot-1");
 }
 
-// 25 records (checkpoints at seq 10 and 21) and a shutdown checkpoint (seq 27),
 // all in 000001.jsonl.
 void write_ledger(const fs::path& dir, const std::shared_ptr<const tlog::LogKey>& key, uint64_t n = 25) {
   auto w = LedgerWriter::open(dir, options(key));
@@ -69,11 +61,7 @@ void write_ledger(const fs::path& dir, const std::shared_ptr<const tlog::LogKey>
 }
 
 ledger::VerifyReport verify(const fs::path& dir, const tlog::LogKey& key) {
-  ledger::VerifyOptions o;
-  o.keys.push_back(key.verifier());
-  auto r = ledger::verify_ledger(dir, o);
-  EXPECT_TRUE(r.ok()) << r.error().message;
-  return r.ok() ? *r : ledger::VerifyReport{};
+  return gpugate::test::verify_with_key(dir, key);
 }
 
 // Replaces the first occurrence of from in line k of p.

@@ -20,6 +20,7 @@ struct DaemonOptions {
   std::string ledger;
   uint64_t segment_mib = 64, checkpoint_records = 100000, checkpoint_ms = 10000;
   std::string ledger_fsync = "checkpoint";
+  std::string ledger_compress = "on";  // on: zstd-compress sealed segments
   std::string status_file;
   std::string state_dir;
   bool journald = false;

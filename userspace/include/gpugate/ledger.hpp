@@ -20,6 +20,8 @@
 
 namespace gpugate {
 
+class SegmentCompressor;
+
 // When the ledger asks the kernel to put data on disk (fdatasync).
 enum class FsyncPolicy {
   never,       // leave it to the kernel's writeback (~30 s)
@@ -39,6 +41,11 @@ struct LedgerOptions {
   std::string origin;  // checkpoint origin (the key's name); default "gpugate/<host_id>"
   std::string host_id = "unknown";
   std::string boot_id = "unknown";
+  // zstd-compress sealed segments (NNNNNN.jsonl.zst) on a thread of their
+  // own, all but the newest sealed one, which stays plain for log shippers
+  // that are behind. A failure is a ledger.compress_failed record and the
+  // segment stays plain.
+  bool compress_sealed = false;
 };
 
 // The origin (and key name) of a host's log.
@@ -80,6 +87,10 @@ class LedgerWriter {
   // synced (unless fsync never) and published as DIR/checkpoint.
   Result<void> checkpoint(std::string_view reason);
 
+  // Waits for the sealed segments queued for compression, and records (as
+  // ledger.compress_failed, not yet written) any that could not be.
+  void finish_compression();
+
   [[nodiscard]] uint64_t next_seq() const { return next_seq_; }
   [[nodiscard]] const std::string& path() const { return dir_; }
   [[nodiscard]] std::string segment_path() const;
@@ -102,6 +113,8 @@ class LedgerWriter {
   Result<void> write_out();
   Result<void> open_segment(uint32_t number);
   Result<void> rotate();
+  void compress_sealed_before(uint32_t number);
+  void record_compress_failures();
   void append_checkpoint_record(std::string_view reason);
   void append_own(std::string_view type, const std::string& members);
   Result<void> publish(const std::string& note);
@@ -132,6 +145,7 @@ class LedgerWriter {
   uint64_t checkpoints_ = 0;
   bool checkpoint_pending_publish_ = false;
   std::string last_note_;
+  std::unique_ptr<SegmentCompressor> compressor_;
 };
 
 }  // namespace gpugate

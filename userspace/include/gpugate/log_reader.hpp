@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,18 +16,26 @@ namespace gpugate::ledger {
 
 struct Segment {
   uint32_t number = 0;
-  std::string name;  // "000001.jsonl"
-  std::string path;
-  uint64_t size = 0;
+  std::string name;   // "000001.jsonl", also for a compressed one: the name its records use
+  std::string path;   // the file: NAME, or NAME.zst once sealed and compressed
+  uint64_t size = 0;  // of its records (a compressed segment's, as its zstd frame declares)
+  bool compressed = false;
 };
 
 std::string segment_name(uint32_t number);
+inline constexpr std::string_view kCompressedSuffix = ".zst";
+// The largest segment gpugate reads from a zstd frame: a frame declaring
+// more is refused before anything is decompressed.
+inline constexpr uint64_t kMaxSegmentBytes = 4ull << 30;
 
-// The segments of DIR in order. Errors (naming DIR and the fix) for a
-// missing or unreadable directory, a file where a directory should be, a
-// directory with no segment (unless allow_empty), and a name like a segment
-// that is not a regular file (a symlink, a FIFO, a device, a directory): it
-// is refused by lstat, never opened.
+// The segments of DIR in order: NNNNNN.jsonl, or NNNNNN.jsonl.zst for a
+// sealed one gpugated compressed. Where both are there (a compression cut
+// short), the plain file is the segment. Errors (naming DIR and the fix)
+// for a missing or unreadable directory, a file where a directory should
+// be, a directory with no segment (unless allow_empty), a name like a
+// segment that is not a regular file (a symlink, a FIFO, a device, a
+// directory: refused by lstat, never opened), and a compressed segment
+// whose frame header is not one gpugated writes.
 Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_empty = false);
 
 // The whole of a file a user named (a checkpoint, a key, a proof): links
@@ -53,6 +62,34 @@ class MappedFile {
   const char* data_ = nullptr;
   size_t size_ = 0;
 };
+
+// The records of one segment: a read-only mapping of a plain segment, or
+// the decompressed bytes of a compressed one (checked against the frame's
+// declared size and its checksum). A plain segment that was compressed
+// since it was listed is read from its .zst.
+class SegmentBytes {
+ public:
+  static Result<SegmentBytes> open(const Segment& seg);
+  [[nodiscard]] std::string_view view() const { return map_ ? map_->view() : std::string_view(inflated_); }
+
+ private:
+  SegmentBytes() = default;
+  std::optional<MappedFile> map_;
+  std::string inflated_;
+};
+
+// The records of a compressed segment read from PATH: exactly one zstd
+// frame that declares its size (at most max_bytes), followed by nothing,
+// whose checksum holds. Errors name PATH, the reason and the fix.
+Result<std::string> decompress_segment(std::string_view path, std::string_view frame,
+                                       uint64_t max_bytes = kMaxSegmentBytes);
+// One zstd frame of DATA with its size and checksum, as a sealed segment is.
+Result<std::string> compress_frame(std::string_view data, int level = 3);
+
+// Compresses sealed segment NUMBER of DIR: NAME.zst.tmp is written, synced,
+// read back and compared, renamed to NAME.zst, and only then NAME removed.
+// A crash at any point leaves NAME, or NAME.zst whole. Level: zstd's.
+Result<void> compress_segment(const std::string& dir, uint32_t number, int level = 3);
 
 // The fixed start of every record: {"seq":N,"prev":"16 hex",...,"type":"T"
 // (prev is optional for records written by hand or by tests).

@@ -25,6 +25,7 @@
 #include "gpugate/gate_upkeep.hpp"
 #include "gpugate/kmod_engine.hpp"
 #include "gpugate/ledger_health.hpp"
+#include "gpugate/log_reader.hpp"
 #include "gpugate/metrics.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/pci.hpp"
@@ -112,6 +113,14 @@ Result<LedgerWriter> open_ledger(const DaemonOptions& o, const HostInfo& host) {
   auto key = tlog::LogKey::load_or_create(o.state_dir, ledger_origin(host.host_id));
   if (!key) return key.error();
   LedgerOptions lo;
+  bool compress = o.ledger_compress == "on";
+  if (compress && (o.segment_mib << 20) > ledger::kMaxSegmentBytes)
+    return make_error(
+        fmt::format("--ledger-segment-mib {}: a compressed segment is read whole, so with "
+                    "--ledger-compress on a segment is at most {} MiB; choose a smaller size or "
+                    "--ledger-compress off",
+                    o.segment_mib, ledger::kMaxSegmentBytes >> 20));
+  lo.compress_sealed = compress;
   lo.segment_bytes = o.segment_mib << 20;
   lo.checkpoint_records = o.checkpoint_records;
   lo.checkpoint_ms = o.checkpoint_ms;
@@ -823,6 +832,7 @@ int run_daemon(const DaemonOptions& o) {
     engines[i]->stop();
   }
   stopped = true;
+  ledger->finish_compression();
   auto fs = total_stats();
   pipeline.write_event("daemon.stop",
                        {{"records", pipeline.counters().records},

@@ -9,9 +9,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <filesystem>
+#include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -21,6 +25,69 @@
 #include "gpugate/log_reader.hpp"
 
 namespace gpugate {
+
+// Compresses sealed segments off the writer's thread, in the order given;
+// finishes its queue before it is destroyed.
+class SegmentCompressor {
+ public:
+  explicit SegmentCompressor(std::string dir) : dir_(std::move(dir)), thread_([this] { run(); }) {}
+  SegmentCompressor(const SegmentCompressor&) = delete;
+  SegmentCompressor& operator=(const SegmentCompressor&) = delete;
+  ~SegmentCompressor() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void enqueue(uint32_t number) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(number);
+    }
+    cv_.notify_one();
+  }
+  // Returns once every queued segment is done.
+  void drain() {
+    std::unique_lock lock(mu_);
+    idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  }
+  // What failed since the last call: segment number and why.
+  std::vector<std::pair<uint32_t, std::string>> take_failures() {
+    std::lock_guard lock(mu_);
+    return std::exchange(failures_, {});
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;
+      uint32_t n = queue_.front();
+      queue_.pop_front();
+      busy_ = true;
+      lock.unlock();
+      auto r = ledger::compress_segment(dir_, n);
+      lock.lock();
+      busy_ = false;
+      // ENOENT: compressed already (by an earlier run that was cut short after the rename).
+      if (!r && r.error().code != ENOENT) failures_.emplace_back(n, r.error().message);
+      if (queue_.empty()) idle_.notify_all();
+    }
+  }
+  std::string dir_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::condition_variable idle_;
+  bool busy_ = false;
+  std::deque<uint32_t> queue_;
+  std::vector<std::pair<uint32_t, std::string>> failures_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the rest is built
+};
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -42,7 +109,7 @@ struct LastCheckpoint {
 
 std::optional<LastCheckpoint> find_last_checkpoint(const std::vector<ledger::Segment>& segs) {
   for (size_t i = segs.size(); i-- > 0;) {
-    auto m = ledger::MappedFile::open(segs[i].path);
+    auto m = ledger::SegmentBytes::open(segs[i]);
     if (!m) continue;
     std::optional<LastCheckpoint> best;
     // Leaves only: a torn checkpoint line recovered after a crash is not one.
@@ -190,6 +257,12 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
   if (opt.origin.empty()) opt.origin = ledger_origin(opt.host_id);
   auto segs = ledger::list_segments(dir, true);
   if (!segs) return segs.error();
+  if (opt.compress_sealed) {
+    // A compression a kill cut short before its rename: the plain segment is still there.
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      if (it->path().filename().string().ends_with(".jsonl.zst.tmp") && it->is_regular_file(ec))
+        fs::remove(it->path(), ec);
+  }
 
   LedgerWriter w;
   w.opt_ = std::move(opt);
@@ -317,8 +390,15 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
                       dir, last.name));
   }
   w.previous_last_ = last_leaf_text;
-  w.segment_ = last.number;
-  if (auto r = w.open_segment(last.number); !r) {
+  if (last.compressed && torn)
+    return make_error(
+        fmt::format("ledger {}: {} ends in a torn line, and gpugated compresses only whole, sealed "
+                    "segments: it was compressed by something else; restore the segment from a copy",
+                    dir, last.path));
+  // A compressed last segment (compressed by hand) is sealed: go on in the next one.
+  uint32_t current = last.compressed ? last.number + 1 : last.number;
+  w.segment_ = current;
+  if (auto r = w.open_segment(current); !r) {
     if (problem) {
       ResumeProblem unrecorded = *problem;
       unrecorded.not_recorded = r.error().message;
@@ -335,6 +415,9 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
     }
   }
   if (problem) return w.refuse(*problem, last_leaf_text, last_line_in_last && !torn);
+  // Sealed segments a stopped or killed run left plain (all but the newest sealed one).
+  for (const auto& seg : *segs)
+    if (!seg.compressed && seg.number + 1 < current) w.compress_sealed_before(seg.number + 1);
   return w;
 }
 
@@ -450,7 +533,8 @@ LedgerWriter::LedgerWriter(LedgerWriter&& o) noexcept
       last_checkpoint_unix_ns_(o.last_checkpoint_unix_ns_),
       checkpoints_(o.checkpoints_),
       checkpoint_pending_publish_(o.checkpoint_pending_publish_),
-      last_note_(std::move(o.last_note_)) {
+      last_note_(std::move(o.last_note_)),
+      compressor_(std::move(o.compressor_)) {
   o.fd_ = -1;
   o.dir_fd_ = -1;
 }
@@ -461,6 +545,32 @@ LedgerWriter::~LedgerWriter() {
     ::close(fd_);
   }
   if (dir_fd_ >= 0) ::close(dir_fd_);
+}
+
+void LedgerWriter::compress_sealed_before(uint32_t number) {
+  if (!opt_.compress_sealed || number < 2) return;
+  if (!compressor_) compressor_ = std::make_unique<SegmentCompressor>(dir_);
+  compressor_->enqueue(number - 1);
+}
+
+void LedgerWriter::finish_compression() {
+  if (!compressor_) return;
+  compressor_->drain();
+  record_compress_failures();
+}
+
+void LedgerWriter::record_compress_failures() {
+  if (!compressor_) return;
+  for (auto& [number, why] : compressor_->take_failures()) {
+    std::string m;
+    JsonOut o(m);
+    o.field("type", "ledger.compress_failed");
+    put_time(o);
+    o.field("segment", ledger::segment_name(number));
+    o.field("error", std::string_view(why));
+    o.field("note", "the segment stays as it was, uncompressed; the next start tries again");
+    append_own("ledger.compress_failed", m);
+  }
 }
 
 std::string LedgerWriter::segment_path() const { return (fs::path(dir_) / ledger::segment_name(segment_)).string(); }
@@ -587,10 +697,14 @@ Result<void> LedgerWriter::rotate() {
   if (checkpoint_pending_publish_)
     if (auto p = publish(last_note_); !p) return p;
   if (opt_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
-  return open_segment(segment_ + 1);
+  if (auto o = open_segment(segment_ + 1); !o) return o;
+  // The newest sealed segment stays plain: a shipper tailing it may be behind.
+  compress_sealed_before(segment_ - 1);
+  return {};
 }
 
 Result<void> LedgerWriter::flush() {
+  record_compress_failures();
   if (opt_.key && since_checkpoint_ > 0) {
     bool by_count = opt_.checkpoint_records && since_checkpoint_ >= opt_.checkpoint_records;
     bool by_time = opt_.checkpoint_ms && mono_ns() - last_checkpoint_ns_ >= int64_t(opt_.checkpoint_ms) * 1000000;

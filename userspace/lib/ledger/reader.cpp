@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <zstd.h>
 #include <nlohmann/json.hpp>
 
 #include "gpugate/unique_fd.hpp"
@@ -51,6 +52,27 @@ std::string not_regular(const std::string& dir, const std::string& name, mode_t 
                      name, file_kind(mode), not_regular_fix(mode));
 }
 
+constexpr std::string_view kNotOurs =
+    "gpugated writes one zstd frame of a sealed segment: restore the file from a copy (or from the host that "
+    "shipped it), or move it aside and let log verify report the segment missing";
+
+// The size a compressed segment declares in its frame header, read without
+// decompressing anything.
+Result<uint64_t> compressed_size_of(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+  if (!fd) return make_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)), errno);
+  char head[18];  // ZSTD_FRAMEHEADERSIZE_MAX, which zstd.h shows only to static linking
+  ssize_t n = ::pread(fd.get(), head, sizeof(head), 0);
+  if (n < 0) return make_error(fmt::format("{}: cannot read: {}", path, std::strerror(errno)), errno);
+  unsigned long long size = ZSTD_getFrameContentSize(head, static_cast<size_t>(n));
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+    return make_error(fmt::format("{}: not a zstd frame that declares its size; {}", path, kNotOurs));
+  if (size > kMaxSegmentBytes)
+    return make_error(fmt::format("{}: declares {} bytes, more than a segment can hold ({} bytes); {}", path, size,
+                                  kMaxSegmentBytes, kNotOurs));
+  return static_cast<uint64_t>(size);
+}
+
 }  // namespace
 
 Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_empty) {
@@ -76,6 +98,8 @@ Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_em
   for (; it != end; it.increment(ec)) {
     if (ec) break;
     std::string name = it->path().filename().string();
+    bool compressed = name.ends_with(".jsonl.zst");
+    if (compressed) name.resize(name.size() - kCompressedSuffix.size());
     if (name.size() < 12 || !name.ends_with(".jsonl")) continue;
     std::string_view digits(name.data(), name.size() - 6);
     if (!std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
@@ -85,16 +109,26 @@ Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_em
     Segment s;
     s.number = n;
     s.name = name;
-    s.path = (fs::path(dir) / name).string();
+    s.compressed = compressed;
+    s.path = (fs::path(dir) / (compressed ? name + std::string(kCompressedSuffix) : name)).string();
+    std::string file = fs::path(s.path).filename().string();
     // lstat: a symlink or a FIFO named like a segment is refused here, before
     // anything opens it (opening a FIFO would block, a device could act).
     struct stat lst {};
-    if (::lstat(s.path.c_str(), &lst) != 0)
-      return make_error(fmt::format("ledger {}: {}: cannot stat: {}; run as a user who can read the ledger", dir, name,
+    if (::lstat(s.path.c_str(), &lst) != 0) {
+      // Compressed and removed between the listing and here: the other name has it.
+      if (errno == ENOENT) continue;
+      return make_error(fmt::format("ledger {}: {}: cannot stat: {}; run as a user who can read the ledger", dir, file,
                                     std::strerror(errno)),
                         errno);
-    if (!S_ISREG(lst.st_mode)) return make_error(not_regular(dir, name, lst.st_mode));
+    }
+    if (!S_ISREG(lst.st_mode)) return make_error(not_regular(dir, file, lst.st_mode));
     s.size = static_cast<uint64_t>(lst.st_size);
+    if (compressed) {
+      auto declared = compressed_size_of(s.path);
+      if (!declared) return make_error(fmt::format("ledger {}: {}", dir, declared.error().message));
+      s.size = *declared;
+    }
     out.push_back(std::move(s));
   }
   if (out.empty() && !allow_empty)
@@ -102,7 +136,14 @@ Result<std::vector<Segment>> list_segments(const std::string& dir, bool allow_em
         fmt::format("ledger {}: no segments (000001.jsonl, ...): not a gpugate ledger directory, or "
                     "an empty one; pass the directory gpugated writes (--ledger)",
                     dir));
-  std::sort(out.begin(), out.end(), [](const Segment& a, const Segment& b) { return a.number < b.number; });
+  // A plain segment and its .zst (a compression cut short): the plain one is
+  // the segment until the compression is finished.
+  std::sort(out.begin(), out.end(), [](const Segment& a, const Segment& b) {
+    return a.number != b.number ? a.number < b.number : !a.compressed && b.compressed;
+  });
+  out.erase(
+      std::unique(out.begin(), out.end(), [](const Segment& a, const Segment& b) { return a.number == b.number; }),
+      out.end());
   return out;
 }
 
@@ -177,6 +218,112 @@ MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<char*>(data_), size_);
 }
 
+Result<std::string> decompress_segment(std::string_view path, std::string_view frame, uint64_t max_bytes) {
+  unsigned long long size = ZSTD_getFrameContentSize(frame.data(), frame.size());
+  if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN)
+    return make_error(fmt::format("{}: not a zstd frame that declares its size; {}", path, kNotOurs));
+  if (size > max_bytes)
+    return make_error(fmt::format("{}: declares {} bytes, more than a segment can hold ({} bytes); {}", path, size,
+                                  max_bytes, kNotOurs));
+  size_t frame_bytes = ZSTD_findFrameCompressedSize(frame.data(), frame.size());
+  if (ZSTD_isError(frame_bytes))
+    return make_error(fmt::format("{}: the zstd frame is cut short or damaged ({}); {}", path,
+                                  ZSTD_getErrorName(frame_bytes), kNotOurs));
+  if (frame_bytes != frame.size())
+    return make_error(
+        fmt::format("{}: {} bytes follow the zstd frame; {}", path, frame.size() - frame_bytes, kNotOurs));
+  std::string out(static_cast<size_t>(size), '\0');
+  size_t got = ZSTD_decompress(out.data(), out.size(), frame.data(), frame.size());
+  if (ZSTD_isError(got))
+    return make_error(fmt::format("{}: cannot decompress: {}; {}", path, ZSTD_getErrorName(got), kNotOurs));
+  if (got != out.size())
+    return make_error(
+        fmt::format("{}: the frame holds {} bytes, not the {} it declares; {}", path, got, out.size(), kNotOurs));
+  return out;
+}
+
+Result<std::string> compress_frame(std::string_view data, int level) {
+  std::string frame(ZSTD_compressBound(data.size()), '\0');
+  std::unique_ptr<ZSTD_CCtx, size_t (*)(ZSTD_CCtx*)> cctx(ZSTD_createCCtx(), ZSTD_freeCCtx);
+  if (!cctx) return make_error("cannot compress: out of memory", ENOMEM);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 1);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_contentSizeFlag, 1);
+  size_t n = ZSTD_compress2(cctx.get(), frame.data(), frame.size(), data.data(), data.size());
+  if (ZSTD_isError(n)) return make_error(fmt::format("cannot compress: {}", ZSTD_getErrorName(n)));
+  frame.resize(n);
+  return frame;
+}
+
+Result<SegmentBytes> SegmentBytes::open(const Segment& seg) {
+  SegmentBytes out;
+  std::string path = seg.path;
+  bool compressed = seg.compressed;
+  auto m = MappedFile::open(path);
+  if (!m && !compressed && m.error().code == ENOENT) {
+    // Sealed and compressed since it was listed.
+    path += kCompressedSuffix;
+    compressed = true;
+    m = MappedFile::open(path);
+  }
+  if (!m) return m.error();
+  if (!compressed) {
+    out.map_ = std::move(*m);
+    return out;
+  }
+  auto text = decompress_segment(path, m->view());
+  if (!text) return text.error();
+  out.inflated_ = std::move(*text);
+  return out;
+}
+
+Result<void> compress_segment(const std::string& dir, uint32_t number, int level) {
+  std::string plain = (fs::path(dir) / segment_name(number)).string();
+  std::string packed = plain + std::string(kCompressedSuffix);
+  std::string tmp = packed + ".tmp";
+  auto m = MappedFile::open(plain);
+  if (!m) return m.error();
+  std::string_view data = m->view();
+  auto packed_bytes = compress_frame(data, level);
+  if (!packed_bytes) return make_error(fmt::format("{}: {}", plain, packed_bytes.error().message));
+  const std::string& frame = *packed_bytes;
+  // Read back before the plain file goes: what is removed must be in the frame.
+  auto back = decompress_segment(tmp, frame);
+  if (!back || *back != data)
+    return make_error(
+        fmt::format("{}: the compressed copy does not read back as the segment; the segment is kept", plain));
+  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
+  if (!out) return make_error(fmt::format("{}: cannot create: {}", tmp, std::strerror(errno)), errno);
+  for (size_t off = 0; off < frame.size();) {
+    ssize_t w = ::write(out.get(), frame.data() + off, frame.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) {
+      int e = errno;
+      ::unlink(tmp.c_str());
+      return make_error(fmt::format("{}: cannot write: {}; the segment is kept as it is", tmp, std::strerror(e)), e);
+    }
+    off += static_cast<size_t>(w);
+  }
+  if (::fsync(out.get()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return make_error(fmt::format("{}: cannot sync: {}; the segment is kept as it is", tmp, std::strerror(e)), e);
+  }
+  out.reset();
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (::rename(tmp.c_str(), packed.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return make_error(fmt::format("{}: cannot rename to {}: {}", tmp, packed, std::strerror(e)), e);
+  }
+  // The frame is on disk under its name before the plain file goes.
+  if (dfd) ::fsync(dfd.get());
+  if (::unlink(plain.c_str()) != 0)
+    return make_error(fmt::format("{}: cannot remove after compressing: {}", plain, std::strerror(errno)), errno);
+  if (dfd) ::fsync(dfd.get());
+  return {};
+}
+
 bool parse_prefix(std::string_view line, Prefix& out) {
   constexpr std::string_view kSeq = "{\"seq\":";
   if (!line.starts_with(kSeq)) return false;
@@ -227,7 +374,7 @@ void split_lines(const Segment& seg, std::string_view data, const std::function<
 
 Result<void> for_each_line(const std::vector<Segment>& segments, const std::function<bool(const Line&)>& fn) {
   for (const auto& seg : segments) {
-    auto m = MappedFile::open(seg.path);
+    auto m = SegmentBytes::open(seg);
     if (!m) return m.error();
     bool stop = false;
     split_lines(seg, m->view(), [&](const Line& l) {
@@ -283,7 +430,7 @@ bool entries_of(const Segment& seg, std::string_view data, uint64_t first_offset
 Result<void> for_each_entry(const std::vector<Segment>& segments, size_t first_segment, uint64_t first_offset,
                             const std::function<bool(const Line&, LineKind)>& fn) {
   for (size_t i = first_segment; i < segments.size(); i++) {
-    auto m = MappedFile::open(segments[i].path);
+    auto m = SegmentBytes::open(segments[i]);
     if (!m) return m.error();
     if (!entries_of(segments[i], m->view(), i == first_segment ? first_offset : 0, fn)) break;
   }

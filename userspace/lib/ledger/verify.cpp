@@ -616,7 +616,7 @@ Result<VerifyReport> verify_ledger(const std::string& dir, const VerifyOptions& 
   uint64_t base = 0, next = kProgressEvery;
   for (size_t i = 0; i < segs->size() && !v.failed(); i++) {
     const auto& seg = (*segs)[i];
-    auto m = MappedFile::open(seg.path);
+    auto m = SegmentBytes::open(seg);
     if (!m) return m.error();
     v.segment_begin(seg, i + 1 == segs->size());
     entries_of(seg, m->view(), 0, [&](const Line& l, LineKind k) {
@@ -671,7 +671,7 @@ Result<LatestCheckpoint> latest_checkpoint(const std::string& dir) {
   auto segs = list_segments(dir);
   if (!segs) return segs.error();
   for (size_t i = segs->size(); i-- > 0;) {
-    auto m = MappedFile::open((*segs)[i].path);
+    auto m = SegmentBytes::open((*segs)[i]);
     if (!m) return m.error();
     std::optional<LatestCheckpoint> found;
     split_lines((*segs)[i], m->view(), [&](const Line& l) {
