@@ -163,7 +163,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case 7: line = R"({"op":"submit","request":"","signatures":[],)" + as_json_string(rest) + ":1}"; break;
     default: line = rest; break;
   }
-  ControlContext ctx{w.devices, &w.store, w.sink, kNow, kBootNs};
+  ControlContext ctx{w.devices, &w.store, w.sink, kNow, kBootNs, {}, {}};
   ControlPeer peer{1, 0, 0};
   auto answer = w.service->answer(peer, line, ctx);
   if (!answer.is_object() || !answer.contains("ok") || !answer["ok"].is_boolean()) __builtin_trap();

@@ -17,6 +17,7 @@
 #include "gpugate/log_verify.hpp"
 #include "gpugate/paths.hpp"
 #include "gpugate/policy.hpp"
+#include "prune_cmd.hpp"
 #include "ship_cmd.hpp"
 
 namespace gpugate::cli {
@@ -238,7 +239,8 @@ std::function<std::optional<int>()> add_log_command(CLI::App& app) {
       "Verify, prove, query, export, replay and draw the ledger (a directory of JSONL segments with signed "
       "checkpoints; docs/ledger.md)");
   log->require_subcommand(1);
-  auto ship_run = add_ship_command(*log);  // gpugate log ship (ship_cmd.cpp)
+  auto ship_run = add_ship_command(*log);    // gpugate log ship (ship_cmd.cpp)
+  auto prune_run = add_prune_command(*log);  // gpugate log prune (prune_cmd.cpp)
 
   auto* verify = log->add_subcommand(
       "verify",
@@ -339,6 +341,7 @@ std::function<std::optional<int>()> add_log_command(CLI::App& app) {
   return [=]() -> std::optional<int> {
     if (!*log) return std::nullopt;
     if (auto rc = ship_run()) return *rc;
+    if (auto rc = prune_run()) return *rc;
     if (*verify) return run_verify(*a);
     if (*checkpoint) return run_checkpoint(*a);
     if (*proof) return run_proof(*a);

@@ -25,7 +25,7 @@ class Control : public ::testing::Test {
     ASSERT_TRUE(g) << g.error().message;
     service.emplace(std::move(*g));
   }
-  ControlContext ctx() { return {devices, &store, sink, kNow, kBootNs}; }
+  ControlContext ctx() { return {devices, &store, sink, kNow, kBootNs, {}, {}}; }
   nlohmann::ordered_json ask(const std::string& line) { return service->answer(peer, line, ctx()); }
   nlohmann::ordered_json ask_json(const nlohmann::json& j) { return ask(j.dump()); }
   std::string nonce() {
@@ -62,7 +62,7 @@ TEST_F(Control, WrongTypedMembersAreAnsweredNotThrown) {
       {"\"ping\"", "it is a string, not an object"},
       {"{}", "member \"op\" is missing"},
       {R"({"op":5})",
-       "member \"op\" must be a string (one of ping, nonce, submit, grants, revoke, mmio), not a number"},
+       "member \"op\" must be a string (one of ping, nonce, submit, grants, revoke, mmio, prune), not a number"},
       {R"({"op":null})", "not null"},
       {R"({"op":"dance"})", "unknown op \"dance\""},
       {R"({"op":"ping","x":1})", "ping: unknown member \"x\"; ping takes \"op\""},
@@ -188,7 +188,7 @@ TEST_F(Control, RefusalRecordsSayWhetherTheNonceWasBurned) {
 
 TEST_F(Control, WithoutAGrantStoreNothingIsGrantedAndTheNonceIsKept) {
   auto text = make_request(nonce());
-  ControlContext no_store{devices, nullptr, sink, kNow, kBootNs};
+  ControlContext no_store{devices, nullptr, sink, kNow, kBootNs, {}, {}};
   auto a = service->answer(peer, submit_of(text, {&signers.alice}).dump(), no_store);
   EXPECT_EQ(a["ok"], false);
   EXPECT_EQ(sink.of_type("grant.refused").back()["nonce_burned"], false);
@@ -200,7 +200,7 @@ TEST_F(Control, ExpiredAndSpentGrantsEnd) {
   ASSERT_EQ(a["ok"], true) << a.dump();
   service->expire(ctx());
   EXPECT_EQ(store.grants.size(), 1u) << "still live";
-  ControlContext later{devices, &store, sink, kNow + 601, kBootNs + 601'000'000'000ull};
+  ControlContext later{devices, &store, sink, kNow + 601, kBootNs + 601'000'000'000ull, {}, {}};
   service->expire(later);
   EXPECT_TRUE(store.grants.empty());
   auto ended = sink.of_type("grant.ended");
@@ -258,4 +258,59 @@ TEST_F(Control, MmioEvidenceIsRecordedFromRootOnlyWithItsReporter) {
   }
   EXPECT_EQ(sink.of_type("mmio.capture").size(), 1u) << "nothing refused was recorded as evidence";
   EXPECT_GE(sink.of_type("control.refused").size(), 8u);
+}
+
+// gpugate log prune's op: root only, this daemon's ledger only, one cut,
+// every refusal recorded; the prune itself is the ledger's (Prune.* tests).
+TEST_F(Control, PruneIsRootsOnTheDaemonsOwnLedgerWithOneCut) {
+  std::vector<ledger::PruneCut> asked;
+  auto with_prune = [&] {
+    auto c = ctx();
+    c.prune = [&](const ledger::PruneCut& cut) -> Result<nlohmann::ordered_json> {
+      asked.push_back(cut);
+      return nlohmann::ordered_json{{"first_seq", 138}};
+    };
+    c.ledger_dir = state.path.string();
+    return c;
+  };
+  std::string dir = state.path.string();
+  auto ask_prune = [&](const ControlPeer& who, const nlohmann::json& req) {
+    return service->answer(who, req.dump(), with_prune());
+  };
+  size_t before = sink.records.size();
+  auto ok = ask_prune(peer, {{"op", "prune"}, {"ledger", dir}, {"before_seq", 150}});
+  ASSERT_EQ(ok["ok"], true) << ok.dump();
+  EXPECT_EQ(ok["pruned"]["first_seq"], 138);
+  EXPECT_EQ(ok["pruned"]["by"]["pid"], 4711);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(asked[0].before_seq, 150u);
+  EXPECT_EQ(sink.records.size(), before) << "the ledger records the prune itself (ledger.pruned)";
+
+  struct Case {
+    ControlPeer who;
+    nlohmann::json req;
+    std::string expect;
+  };
+  std::vector<Case> cases = {
+      {{4711, 1000, 1000}, {{"op", "prune"}, {"ledger", dir}, {"before_seq", 150}}, "uid 1000 may not remove"},
+      {peer, {{"op", "prune"}, {"ledger", "/elsewhere"}, {"before_seq", 150}}, "this daemon writes"},
+      {peer, {{"op", "prune"}, {"before_seq", 150}}, "member \"ledger\""},
+      {peer, {{"op", "prune"}, {"ledger", dir}}, "exactly one of"},
+      {peer, {{"op", "prune"}, {"ledger", dir}, {"before_seq", 1}, {"before_ns", 2}}, "exactly one of"},
+      {peer, {{"op", "prune"}, {"ledger", dir}, {"before_seq", -1}}, "must be an unsigned number"},
+      {peer, {{"op", "prune"}, {"ledger", dir}, {"before_ns", "x"}}, "must be an integer"},
+      {peer, {{"op", "prune"}, {"ledger", dir}, {"before_seq", 1}, {"all", true}}, "unknown member \"all\""},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.req.dump());
+    size_t n = sink.records.size();
+    auto a = ask_prune(c.who, c.req);
+    EXPECT_EQ(a["ok"], false) << a.dump();
+    expect_has(a.value("error", std::string()), c.expect);
+    EXPECT_EQ(sink.records.size(), n + 1) << "every refusal is recorded";
+  }
+  EXPECT_EQ(asked.size(), 1u) << "no refused request reached the ledger";
+  auto none = ask(nlohmann::json{{"op", "prune"}, {"ledger", dir}, {"before_seq", 1}}.dump());
+  EXPECT_EQ(none["ok"], false);
+  expect_has(none["error"], "writes no ledger it can prune");
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@
 #include "gpugate/device.hpp"
 #include "gpugate/gate.hpp"
 #include "gpugate/grant_service.hpp"
+#include "gpugate/log_prune.hpp"
 #include "gpugate/result.hpp"
 
 namespace gpugate {
@@ -49,6 +51,9 @@ struct ControlContext {
   EventSink& events;
   int64_t now_unix = 0;      // seconds
   uint64_t now_boot_ns = 0;  // CLOCK_BOOTTIME
+  // Prunes the ledger this daemon writes (absent: the op is refused).
+  std::function<Result<nlohmann::ordered_json>(const ledger::PruneCut&)> prune;
+  std::string ledger_dir;  // the directory it writes
 };
 
 // The ops and the members each takes (besides "op").
@@ -59,6 +64,8 @@ struct ControlContext {
 //   {"op":"grants"}                     -> {"ok":true,"grants":[...]}
 //   {"op":"revoke","id":N}              -> {"ok":true,"grant_id":N}
 //   {"op":"mmio","capture":{...}}       -> {"ok":true} (root only: an mmio.capture record)
+//   {"op":"prune","ledger":DIR,"before_seq":N | "before_ns":T}
+//                                       -> {"ok":true,"pruned":{...}} (root only: a ledger.pruned record)
 // Errors: {"ok":false,"error":TEXT}.
 inline constexpr size_t kMaxSignaturesPerRequest = 32;
 inline constexpr size_t kMaxSignatureLabelBytes = 256;
@@ -82,6 +89,7 @@ class ControlService {
   nlohmann::ordered_json list_grants(const ControlContext& ctx);
   nlohmann::ordered_json revoke(const ControlPeer& peer, const nlohmann::json& request, const ControlContext& ctx);
   nlohmann::ordered_json mmio(const ControlPeer& peer, const nlohmann::json& request, const ControlContext& ctx);
+  nlohmann::ordered_json prune(const ControlPeer& peer, const nlohmann::json& request, const ControlContext& ctx);
   GrantService grants_;
   std::map<uint32_t, std::string> scopes_;  // grant id -> the signed scope text, for gpugate grants
 };

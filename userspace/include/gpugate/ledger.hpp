@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpugate/checkpoint.hpp"
+#include "gpugate/log_prune.hpp"
 #include "gpugate/merkle.hpp"
 #include "gpugate/result.hpp"
 
@@ -86,6 +87,12 @@ class LedgerWriter {
   // A checkpoint record now (reason: "shutdown", "request", ...), flushed,
   // synced (unless fsync never) and published as DIR/checkpoint.
   Result<void> checkpoint(std::string_view reason);
+
+  // Removes the oldest sealed segments whose records all come before CUT,
+  // keeping the newest sealed one and the one being written: pruned.json
+  // first, then a ledger.pruned record (written and flushed), then the
+  // segments (log_prune.hpp). Returns the record's members and its seq.
+  Result<nlohmann::ordered_json> prune(const ledger::PruneCut& cut);
 
   // Waits for the sealed segments queued for compression, and records (as
   // ledger.compress_failed, not yet written) any that could not be.

@@ -86,6 +86,11 @@ Result<std::string> decompress_segment(std::string_view path, std::string_view f
 // One zstd frame of DATA with its size and checksum, as a sealed segment is.
 Result<std::string> compress_frame(std::string_view data, int level = 3);
 
+// Replaces PATH in DIR whole: PATH.tmp written, synced, renamed over PATH,
+// DIR synced. A failure removes PATH.tmp and says on_failure (what is kept).
+Result<void> replace_file_synced(const std::string& dir, const std::string& path, std::string_view bytes,
+                                 std::string_view on_failure);
+
 // Compresses sealed segment NUMBER of DIR: NAME.zst.tmp is written, synced,
 // read back and compared, renamed to NAME.zst, and only then NAME removed.
 // A crash at any point leaves NAME, or NAME.zst whole. Level: zstd's.

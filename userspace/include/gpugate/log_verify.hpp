@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpugate/checkpoint.hpp"
+#include "gpugate/log_prune.hpp"
 #include "gpugate/log_reader.hpp"
 #include "gpugate/merkle.hpp"
 #include "gpugate/result.hpp"
@@ -64,6 +65,17 @@ struct UnsignedTail {
   std::optional<CheckpointRecord> checkpoint;  // the last checkpoint record, when it is in the tail
 };
 
+// What a pruned ledger no longer holds (DIR/pruned.json), and what stands
+// for it: the checkpoint record that closed the last removed segment.
+struct PrunedPart {
+  uint64_t first_seq = 0;               // the first record kept; seq 0..first_seq-1 are gone
+  std::string first_segment;            // the first segment kept
+  std::vector<std::string> segments;    // removed, by every prune
+  std::string anchor_segment;           // whose closing checkpoint record is kept in pruned.json
+  std::optional<uint64_t> recorded_at;  // seq of the ledger.pruned record that names this cut
+  std::vector<std::string> left_over;   // segments before the cut still there (a prune cut short): not read
+};
+
 struct VerifyReport {
   std::string dir;
   uint64_t segments = 0;
@@ -78,6 +90,7 @@ struct VerifyReport {
   std::optional<Place> bad_place;
   std::string problem;                        // what is wrong at bad_place (or overall)
   std::optional<UnsignedTail> unsigned_tail;  // set when the checks passed (exit 0 or 3)
+  std::optional<PrunedPart> pruned;           // set for a pruned ledger
   std::vector<std::string> warnings;
   std::vector<std::string> notes;
   std::vector<std::string> external_ok;
@@ -96,7 +109,10 @@ struct MemorySegment {
   Segment segment;
   std::string_view data;
 };
-VerifyReport verify_memory(const std::vector<MemorySegment>& segments, const VerifyOptions& opt);
+// With an anchor, as verify_ledger does for a pruned ledger (segments before
+// anchor->first_segment are skipped).
+VerifyReport verify_memory(const std::vector<MemorySegment>& segments, const VerifyOptions& opt,
+                           const PruneAnchor* anchor = nullptr);
 
 // An inclusion proof of record SEQ against a checkpoint: the one given, or
 // else the latest checkpoint record of the ledger.

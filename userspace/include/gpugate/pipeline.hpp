@@ -154,6 +154,9 @@ class Pipeline final : public EventHandler {
   // Write buffered ledger lines out (the daemon calls it after each batch),
   // a clock.jump seen before the batch first.
   Result<void> flush();
+  [[nodiscard]] const std::string& ledger_dir() const;
+  // Prunes the ledger (LedgerWriter::prune) after writing out what is buffered.
+  Result<nlohmann::ordered_json> prune(const ledger::PruneCut& cut);
 
   // The ledger record for one ioctl (exit may be null), as the members of a
   // JSON object without "seq".

@@ -68,7 +68,9 @@ void ControlPlane::serve(Pipeline& pipeline, GateSet& gates, const DeviceTable& 
   if (!gates.empty()) store.emplace(gates);
   PipelineEvents events(pipeline);
   for (auto& request : batch.requests) {
-    ControlContext ctx{devices, store ? &*store : nullptr, events, unix_now(), boottime_ns()};
+    ControlContext ctx{devices, store ? &*store : nullptr, events, unix_now(), boottime_ns(), {}, {}};
+    ctx.prune = [&pipeline](const ledger::PruneCut& cut) { return pipeline.prune(cut); };
+    ctx.ledger_dir = pipeline.ledger_dir();
     std::string answer;
     try {
       answer = control_answer_text(service_.answer(request.peer, request.line, ctx));
@@ -86,7 +88,7 @@ void ControlPlane::expire(Pipeline& pipeline, GateSet& gates) {
   GateGrants store(gates);
   PipelineEvents events(pipeline);
   try {
-    service_.expire({kNoDevices, &store, events, unix_now(), boottime_ns()});
+    service_.expire({kNoDevices, &store, events, unix_now(), boottime_ns(), {}, {}});
   } catch (const std::exception& e) {
     pipeline.write_event("control.error", {{"error", fmt::format("expiring grants: {}", e.what())}});
   }

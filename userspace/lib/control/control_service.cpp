@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <exception>
+#include <filesystem>
 #include <limits>
 
 #include <fmt/format.h>
@@ -16,7 +17,7 @@ namespace {
 using ojson = nlohmann::ordered_json;
 using json = nlohmann::json;
 
-constexpr std::string_view kOps = "ping, nonce, submit, grants, revoke, mmio";
+constexpr std::string_view kOps = "ping, nonce, submit, grants, revoke, mmio, prune";
 
 // The members of an mmio capture (gpugate mmio capture's record) and their JSON types.
 constexpr std::pair<std::string_view, nlohmann::json::value_t> kMmioMembers[] = {
@@ -173,6 +174,7 @@ ojson ControlService::dispatch(const ControlPeer& peer, const json& req, const C
   if (op == "revoke") return revoke(peer, req, ctx);
   if (op == "submit") return submit(peer, req, ctx);
   if (op == "mmio") return mmio(peer, req, ctx);
+  if (op == "prune") return prune(peer, req, ctx);
   return refused(fmt::format("unknown op {}; the ops are {}", shown(op), kOps));
 }
 
@@ -209,6 +211,45 @@ ojson ControlService::mmio(const ControlPeer& peer, const json& req, const Contr
   }
   ctx.events.record("mmio.capture", std::move(body));
   return {{"ok", true}};
+}
+
+// gpugate log prune, while this daemon writes the ledger: only the writer
+// may append the ledger.pruned record, and only root may remove evidence.
+ojson ControlService::prune(const ControlPeer& peer, const json& req, const ControlContext& ctx) {
+  auto refused = [&](const std::string& why) {
+    ctx.events.record("control.refused", {{"op", "prune"}, {"error", why}, {"peer", peer_json(peer)}});
+    return fail(why);
+  };
+  if (peer.uid != 0)
+    return refused(
+        fmt::format("prune: uid {} may not remove ledger segments; run gpugate log prune as root", peer.uid));
+  if (auto m = known_members(req, "prune", {"op", "ledger", "before_seq", "before_ns"}); !m)
+    return refused(m.error().message);
+  auto dir = string_member(req, "prune", "ledger", "the ledger directory to prune");
+  if (!dir) return refused(dir.error().message);
+  if (!ctx.prune) return refused("prune: this daemon writes no ledger it can prune");
+  std::error_code ec;
+  if (!std::filesystem::equivalent(**dir, ctx.ledger_dir, ec))
+    return refused(
+        fmt::format("prune: this daemon writes {}, not {}; prune that one with gpugate log prune {} (or "
+                    "the other daemon's --control-socket)",
+                    ctx.ledger_dir, **dir, ctx.ledger_dir));
+  ledger::PruneCut cut;
+  auto seq = req.find("before_seq");
+  auto ns = req.find("before_ns");
+  if ((seq == req.end()) == (ns == req.end()))
+    return refused("prune: give exactly one of \"before_seq\" (a seq) and \"before_ns\" (Unix ns)");
+  if (seq != req.end()) {
+    if (!seq->is_number_unsigned()) return refused("prune: \"before_seq\" must be an unsigned number");
+    cut.before_seq = seq->get<uint64_t>();
+  } else {
+    if (!ns->is_number_integer()) return refused("prune: \"before_ns\" must be an integer (Unix ns)");
+    cut.before_unix_ns = ns->get<int64_t>();
+  }
+  auto done = ctx.prune(cut);
+  if (!done) return refused(done.error().message);
+  (*done)["by"] = peer_json(peer);
+  return {{"ok", true}, {"pruned", *done}};
 }
 
 ojson ControlService::submit(const ControlPeer& peer, const json& req, const ControlContext& ctx) {

@@ -2,6 +2,7 @@
 #include "gpugate/ledger.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -255,6 +256,23 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
         ec.value());
   if (!existed) ::chmod(dir.c_str(), 0750);  // records name processes and commands: not for everyone
   if (opt.origin.empty()) opt.origin = ledger_origin(opt.host_id);
+  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0)
+    return make_error(
+        fmt::format("ledger {}: cannot open: {}; choose a readable directory with --ledger", dir, std::strerror(errno)),
+        errno);
+  // One writer per ledger: two would interleave their seq and prev chains.
+  // The lock goes with the descriptor, so a killed writer's is gone with it.
+  if (::flock(dir_fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ::close(dir_fd);
+    return make_error(fmt::format("ledger {}: {}; another gpugated (or gpugate log prune) is writing it: stop it, or "
+                                  "give this one another --ledger",
+                                  dir, e == EWOULDBLOCK ? "locked" : std::strerror(e)),
+                      e);
+  }
+  LedgerWriter w;
+  w.dir_fd_ = dir_fd;
   auto segs = ledger::list_segments(dir, true);
   if (!segs) return segs.error();
   if (opt.compress_sealed) {
@@ -264,15 +282,9 @@ Result<LedgerWriter> LedgerWriter::open(const std::string& dir, LedgerOptions op
         fs::remove(it->path(), ec);
   }
 
-  LedgerWriter w;
   w.opt_ = std::move(opt);
   w.dir_ = dir;
   w.buf_.reserve(kFlushBytes + 4096);
-  w.dir_fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (w.dir_fd_ < 0)
-    return make_error(
-        fmt::format("ledger {}: cannot open: {}; choose a readable directory with --ledger", dir, std::strerror(errno)),
-        errno);
   w.last_checkpoint_ns_ = mono_ns();
   if (segs->empty()) {
     if (auto r = w.open_segment(1); !r) return r.error();
@@ -551,6 +563,48 @@ void LedgerWriter::compress_sealed_before(uint32_t number) {
   if (!opt_.compress_sealed || number < 2) return;
   if (!compressor_) compressor_ = std::make_unique<SegmentCompressor>(dir_);
   compressor_->enqueue(number - 1);
+}
+
+Result<nlohmann::ordered_json> LedgerWriter::prune(const ledger::PruneCut& cut) {
+  // The compressor may be working on a segment the prune removes.
+  finish_compression();
+  auto plan = ledger::plan_prune(dir_, cut, segment_ - 1);
+  if (!plan) return plan.error();
+  nlohmann::ordered_json out = plan->json();
+  out["before"] = cut.json();
+  if (plan->removed.empty()) {
+    // Only what an earlier prune, recorded already, left behind.
+    if (auto r = ledger::remove_pruned(dir_, *plan); !r) return r.error();
+    out["finished_earlier_prune"] = true;
+    return out;
+  }
+  out["anchor_segment"] = plan->anchor.anchor_segment;
+  out["anchor_leaf"] = merkle::to_hex(hasher_.leaf(plan->anchor.anchor_line));
+  std::string m;
+  JsonOut o(m);
+  o.field("type", "ledger.pruned");
+  put_time(o);
+  o.field("first_segment", ledger::segment_name(plan->anchor.first_segment));
+  o.field("first_seq", plan->anchor.first_seq);
+  o.field("anchor_segment", std::string_view(plan->anchor.anchor_segment));
+  o.field("anchor_leaf", out["anchor_leaf"].get<std::string>());
+  o.field("records", plan->records);
+  o.key("segments").raw(out["segments"].dump());
+  o.key("before").raw(out["before"].dump());
+  o.field("note",
+          "seq 0 up to first_seq are removed; pruned.json keeps the checkpoint record that closed "
+          "anchor_segment, from which log verify proves the rest");
+  uint64_t seq = next_seq_;
+  append_own("ledger.pruned", m);
+  // The record is on disk before the anchor and the removals it stands for:
+  // a crash before the anchor leaves every segment, and one after it leaves
+  // segments before the cut that the next prune removes.
+  if (auto w = write_out(); !w) return w.error();
+  if (opt_.fsync != FsyncPolicy::never) ::fdatasync(fd_);
+  if (auto a = ledger::write_prune_anchor(dir_, *plan); !a) return a.error();
+  if (auto r = ledger::remove_pruned(dir_, *plan); !r) return r.error();
+  out["recorded_at"] = seq;
+  return out;
 }
 
 void LedgerWriter::finish_compression() {

@@ -277,6 +277,32 @@ Result<SegmentBytes> SegmentBytes::open(const Segment& seg) {
   return out;
 }
 
+Result<void> replace_file_synced(const std::string& dir, const std::string& path, std::string_view bytes,
+                                 std::string_view on_failure) {
+  std::string tmp = path + ".tmp";
+  auto failed = [&](std::string_view what, int e) {
+    ::unlink(tmp.c_str());
+    return make_error(fmt::format("{}: cannot {}: {}; {}", tmp, what, std::strerror(e), on_failure), e);
+  };
+  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
+  if (!out) return make_error(fmt::format("{}: cannot create: {}; {}", tmp, std::strerror(errno), on_failure), errno);
+  for (size_t off = 0; off < bytes.size();) {
+    ssize_t w = ::write(out.get(), bytes.data() + off, bytes.size() - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return failed("write", errno);
+    off += static_cast<size_t>(w);
+  }
+  if (::fsync(out.get()) != 0) return failed("sync", errno);
+  out.reset();
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    int e = errno;
+    return failed(fmt::format("rename to {}", path), e);
+  }
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd) ::fsync(dfd.get());
+  return {};
+}
+
 Result<void> compress_segment(const std::string& dir, uint32_t number, int level) {
   std::string plain = (fs::path(dir) / segment_name(number)).string();
   std::string packed = plain + std::string(kCompressedSuffix);
@@ -292,32 +318,9 @@ Result<void> compress_segment(const std::string& dir, uint32_t number, int level
   if (!back || *back != data)
     return make_error(
         fmt::format("{}: the compressed copy does not read back as the segment; the segment is kept", plain));
-  UniqueFd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0640));
-  if (!out) return make_error(fmt::format("{}: cannot create: {}", tmp, std::strerror(errno)), errno);
-  for (size_t off = 0; off < frame.size();) {
-    ssize_t w = ::write(out.get(), frame.data() + off, frame.size() - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) {
-      int e = errno;
-      ::unlink(tmp.c_str());
-      return make_error(fmt::format("{}: cannot write: {}; the segment is kept as it is", tmp, std::strerror(e)), e);
-    }
-    off += static_cast<size_t>(w);
-  }
-  if (::fsync(out.get()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return make_error(fmt::format("{}: cannot sync: {}; the segment is kept as it is", tmp, std::strerror(e)), e);
-  }
-  out.reset();
-  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (::rename(tmp.c_str(), packed.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return make_error(fmt::format("{}: cannot rename to {}: {}", tmp, packed, std::strerror(e)), e);
-  }
   // The frame is on disk under its name before the plain file goes.
-  if (dfd) ::fsync(dfd.get());
+  if (auto w = replace_file_synced(dir, packed, frame, "the segment is kept as it is"); !w) return w;
+  UniqueFd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (::unlink(plain.c_str()) != 0)
     return make_error(fmt::format("{}: cannot remove after compressing: {}", plain, std::strerror(errno)), errno);
   if (dfd) ::fsync(dfd.get());

@@ -17,6 +17,7 @@
 
 #include "gpugate/hostinfo.hpp"
 #include "gpugate/ledger.hpp"
+#include "gpugate/log_prune.hpp"
 
 namespace gpugate::ledger {
 
@@ -203,11 +204,67 @@ class Verifier {
     last_place_ = here;
     leaves_in_segment_++;
     last_kind_checkpoint_ = p.type == "checkpoint";
-    auto [lo, hi] = ext_sizes_.equal_range(range_.size());
-    if (lo != hi) {
-      Hash root = range_.root(h_);
-      for (auto it = lo; it != hi; ++it) ext_roots_[it->second] = root;
+    note_ext_roots();
+    if (p.type == "ledger.pruned") note_prune_record(l.text, p.seq);
+    return true;
+  }
+
+  // A pruned ledger: the tree goes on from the anchor, the checkpoint record
+  // that closed the last removed segment, checked as if it were read in
+  // place. Its stored range is the tree before it, and check_checkpoint ties
+  // that range to the root the log key signed.
+  bool seed(const PruneAnchor& a) {
+    Segment anchor_seg;
+    anchor_seg.name = a.anchor_segment;
+    anchor_seg.number = a.first_segment - 1;
+    Line l;
+    l.segment = &anchor_seg;
+    l.text = a.anchor_line;
+    Place here{std::string(kPruneAnchorFile) + " (the anchor: the last record of the pruned " + a.anchor_segment + ")",
+               0, 0, a.first_seq - 1};
+    Prefix p;
+    if (!parse_prefix(l.text, p) || p.type != "checkpoint" || p.seq + 1 != a.first_seq) {
+      fail(here, fmt::format("the anchor is not a checkpoint record at seq {} (the one before first_seq): {} was "
+                             "changed",
+                             a.first_seq - 1, kPruneAnchorFile));
+      return false;
     }
+    auto j = nlohmann::json::parse(l.text, nullptr, false);
+    std::vector<Hash> stored;
+    bool shape = j.is_object() && j.contains("range") && j["range"].is_array() && j.contains("tree_size") &&
+                 j["tree_size"].is_number_unsigned() && j["tree_size"].get<uint64_t>() == p.seq;
+    if (shape)
+      for (const auto& e : j["range"]) {
+        auto hsh = e.is_string() ? merkle::hash_from_base64(e.get<std::string>()) : Result<Hash>(make_error(""));
+        if (!hsh) {
+          shape = false;
+          break;
+        }
+        stored.push_back(*hsh);
+      }
+    auto range = shape ? merkle::CompactRange::from(p.seq, stored) : Result<merkle::CompactRange>(make_error(""));
+    if (!range) {
+      fail(here, fmt::format("the anchor's range does not fit its tree_size (it must sign the {} records before it): "
+                             "{} was changed",
+                             p.seq, kPruneAnchorFile));
+      return false;
+    }
+    range_ = std::move(*range);
+    if (!check_checkpoint(l, here)) return false;
+    note_ext_roots();
+    Hash leaf = h_.leaf(l.text);
+    range_.append(h_, leaf);
+    last_leaf_ = leaf;
+    last_place_ = here;
+    note_ext_roots();
+    anchor_leaf_ = merkle::to_hex(leaf);
+    expected_segment_ = a.first_segment;
+    PrunedPart part;
+    part.first_seq = a.first_seq;
+    part.first_segment = segment_name(a.first_segment);
+    part.anchor_segment = a.anchor_segment;
+    for (const auto& s : a.pruned) part.segments.push_back(s.name);
+    r_.pruned = std::move(part);
     return true;
   }
 
@@ -237,6 +294,13 @@ class Verifier {
         return;
       }
       uint64_t size = e.cp.body.size;
+      if (r_.pruned && size + 1 < r_.pruned->first_seq) {
+        r_.notes.push_back(fmt::format(
+            "checkpoint {} (size {}) signs records that were pruned: it cannot be checked against records that are "
+            "gone (its signature is good; the anchor, signed by the same key, is the checkpoint at size {})",
+            e.name, size, r_.pruned->first_seq - 1));
+        continue;
+      }
       if (size > range_.size()) {
         fail({}, fmt::format("the ledger ends at seq {} ({} records), but checkpoint {} signed {} records: the last "
                              "{} were cut off (or the segments after the last one deleted)",
@@ -253,6 +317,14 @@ class Verifier {
       r_.external_ok.push_back(fmt::format("{}: size {}, root {}: signed, and the ledger contains exactly it", e.name,
                                            size, b64(e.cp.body.root)));
       covered_ = std::max(covered_, size);
+    }
+    if (r_.pruned && !r_.pruned->recorded_at) {
+      fail({}, fmt::format("seq 0..{} ({}..{}) are gone and {} stands for them, but no ledger.pruned record names "
+                           "this cut: the segments were removed by hand, not by gpugate log prune (which records "
+                           "every prune)",
+                           r_.pruned->first_seq - 1, r_.pruned->segments.empty() ? "?" : r_.pruned->segments.front(),
+                           r_.pruned->segments.empty() ? "?" : r_.pruned->segments.back(), kPruneAnchorFile));
+      return;
     }
     pending_torn_.clear();
     if (r_.last_checkpoint_size) covered_ = std::max(covered_, *r_.last_checkpoint_size);
@@ -283,6 +355,28 @@ class Verifier {
   }
 
  private:
+  // The root at this size, for the checkpoints given from elsewhere.
+  void note_ext_roots() {
+    auto [lo, hi] = ext_sizes_.equal_range(range_.size());
+    if (lo == hi) return;
+    Hash root = range_.root(h_);
+    for (auto it = lo; it != hi; ++it) ext_roots_[it->second] = root;
+  }
+
+  // A ledger.pruned record names a cut by its first kept seq and the leaf
+  // hash of its anchor: the one that names this ledger's cut says the
+  // segments went by gpugate log prune, not by hand.
+  void note_prune_record(std::string_view text, uint64_t seq) {
+    if (!r_.pruned || r_.pruned->recorded_at) return;
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_object()) return;
+    auto first = j.find("first_seq");
+    auto leaf = j.find("anchor_leaf");
+    if (first != j.end() && first->is_number_unsigned() && first->get<uint64_t>() == r_.pruned->first_seq &&
+        leaf != j.end() && leaf->is_string() && leaf->get<std::string>() == anchor_leaf_)
+      r_.pruned->recorded_at = seq;
+  }
+
   void fail(const Place& p, std::string what) {
     if (failed_) return;
     failed_ = true;
@@ -495,6 +589,7 @@ class Verifier {
   std::optional<UnsignedTail::CheckpointRecord> last_cp_;
   std::multimap<uint64_t, size_t> ext_sizes_;
   std::map<size_t, Hash> ext_roots_;
+  std::string anchor_leaf_;  // hex leaf hash of a pruned ledger's anchor
 };
 
 }  // namespace
@@ -531,6 +626,17 @@ nlohmann::ordered_json VerifyReport::json() const {
   } else {
     j["unsigned_tail"] = nullptr;
   }
+  if (pruned) {
+    j["pruned"] = {
+        {"first_seq", pruned->first_seq},
+        {"first_segment", pruned->first_segment},
+        {"segments", pruned->segments},
+        {"anchor_segment", pruned->anchor_segment},
+        {"recorded_at", pruned->recorded_at ? nlohmann::ordered_json(*pruned->recorded_at) : nlohmann::ordered_json()},
+        {"left_over", pruned->left_over}};
+  } else {
+    j["pruned"] = nullptr;
+  }
   j["key"] = key.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(key);
   j["key_source"] = key_source;
   if (bad_place) {
@@ -555,6 +661,21 @@ std::string VerifyReport::text() const {
         "checkpoints  {} checked: signatures good, roots match the records; latest signs {} records, "
         "root {}\n",
         checkpoints, *last_checkpoint_size, merkle::to_base64(last_checkpoint_root));
+  if (pruned) {
+    s += fmt::format(
+        "pruned       seq 0..{} ({}, {}{}) were removed{}\n", pruned->first_seq - 1, count(pruned->first_seq, "record"),
+        count(pruned->segments.size(), "segment"),
+        pruned->segments.empty() ? std::string()
+                                 : fmt::format(": {}..{}", pruned->segments.front(), pruned->segments.back()),
+        pruned->recorded_at ? fmt::format(" by gpugate log prune (ledger.pruned at seq {})", *pruned->recorded_at)
+                            : std::string());
+    s += fmt::format(
+        "             the records kept are proven from the checkpoint record that closed {} (kept in {}): its range "
+        "hashes to the root the log key signed, and the tree goes on from it\n",
+        pruned->anchor_segment, kPruneAnchorFile);
+    for (const auto& l : pruned->left_over)
+      s += fmt::format("             {} is before the cut, left by a prune that stopped: not read\n", l);
+  }
   for (const auto& e : external_ok) s += fmt::format("anchored     {}\n", e);
   if (unsigned_tail) {
     const auto& t = *unsigned_tail;
@@ -570,7 +691,11 @@ std::string VerifyReport::text() const {
   for (const auto& n : notes) s += fmt::format("note         {}\n", n);
   for (const auto& w : warnings) s += fmt::format("warning      {}\n", w);
   if (exit_code == kVerifyOk) {
-    s += "result       OK: no record was changed, removed, inserted or reordered since it was anchored";
+    s += pruned ? fmt::format(
+                      "result       OK: no record kept (seq {}..) was changed, removed, inserted or reordered "
+                      "since it was anchored; seq 0..{} were pruned",
+                      pruned->first_seq, pruned->first_seq - 1)
+                : "result       OK: no record was changed, removed, inserted or reordered since it was anchored";
     if (unsigned_tail)
       s += fmt::format("; {} not signed yet (see unsigned)", seqs(unsigned_tail->first_seq, unsigned_tail->last_seq));
     s += "\n";
@@ -608,14 +733,31 @@ Result<VerifyReport> verify_ledger(const std::string& dir, const VerifyOptions& 
                                   std::strerror(errno)),
                       errno);
   }
+  auto anchor = read_prune_anchor(dir);
+  if (!anchor) return anchor.error();
   VerifyReport r;
   r.dir = dir;
   Verifier v(opt, r);
+  uint32_t cut = 0;  // segments before it were pruned
+  if (*anchor && segs->front().number != 1) {
+    cut = (*anchor)->first_segment;
+    v.seed(**anchor);
+  } else if (*anchor) {
+    r.notes.push_back(
+        fmt::format("{} names a cut before {}, but {} is still here: a prune that stopped before it "
+                    "removed anything; the whole ledger is verified",
+                    kPruneAnchorFile, segment_name((*anchor)->first_segment), segs->front().name));
+  }
   Progress p;
   for (const auto& s : *segs) p.total_bytes += s.size;
   uint64_t base = 0, next = kProgressEvery;
   for (size_t i = 0; i < segs->size() && !v.failed(); i++) {
     const auto& seg = (*segs)[i];
+    if (seg.number < cut) {
+      if (r.pruned) r.pruned->left_over.push_back(seg.name);
+      base += seg.size;
+      continue;
+    }
     auto m = SegmentBytes::open(seg);
     if (!m) return m.error();
     v.segment_begin(seg, i + 1 == segs->size());
@@ -642,11 +784,14 @@ Result<VerifyReport> verify_ledger(const std::string& dir, const VerifyOptions& 
   return r;
 }
 
-VerifyReport verify_memory(const std::vector<MemorySegment>& segs, const VerifyOptions& opt) {
+VerifyReport verify_memory(const std::vector<MemorySegment>& segs, const VerifyOptions& opt,
+                           const PruneAnchor* anchor) {
   VerifyReport r;
   r.dir = "(memory)";
   Verifier v(opt, r);
+  if (anchor) v.seed(*anchor);
   for (size_t i = 0; i < segs.size() && !v.failed(); i++) {
+    if (anchor && segs[i].segment.number < anchor->first_segment) continue;
     Segment seg = segs[i].segment;
     seg.size = segs[i].data.size();
     v.segment_begin(seg, i + 1 == segs.size());
@@ -699,6 +844,12 @@ Result<uint64_t> stream_leaves(const std::string& dir, uint64_t size,
                                const std::function<void(uint64_t, const Hash&, std::string_view)>& fn) {
   auto segs = list_segments(dir);
   if (!segs) return segs.error();
+  if (segs->front().number != 1)
+    return make_error(
+        fmt::format("ledger {}: it starts at {} (the segments before it were pruned): a proof needs "
+                    "every record from seq 0; make proofs from a copy taken before the prune (a "
+                    "shipped one)",
+                    dir, segs->front().name));
   merkle::Hasher h;
   uint64_t n = 0;
   auto r = for_each_entry(*segs, 0, 0, [&](const Line& l, LineKind k) {

@@ -710,6 +710,13 @@ Result<void> Pipeline::flush() {
   return ledger_.flush();
 }
 
+const std::string& Pipeline::ledger_dir() const { return ledger_.path(); }
+
+Result<nlohmann::ordered_json> Pipeline::prune(const ledger::PruneCut& cut) {
+  if (auto f = flush(); !f) return f.error();
+  return ledger_.prune(cut);
+}
+
 void Pipeline::flush_stale(uint64_t max_age_ns) {
   uint64_t now = boottime_ns();
   for (auto it = pending_.begin(); it != pending_.end();) {

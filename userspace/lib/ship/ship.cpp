@@ -352,7 +352,7 @@ Result<Pending> Shipper::next_batch() {
   if (first == segs->size() || (*segs)[first].number != cursor_.segment)
     return mismatch(
         fmt::format("ledger {}: segment {} (being shipped) is gone: the ledger was removed or "
-                    "rotated away on this host",
+                    "rotated away on this host, or pruned (gpugate log prune) before it was shipped",
                     opt_.ledger_dir, ledger::segment_name(cursor_.segment)));
   if ((*segs)[first].size < cursor_.offset)
     return mismatch(
