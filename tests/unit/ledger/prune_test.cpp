@@ -96,7 +96,7 @@ TEST(Prune, WholeOldSegmentsGoAndTheRestVerifiesFromTheAnchor) {
   auto pruned = gpugate::test::ledger_records(dir.path, "ledger.pruned");
   ASSERT_EQ(pruned.size(), 1u);
   EXPECT_EQ(pruned[0]["first_seq"], first_seq);
-  EXPECT_EQ(pruned[0]["seq"], (*done)["recorded_at"]);
+  EXPECT_EQ(pruned[0]["seq"].get<uint64_t>(), (*done)["recorded_at"].get<uint64_t>());
   ASSERT_TRUE(w->checkpoint("after prune").ok());
 
   // What is left is the records from the cut on, and it verifies.
