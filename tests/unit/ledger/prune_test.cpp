@@ -220,15 +220,20 @@ TEST(Prune, AChangedAnchorOrADamagedPrunedJsonIsNamed) {
   };
   std::vector<Case> cases = {
       {"the anchor's boot_id",
-       [&](nlohmann::ordered_json& a) { a["anchor"]["line"] = replace(line, "\"boot_id\":\"boot\"", "\"boot_id\":\"bOot\""); },
+       [&](nlohmann::ordered_json& a) {
+         a["anchor"]["line"] = replace(line, "\"boot_id\":\"boot\"", "\"boot_id\":\"bOot\"");
+       },
        "hash no longer matches the prev of the next record"},
-      {"the anchor's root", [&](nlohmann::ordered_json& a) { a["anchor"]["line"] = replace(line, "\"root\":\"", "\"root\":\"A"); },
+      {"the anchor's root",
+       [&](nlohmann::ordered_json& a) { a["anchor"]["line"] = replace(line, "\"root\":\"", "\"root\":\"A"); },
        "the checkpoint record's"},
-      {"an extra member", [&](nlohmann::ordered_json& a) { a["anchor"]["line"] = replace(line, "{\"seq\"", "{\"x\":1,\"seq\""); },
+      {"an extra member",
+       [&](nlohmann::ordered_json& a) { a["anchor"]["line"] = replace(line, "{\"seq\"", "{\"x\":1,\"seq\""); },
        "not a checkpoint record at seq"},
       {"first_seq", [&](nlohmann::ordered_json& a) { a["first_seq"] = a["first_seq"].get<uint64_t>() + 1; },
        "not a checkpoint record at seq"},
-      {"the range", [&](nlohmann::ordered_json& a) { a["anchor"]["line"] = replace(line, "\"range\":[\"", "\"range\":[\"B"); },
+      {"the range",
+       [&](nlohmann::ordered_json& a) { a["anchor"]["line"] = replace(line, "\"range\":[\"", "\"range\":[\"B"); },
        "range"},
   };
   for (const auto& c : cases) {
@@ -315,8 +320,7 @@ TEST(Prune, APruneCutShortIsFinishedByTheNextAndVerifiesMeanwhile) {
   EXPECT_EQ(r.exit_code, ledger::kVerifyOk) << r.text();
   ASSERT_TRUE(r.pruned);
   EXPECT_EQ(r.pruned->left_over.size(), 2u) << r.text();
-  EXPECT_NE(r.text().find("is before the cut, left by a prune that stopped: not read"), std::string::npos)
-      << r.text();
+  EXPECT_NE(r.text().find("is before the cut, left by a prune that stopped: not read"), std::string::npos) << r.text();
   // The next prune, even one that cuts nothing new, removes them; its record is the earlier one.
   auto next = w->prune({.before_seq = 0, .before_unix_ns = {}});
   ASSERT_TRUE(next.ok()) << next.error().message;
@@ -351,7 +355,8 @@ TEST(Prune, TheCommandVerifiesFirstPrunesWithoutADaemonAndSaysWhat) {
   ASSERT_TRUE(key.ok()) << key.error().message;
   auto shared = std::make_shared<const tlog::LogKey>(std::move(*key));
   write_ledger(l, shared);
-  std::string common = " --control-socket '' --state-dir " + state.string() + " --key " + (state / "log-key.pub").string();
+  std::string common =
+      " --control-socket '' --state-dir " + state.string() + " --key " + (state / "log-key.pub").string();
   auto dry = gpugate_cli("log prune " + l.string() + " --before 150 --dry-run" + common);
   EXPECT_EQ(dry.status, 0) << dry.output;
   EXPECT_NE(dry.output.find("would remove"), std::string::npos) << dry.output;

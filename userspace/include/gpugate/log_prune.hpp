@@ -33,17 +33,17 @@ struct PruneCut {
 struct PrunedSegment {
   std::string name;  // "000001.jsonl"
   uint64_t first_seq = 0;
-  uint64_t last_seq = 0;   // its closing checkpoint record's
-  std::string last_time;   // that record's time
+  uint64_t last_seq = 0;  // its closing checkpoint record's
+  std::string last_time;  // that record's time
   [[nodiscard]] nlohmann::ordered_json json() const;
 };
 
 // What a pruned ledger keeps of what it removed (DIR/pruned.json).
 struct PruneAnchor {
-  uint32_t first_segment = 1;  // the first segment kept
-  uint64_t first_seq = 0;      // its first record's seq
-  std::string anchor_segment;  // the segment whose closing checkpoint record is the anchor
-  std::string anchor_line;     // that record, byte for byte: seq first_seq - 1
+  uint32_t first_segment = 1;         // the first segment kept
+  uint64_t first_seq = 0;             // its first record's seq
+  std::string anchor_segment;         // the segment whose closing checkpoint record is the anchor
+  std::string anchor_line;            // that record, byte for byte: seq first_seq - 1
   std::vector<PrunedSegment> pruned;  // every segment removed, by every prune
   [[nodiscard]] nlohmann::ordered_json json() const;
 };
@@ -55,10 +55,10 @@ Result<PruneAnchor> parse_prune_anchor(std::string_view text, const std::string&
 Result<std::optional<PruneAnchor>> read_prune_anchor(const std::string& dir);
 
 struct PrunePlan {
-  std::vector<Segment> remove;           // in order, from the first segment there
-  std::vector<PrunedSegment> removed;    // the same, described
-  PruneAnchor anchor;                    // pruned.json after the prune (the earlier prunes' list included)
-  uint64_t records = 0;                  // records removed
+  std::vector<Segment> remove;         // in order, from the first segment there
+  std::vector<PrunedSegment> removed;  // the same, described
+  PruneAnchor anchor;                  // pruned.json after the prune (the earlier prunes' list included)
+  uint64_t records = 0;                // records removed
   [[nodiscard]] nlohmann::ordered_json json() const;
 };
 

@@ -114,13 +114,12 @@ Result<PruneAnchor> parse_prune_anchor(std::string_view text, const std::string&
   if (first == j.end() || !first->is_string()) return bad("no \"first_segment\" string");
   std::string name = first->get<std::string>();
   uint32_t number = 0;
-  if (name.size() < 12 || !name.ends_with(".jsonl") ||
-      std::sscanf(name.c_str(), "%u.jsonl", &number) != 1 || number < 2 || segment_name(number) != name)
+  if (name.size() < 12 || !name.ends_with(".jsonl") || std::sscanf(name.c_str(), "%u.jsonl", &number) != 1 ||
+      number < 2 || segment_name(number) != name)
     return bad(fmt::format("\"first_segment\" {} is not a segment after 000001.jsonl", nlohmann::json(name).dump()));
   a.first_segment = number;
   auto seq = j.find("first_seq");
-  if (seq == j.end() || !seq->is_number_unsigned() || seq->get<uint64_t>() == 0)
-    return bad("no \"first_seq\" above 0");
+  if (seq == j.end() || !seq->is_number_unsigned() || seq->get<uint64_t>() == 0) return bad("no \"first_seq\" above 0");
   a.first_seq = seq->get<uint64_t>();
   auto anchor = j.find("anchor");
   if (anchor == j.end() || !anchor->is_object() || !anchor->contains("segment") || !(*anchor)["segment"].is_string() ||
@@ -185,9 +184,10 @@ Result<PrunePlan> plan_prune(const std::string& dir, const PruneCut& cut, uint32
     auto ends = ends_of(seg);
     if (!ends) return ends.error();
     if (!ends->closed_by_checkpoint) {
-      stop = fmt::format("{} does not end with a checkpoint record, so the tree cannot go on without it: a cut is "
-                         "made only at a segment's closing checkpoint",
-                         seg.name);
+      stop = fmt::format(
+          "{} does not end with a checkpoint record, so the tree cannot go on without it: a cut is "
+          "made only at a segment's closing checkpoint",
+          seg.name);
       break;
     }
     bool before = cut.before_seq ? ends->last_seq < *cut.before_seq : ends->last_realtime_ns < *cut.before_unix_ns;
@@ -220,8 +220,8 @@ Result<void> write_prune_anchor(const std::string& dir, const PrunePlan& plan) {
 Result<void> remove_pruned(const std::string& dir, const PrunePlan& plan) {
   for (const auto& seg : plan.remove) {
     // Both names: a compression cut short may have left the pair.
-    for (const std::string& path : {(fs::path(dir) / seg.name).string(),
-                                    (fs::path(dir) / seg.name).string() + std::string(kCompressedSuffix)}) {
+    for (const std::string& path :
+         {(fs::path(dir) / seg.name).string(), (fs::path(dir) / seg.name).string() + std::string(kCompressedSuffix)}) {
       if (::unlink(path.c_str()) != 0 && errno != ENOENT)
         return make_error(fmt::format("{}: cannot remove: {}; pruned.json names the cut already, so log verify skips "
                                       "what is left before it and the next prune removes it",

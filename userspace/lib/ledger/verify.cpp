@@ -91,6 +91,19 @@ std::string member_list(const std::array<std::string_view, N>& want) {
   return fmt::format("{}", fmt::join(want, ", "));
 }
 
+// A checkpoint record's "range": its base64 SHA-256 hashes, or nullopt
+// when it is not a list of them.
+std::optional<std::vector<Hash>> range_hashes(const nlohmann::json& range) {
+  if (!range.is_array()) return std::nullopt;
+  std::vector<Hash> out;
+  for (const auto& e : range) {
+    auto hsh = e.is_string() ? merkle::hash_from_base64(e.get<std::string>()) : Result<Hash>(make_error(""));
+    if (!hsh) return std::nullopt;
+    out.push_back(*hsh);
+  }
+  return out;
+}
+
 class Verifier {
  public:
   Verifier(const VerifyOptions& opt, VerifyReport& r) : opt_(opt), r_(r) {
@@ -230,19 +243,11 @@ class Verifier {
       return false;
     }
     auto j = nlohmann::json::parse(l.text, nullptr, false);
-    std::vector<Hash> stored;
-    bool shape = j.is_object() && j.contains("range") && j["range"].is_array() && j.contains("tree_size") &&
-                 j["tree_size"].is_number_unsigned() && j["tree_size"].get<uint64_t>() == p.seq;
-    if (shape)
-      for (const auto& e : j["range"]) {
-        auto hsh = e.is_string() ? merkle::hash_from_base64(e.get<std::string>()) : Result<Hash>(make_error(""));
-        if (!hsh) {
-          shape = false;
-          break;
-        }
-        stored.push_back(*hsh);
-      }
-    auto range = shape ? merkle::CompactRange::from(p.seq, stored) : Result<merkle::CompactRange>(make_error(""));
+    std::optional<std::vector<Hash>> stored;
+    if (j.is_object() && j.contains("range") && j.contains("tree_size") && j["tree_size"].is_number_unsigned() &&
+        j["tree_size"].get<uint64_t>() == p.seq)
+      stored = range_hashes(j["range"]);
+    auto range = stored ? merkle::CompactRange::from(p.seq, *stored) : Result<merkle::CompactRange>(make_error(""));
     if (!range) {
       fail(here, fmt::format("the anchor's range does not fit its tree_size (it must sign the {} records before it): "
                              "{} was changed",
@@ -517,15 +522,12 @@ class Verifier {
     }
     // The stored compact range must be the tree the note signs: it resumes
     // the writer and narrows a mismatch below, so it is not taken on trust.
-    std::vector<Hash> stored;
-    for (const auto& e : j["range"]) {
-      auto hsh = e.is_string() ? merkle::hash_from_base64(e.get<std::string>()) : Result<Hash>(make_error(""));
-      if (!hsh) {
-        fail(here, "the checkpoint record's range is not a list of base64 SHA-256 hashes: changed");
-        return false;
-      }
-      stored.push_back(*hsh);
+    auto parsed = range_hashes(j["range"]);
+    if (!parsed) {
+      fail(here, "the checkpoint record's range is not a list of base64 SHA-256 hashes: changed");
+      return false;
     }
+    const std::vector<Hash>& stored = *parsed;
     auto stored_range = merkle::CompactRange::from(field_size, stored);
     if (!stored_range) {
       fail(here, fmt::format("the checkpoint record's range does not fit its tree_size ({}): changed",
