@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "../ledger/ledger_files.hpp"
 #include "gpugate/ledger.hpp"
 #include "gpugate/ship.hpp"
 #include "ledger_read.hpp"
@@ -319,6 +320,118 @@ TEST_F(LogShip, RemovedRecordsAndAForeignStateAreRefused) {
   auto s = run(*ship::dir_destination(collector.string()), opts());
   EXPECT_EQ(s.exit_code, ship::kShipMismatch);
   EXPECT_NE(s.error.find("were shipped"), std::string::npos) << s.error;
+}
+
+// Prunes the ledger at seq `before` (gpugate log prune does the same through
+// the ledger's writer); returns the first kept seq.
+uint64_t prune_ledger(const fs::path& dir, const std::shared_ptr<const tlog::LogKey>& key, uint64_t before) {
+  auto w = LedgerWriter::open(dir, options(key));
+  EXPECT_TRUE(w.ok()) << w.error().message;
+  if (!w.ok()) return 0;
+  auto done = w->prune({.before_seq = before, .before_unix_ns = {}});
+  EXPECT_TRUE(done.ok()) << done.error().message;
+  EXPECT_TRUE(w->checkpoint("after prune").ok());
+  return done.ok() ? (*done)["first_seq"].get<uint64_t>() : 0;
+}
+
+TEST_F(LogShip, AfterAPruneOfShippedRecordsShippingGoesOnFromTheAnchor) {
+  append_records(ledger, key, 60);
+  auto s1 = run(*ship::dir_destination(collector.string()), opts());
+  ASSERT_EQ(s1.exit_code, 0) << s1.error;
+  fs::path host = collector / "testhost";
+  std::string shipped = slurp(host / "records.jsonl");
+
+  uint64_t first_seq = prune_ledger(ledger, key, s1.next_seq);
+  ASSERT_GT(first_seq, 0u);
+  ASSERT_TRUE(fs::exists(ledger / "pruned.json"));
+  append_records(ledger, key, 30);
+
+  // Rehashed from the anchor: exactly the new records go, after what was shipped.
+  auto s2 = run(*ship::dir_destination(collector.string()), opts(7));
+  ASSERT_EQ(s2.exit_code, 0) << s2.error;
+  EXPECT_GT(s2.records, 30u);
+  std::string all = slurp(host / "records.jsonl");
+  ASSERT_EQ(all.substr(0, shipped.size()), shipped);
+  std::string kept = ledger_text(ledger);
+  ASSERT_GE(all.size(), kept.size());
+  EXPECT_EQ(all.substr(all.size() - kept.size()), kept) << "the collector holds the kept records byte for byte";
+  EXPECT_EQ(s2.next_seq, s1.next_seq + s2.records);
+  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), static_cast<long>(s2.next_seq));
+  EXPECT_EQ(state_next_seq(), s2.next_seq);
+  // The collector's copy is the whole ledger, prune included: log verify
+  // reads it in place, with the collector's newest checkpoint.
+  auto v = test::verify_with_key(host, *key);
+  EXPECT_EQ(v.exit_code, ledger::kVerifyOk) << v.text();
+  EXPECT_EQ(v.records, s2.next_seq) << v.text();
+  EXPECT_FALSE(v.pruned.has_value()) << "nothing is pruned at the collector";
+  EXPECT_EQ(v.external_ok.size(), 1u) << v.text();
+  EXPECT_NE(v.text().find("a collector's copy"), std::string::npos) << v.text();
+}
+
+TEST_F(LogShip, TheCollectorsCopyVerifiesInPlaceAndAChangeThereIsFound) {
+  append_records(ledger, key, 80);  // several segments
+  ASSERT_GE(test::ledger_segments(ledger).size(), 3u);
+  ASSERT_EQ(run(*ship::dir_destination(collector.string()), opts()).exit_code, 0);
+  fs::path host = collector / "testhost";
+  auto ok = test::verify_with_key(host, *key);
+  EXPECT_EQ(ok.exit_code, ledger::kVerifyOk) << ok.text();
+  auto cli = test::run_shell(fmt::format("{}/gpugate log verify {} --json", GG_BIN_DIR, host.string()));
+  EXPECT_EQ(cli.status, 0) << cli.output;
+
+  // A checkpoint record's segment name moved backwards: found.
+  std::string text = slurp(host / "records.jsonl");
+  auto at = text.rfind("\"segment\":\"0000");
+  ASSERT_NE(at, std::string::npos);
+  std::string changed = text;
+  changed.replace(at + 11, 6, "000001");
+  test::spit(host / "records.jsonl", changed);
+  auto moved = test::verify_with_key(host, *key);
+  EXPECT_EQ(moved.exit_code, ledger::kVerifyTampered) << moved.text();
+  // A shipped record changed at the collector: found at its place.
+  changed = text;
+  at = changed.find("\"n\":7,");
+  ASSERT_NE(at, std::string::npos);
+  changed[at + 4] = '8';
+  test::spit(host / "records.jsonl", changed);
+  auto bad = test::verify_with_key(host, *key);
+  EXPECT_EQ(bad.exit_code, ledger::kVerifyTampered) << bad.text();
+  ASSERT_TRUE(bad.bad_place.has_value());
+  EXPECT_EQ(bad.bad_place->segment, "records.jsonl");
+}
+
+TEST_F(LogShip, RecordsPrunedBeforeTheyWereShippedOrAChangedAnchorStopShipping) {
+  append_records(ledger, key, 30);
+  auto s1 = run(*ship::dir_destination(collector.string()), opts());
+  ASSERT_EQ(s1.exit_code, 0) << s1.error;
+  std::string state_before = slurp(state);
+
+  // The anchor changed after the prune: its records no longer hash to what was shipped.
+  append_records(ledger, key, 60);
+  uint64_t first_seq = prune_ledger(ledger, key, s1.next_seq);
+  ASSERT_GT(first_seq, 0u);
+  std::string anchor = slurp(ledger / "pruned.json");
+  auto j = nlohmann::ordered_json::parse(anchor);
+  std::string line = j["anchor"]["line"].get<std::string>();
+  auto at = line.find("\"reason\":\"");
+  ASSERT_NE(at, std::string::npos) << line;
+  line.insert(at + 10, "x");
+  j["anchor"]["line"] = line;
+  test::spit(ledger / "pruned.json", j.dump());
+  auto changed = run(*ship::dir_destination(collector.string()), opts());
+  EXPECT_EQ(changed.exit_code, ship::kShipMismatch) << changed.error;
+  EXPECT_EQ(slurp(state), state_before) << "nothing shipped past the mismatch";
+  test::spit(ledger / "pruned.json", anchor);
+
+  // Pruned past what was shipped: those records are on neither side; said, not skipped.
+  append_records(ledger, key, 60);
+  uint64_t later = prune_ledger(ledger, key, first_seq + 40);
+  ASSERT_GT(later, s1.next_seq);
+  auto s = run(*ship::dir_destination(collector.string()), opts());
+  EXPECT_EQ(s.exit_code, ship::kShipMismatch);
+  EXPECT_NE(s.error.find(fmt::format("records {}..{} were pruned", s1.next_seq, later - 1)), std::string::npos)
+      << s.error;
+  EXPECT_NE(s.error.find("before they were shipped"), std::string::npos) << s.error;
+  EXPECT_EQ(slurp(state), state_before);
 }
 
 TEST_F(LogShip, ATornCollectorLineIsCutAndALostStateIsHarmless) {

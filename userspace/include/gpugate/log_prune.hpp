@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "gpugate/log_reader.hpp"
+#include "gpugate/merkle.hpp"
 #include "gpugate/result.hpp"
 
 namespace gpugate::ledger {
@@ -47,6 +48,16 @@ struct PruneAnchor {
   std::vector<PrunedSegment> pruned;  // every segment removed, by every prune
   [[nodiscard]] nlohmann::ordered_json json() const;
 };
+
+// A checkpoint record's "range": its base64 SHA-256 hashes, or nullopt when
+// it is not a list of them.
+std::optional<std::vector<merkle::Hash>> checkpoint_range_hashes(const nlohmann::json& range);
+
+// The compact range the anchor stores: the tree of the first_seq - 1 records
+// before it. An error when the anchor is not a checkpoint record at seq
+// first_seq - 1 whose range fits its tree_size. Only verify ties it to the
+// signed root; a shipper ties it to what it shipped.
+Result<merkle::CompactRange> anchor_stored_range(const PruneAnchor& a);
 
 // The text of a pruned.json read from PATH (also for fuzzing).
 Result<PruneAnchor> parse_prune_anchor(std::string_view text, const std::string& path);

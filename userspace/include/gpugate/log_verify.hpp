@@ -37,7 +37,11 @@ struct VerifyOptions {
   std::string key_source;               // for the report ("--key FILE")
   std::vector<ExternalCheckpoint> external;
   bool local_checkpoint = true;  // also check DIR/checkpoint when present
-  ProgressFn progress;           // optional: see Progress
+  // DIR is a collector's copy (gpugate log ship, dir:): records.jsonl holds
+  // the host's segments joined, leaves only. verify_ledger sets it when DIR
+  // has records.jsonl and no segments.
+  bool collected = false;
+  ProgressFn progress;  // optional: see Progress
 };
 
 struct Place {

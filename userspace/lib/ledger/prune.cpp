@@ -102,6 +102,37 @@ ojson PrunePlan::json() const {
   return j;
 }
 
+std::optional<std::vector<merkle::Hash>> checkpoint_range_hashes(const nlohmann::json& range) {
+  if (!range.is_array()) return std::nullopt;
+  std::vector<merkle::Hash> out;
+  for (const auto& e : range) {
+    auto h = e.is_string() ? merkle::hash_from_base64(e.get<std::string>()) : Result<merkle::Hash>(make_error(""));
+    if (!h) return std::nullopt;
+    out.push_back(*h);
+  }
+  return out;
+}
+
+Result<merkle::CompactRange> anchor_stored_range(const PruneAnchor& a) {
+  auto bad = [&](std::string_view why) {
+    return make_error(
+        fmt::format("{}: the anchor {}: it was changed; gpugate log verify names what", kPruneAnchorFile, why));
+  };
+  Prefix p;
+  if (a.first_seq == 0 || !parse_prefix(a.anchor_line, p) || p.type != "checkpoint" || p.seq + 1 != a.first_seq)
+    return bad(fmt::format("is not a checkpoint record at seq {} (the one before first_seq)",
+                           a.first_seq ? a.first_seq - 1 : 0));
+  auto j = nlohmann::json::parse(a.anchor_line, nullptr, false);
+  std::optional<std::vector<merkle::Hash>> stored;
+  if (j.is_object() && j.contains("range") && j.contains("tree_size") && j["tree_size"].is_number_unsigned() &&
+      j["tree_size"].get<uint64_t>() == p.seq)
+    stored = checkpoint_range_hashes(j["range"]);
+  auto range = stored ? merkle::CompactRange::from(p.seq, *stored) : Result<merkle::CompactRange>(make_error(""));
+  if (!range)
+    return bad(fmt::format("range does not fit its tree_size (it must sign the {} records before it)", p.seq));
+  return range;
+}
+
 Result<PruneAnchor> parse_prune_anchor(std::string_view text, const std::string& path) {
   constexpr std::string_view kFix =
       "gpugate log prune writes it when it removes segments; restore it from a copy (a backup of the ledger "

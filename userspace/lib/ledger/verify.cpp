@@ -7,6 +7,8 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <cinttypes>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -89,19 +91,6 @@ std::string member_problem(const std::vector<std::string>& keys, const std::arra
 template <size_t N>
 std::string member_list(const std::array<std::string_view, N>& want) {
   return fmt::format("{}", fmt::join(want, ", "));
-}
-
-// A checkpoint record's "range": its base64 SHA-256 hashes, or nullopt
-// when it is not a list of them.
-std::optional<std::vector<Hash>> range_hashes(const nlohmann::json& range) {
-  if (!range.is_array()) return std::nullopt;
-  std::vector<Hash> out;
-  for (const auto& e : range) {
-    auto hsh = e.is_string() ? merkle::hash_from_base64(e.get<std::string>()) : Result<Hash>(make_error(""));
-    if (!hsh) return std::nullopt;
-    out.push_back(*hsh);
-  }
-  return out;
 }
 
 class Verifier {
@@ -242,12 +231,7 @@ class Verifier {
                              a.first_seq - 1, kPruneAnchorFile));
       return false;
     }
-    auto j = nlohmann::json::parse(l.text, nullptr, false);
-    std::optional<std::vector<Hash>> stored;
-    if (j.is_object() && j.contains("range") && j.contains("tree_size") && j["tree_size"].is_number_unsigned() &&
-        j["tree_size"].get<uint64_t>() == p.seq)
-      stored = range_hashes(j["range"]);
-    auto range = stored ? merkle::CompactRange::from(p.seq, *stored) : Result<merkle::CompactRange>(make_error(""));
+    auto range = anchor_stored_range(a);
     if (!range) {
       fail(here, fmt::format("the anchor's range does not fit its tree_size (it must sign the {} records before it): "
                              "{} was changed",
@@ -414,6 +398,14 @@ class Verifier {
     auto seg = (*t)["segment"].get<std::string>();
     auto offset = (*t)["offset"].get<uint64_t>();
     auto bytes = (*t)["bytes"].get<uint64_t>();
+    if (!have_torn_ && opt_.collected) {
+      // A collector holds leaves only; the torn line stayed on the host.
+      r_.notes.push_back(
+          fmt::format("{}: the ledger.recovered record names a torn line at {} offset {} ({} bytes) "
+                      "on the host; a collector's copy holds records only, so it is not checked here",
+                      where(here), shown(seg), offset, bytes));
+      return true;
+    }
     if (!have_torn_) {
       fail(here, fmt::format("the ledger.recovered record names a torn line at {} offset {} ({} bytes), but there "
                              "is no such line right before it: the torn line was deleted or moved (or the record was "
@@ -510,7 +502,16 @@ class Verifier {
                              shown(str("host_id")), shown(cp->body.origin)));
       return false;
     }
-    if (str("segment") != l.segment->name) {
+    if (opt_.collected) {
+      // One file holds every segment: the names only have to go forwards.
+      std::string named = str("segment");
+      if (named < last_named_segment_) {
+        fail(here, fmt::format("the checkpoint record says it is in segment {}, after one in {}: changed or moved",
+                               shown(named), last_named_segment_));
+        return false;
+      }
+      last_named_segment_ = std::move(named);
+    } else if (str("segment") != l.segment->name) {
       fail(here, fmt::format("the checkpoint record says it is in segment {}, but it is in {}: changed or moved",
                              shown(str("segment")), l.segment->name));
       return false;
@@ -522,7 +523,7 @@ class Verifier {
     }
     // The stored compact range must be the tree the note signs: it resumes
     // the writer and narrows a mismatch below, so it is not taken on trust.
-    auto parsed = range_hashes(j["range"]);
+    auto parsed = checkpoint_range_hashes(j["range"]);
     if (!parsed) {
       fail(here, "the checkpoint record's range is not a list of base64 SHA-256 hashes: changed");
       return false;
@@ -580,6 +581,7 @@ class Verifier {
   Hash last_leaf_{};
   Place last_place_;
   uint32_t expected_segment_ = 1;
+  std::string last_named_segment_;  // collected: the segment the last checkpoint record named
   bool is_last_ = false;
   bool last_kind_checkpoint_ = false;
   uint64_t leaves_in_segment_ = 0;
@@ -710,10 +712,60 @@ std::string VerifyReport::text() const {
   return s;
 }
 
+namespace {
+
+// A collector's copy: DIR/records.jsonl as one segment, and the newest of
+// DIR/checkpoints/<size>.checkpoint checked beside --checkpoint.
+Result<std::vector<Segment>> collected_copy(const std::string& dir, VerifyOptions& opt) {
+  std::string path = (fs::path(dir) / "records.jsonl").string();
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return std::vector<Segment>{};
+  if (!S_ISREG(st.st_mode))
+    return make_error(
+        fmt::format("ledger {}: records.jsonl is not a regular file (a link, a FIFO or a device); "
+                    "a collector writes a plain file: pass the collector's host directory itself",
+                    dir));
+  Segment s;
+  s.number = 1;
+  s.name = "records.jsonl";
+  s.path = path;
+  s.size = static_cast<uint64_t>(st.st_size);
+  opt.collected = true;
+  std::error_code ec;
+  uint64_t newest = 0;
+  std::string newest_path;
+  for (fs::directory_iterator it(fs::path(dir) / "checkpoints", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    uint64_t size = 0;
+    if (!name.ends_with(".checkpoint") || std::sscanf(name.c_str(), "%" SCNu64, &size) != 1) continue;
+    if (size > newest) {
+      newest = size;
+      newest_path = it->path().string();
+    }
+  }
+  if (!newest_path.empty()) {
+    auto text = read_regular_file(newest_path, 1 << 20, "checkpoint",
+                                  "the collector stores signed notes there: move the file aside");
+    if (!text) return text.error();
+    auto cp = tlog::parse_signed_checkpoint(*text, newest_path);
+    if (!cp) return make_error(cp.error().message + "; the collector stored it: restore it from the host's ledger");
+    opt.external.push_back({newest_path, std::move(*cp)});
+  }
+  return std::vector<Segment>{std::move(s)};
+}
+
+}  // namespace
+
 Result<VerifyReport> verify_ledger(const std::string& dir, const VerifyOptions& opt0) {
-  auto segs = list_segments(dir);
-  if (!segs) return segs.error();
   VerifyOptions opt = opt0;
+  auto segs = list_segments(dir, true);
+  if (!segs) return segs.error();
+  if (segs->empty()) {
+    segs = collected_copy(dir, opt);
+    if (!segs) return segs.error();
+    if (segs->empty()) segs = list_segments(dir);  // its error: no segments
+    if (!segs) return segs.error();
+  }
   std::string local = (fs::path(dir) / "checkpoint").string();
   struct stat lst {};
   if (opt.local_checkpoint && ::lstat(local.c_str(), &lst) == 0) {
@@ -739,6 +791,10 @@ Result<VerifyReport> verify_ledger(const std::string& dir, const VerifyOptions& 
   if (!anchor) return anchor.error();
   VerifyReport r;
   r.dir = dir;
+  if (opt.collected)
+    r.notes.push_back(
+        "a collector's copy (gpugate log ship): records.jsonl holds the host's segments joined, so "
+        "checkpoint records are checked to name segments in order rather than this file");
   Verifier v(opt, r);
   uint32_t cut = 0;  // segments before it were pruned
   if (*anchor && segs->front().number != 1) {

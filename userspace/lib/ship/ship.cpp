@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include "gpugate/log_prune.hpp"
 #include "gpugate/log_reader.hpp"
 #include "gpugate/log_verify.hpp"
 #include "gpugate/unique_fd.hpp"
@@ -284,13 +285,54 @@ Result<void> Shipper::check_shipped(const merkle::CompactRange& now) {
 Result<void> Shipper::resume() {
   auto segs = ledger::list_segments(opt_.ledger_dir);
   if (!segs) return segs.error();
-  cursor_ = {segs->front().number, 0};
   uint64_t n = 0;
+  size_t first = 0;
   std::string first_record;
   std::optional<Error> bad;
-  auto walked = ledger::for_each_entry(*segs, 0, 0, [&](const ledger::Line& l, ledger::LineKind k) {
+  auto anchor = ledger::read_prune_anchor(opt_.ledger_dir);
+  if (!anchor) return anchor.error();
+  if (*anchor) {
+    // A pruned ledger: rehash from the anchor's range. What was shipped must
+    // include everything pruned, or those records are on neither side.
+    const auto& a = **anchor;
+    if (st_.next_seq < a.first_seq)
+      return mismatch(fmt::format(
+          "ledger {}: records {}..{} were pruned (gpugate log prune, {}) before they were shipped to {} (state "
+          "file {} has shipped {} records): they are gone from this host and the collector never had them. Ship "
+          "before pruning (gpugated --ledger-max-gib prunes only what a --ledger-shipped state file says was "
+          "shipped); to ship what is left, move the state file aside and ship into a new collector directory",
+          opt_.ledger_dir, st_.next_seq, a.first_seq - 1, ledger::kPruneAnchorFile, dest_.name(), opt_.state_path,
+          st_.next_seq));
+    auto stored = ledger::anchor_stored_range(a);
+    if (!stored) return mismatch(fmt::format("ledger {}: {}", opt_.ledger_dir, stored.error().message));
+    range_ = std::move(*stored);
+    Hash leaf = h_.leaf(a.anchor_line);
+    range_.append(h_, leaf);
+    n = a.first_seq;
+    first_record = a.anchor_line;
+    while (first < segs->size() && (*segs)[first].number < a.first_segment) first++;
+    if (first == segs->size())
+      return make_error(fmt::format(
+          "ledger {}: {} names first segment {}, which is not there; run gpugate log "
+          "verify {}",
+          opt_.ledger_dir, ledger::kPruneAnchorFile, ledger::segment_name(a.first_segment), opt_.ledger_dir));
+    if (n == st_.checkpoint_size && range_.root(h_) != st_.checkpoint_root)
+      bad =
+          mismatch(fmt::format("ledger {}: the anchor in {} does not hash to the root of checkpoint {} shipped to "
+                               "{}: it was changed on this host; shipping stops here; state file {} is unchanged",
+                               opt_.ledger_dir, ledger::kPruneAnchorFile, n, dest_.name(), opt_.state_path));
+    else if (n == st_.next_seq && leaf != st_.last_leaf)
+      bad =
+          mismatch(fmt::format("ledger {}: record {} (the last one shipped to {}, kept as the anchor in {}) was "
+                               "changed on this host after it was shipped; shipping stops here; state file {} is "
+                               "unchanged",
+                               opt_.ledger_dir, n - 1, dest_.name(), ledger::kPruneAnchorFile, opt_.state_path));
+    if (bad) return *bad;
+  }
+  cursor_ = {(*segs)[first].number, 0};
+  auto walked = ledger::for_each_entry(*segs, first, 0, [&](const ledger::Line& l, ledger::LineKind k) {
     if (k != ledger::LineKind::leaf) return true;
-    if (n == 0) first_record = std::string(l.text);
+    if (first_record.empty()) first_record = std::string(l.text);
     if (n >= st_.next_seq) return false;
     Hash leaf = h_.leaf(l.text);
     range_.append(h_, leaf);
