@@ -28,6 +28,9 @@ MetricsSnapshot sample() {
   s.ledger_records = 77;
   s.last_checkpoint_unix_ns = 1796000005500000000;
   s.state_unexplained = 1;
+  s.ledger_budget_bytes = 3ull << 30;
+  s.ledger_bytes = 4ull << 30;
+  s.ledger_budget_over = true;
   return s;
 }
 
@@ -53,6 +56,9 @@ TEST(Metrics, ThePrometheusTextNamesEveryFamilyAndPassesPromtool) {
   EXPECT_NE(text.find("gpugate_ledger_records 77\n"), std::string::npos);
   EXPECT_NE(text.find("gpugate_last_checkpoint_timestamp_seconds 1796000005.500\n"), std::string::npos);
   EXPECT_NE(text.find("gpugate_gate_mode{mode=\"enforce\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("gpugate_ledger_budget_bytes 3221225472\n"), std::string::npos);
+  EXPECT_NE(text.find("gpugate_ledger_bytes 4294967296\n"), std::string::npos);
+  EXPECT_NE(text.find("gpugate_ledger_budget_exceeded 1\n"), std::string::npos);
   EXPECT_EQ(text.find("# EOF"), std::string::npos);
   test::TempDir dir;
   auto r = test::run_shell("promtool check metrics < " + write_temp(dir, "m.prom", text));

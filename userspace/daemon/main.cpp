@@ -64,6 +64,16 @@ int daemon_main(int argc, char** argv) {
                  "gpugate log command reads them. off: leave them plain")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--ledger-max-gib", o.ledger_max_gib,
+                 "The ledger's size budget in GiB (0: none). When its files exceed it, gpugated prunes whole sealed "
+                 "segments that every --ledger-shipped state file says were shipped; what it cannot prune it keeps, "
+                 "with a ledger.budget record, a status and a metric saying so. Nothing unshipped is removed")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1048576.0));
+  app.add_option("--ledger-shipped", o.ledger_shipped,
+                 "State file of a gpugate log ship of this ledger (repeatable: prune only what every destination "
+                 "acknowledged). Needs --ledger-max-gib")
+      ->check(CLI::ExistingFile | CLI::NonexistentPath);
   app.add_option("--checkpoint-records", o.checkpoint_records,
                  "Sign a checkpoint after this many records (0: not by count)")
       ->capture_default_str();

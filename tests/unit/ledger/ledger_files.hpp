@@ -8,11 +8,13 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "gpugate/checkpoint.hpp"
 #include "gpugate/ledger.hpp"
 #include "gpugate/log_verify.hpp"
+#include "ledger_read.hpp"
 
 namespace gpugate::test {
 
@@ -60,6 +62,23 @@ inline ledger::VerifyReport verify_with_key(const std::filesystem::path& dir, co
   auto r = ledger::verify_ledger(dir, o);
   EXPECT_TRUE(r.ok()) << r.error().message;
   return r.ok() ? *r : ledger::VerifyReport{};
+}
+
+// ioctl records numbered from..to-1 ("n"), flushed every 5: segments rotate
+// (and a size budget is checked) at a flush.
+inline void append_ioctls(LedgerWriter& w, uint64_t from, uint64_t to) {
+  for (uint64_t i = from; i < to; i++) {
+    ASSERT_TRUE(w.append_members(fmt::format(R"("type":"ioctl","n":{})", i)).ok());
+    if (i % 5 == 4) ASSERT_TRUE(w.flush().ok());
+  }
+  ASSERT_TRUE(w.flush().ok());
+}
+
+// The "n" of every ioctl record in the ledger, in order.
+inline std::vector<uint64_t> ioctl_numbers(const std::filesystem::path& dir) {
+  std::vector<uint64_t> out;
+  for (const auto& j : ledger_records(dir, "ioctl")) out.push_back(j["n"].get<uint64_t>());
+  return out;
 }
 
 }  // namespace gpugate::test

@@ -35,20 +35,6 @@ LedgerOptions options(std::shared_ptr<const tlog::LogKey> key) {
   return o;
 }
 
-void append(LedgerWriter& w, uint64_t from, uint64_t to) {
-  for (uint64_t i = from; i < to; i++) {
-    ASSERT_TRUE(w.append_members(fmt::format(R"("type":"ioctl","n":{})", i)).ok());
-    if (i % 5 == 4) ASSERT_TRUE(w.flush().ok());
-  }
-  ASSERT_TRUE(w.flush().ok());
-}
-
-std::vector<uint64_t> ioctl_numbers(const fs::path& dir) {
-  std::vector<uint64_t> out;
-  for (const auto& j : gpugate::test::ledger_records(dir, "ioctl")) out.push_back(j["n"].get<uint64_t>());
-  return out;
-}
-
 std::vector<uint32_t> segment_numbers(const fs::path& dir) {
   std::vector<uint32_t> out;
   auto segs = ledger::list_segments(dir);
@@ -69,7 +55,7 @@ gpugate::test::CommandResult gpugate_cli(const std::string& args) {
 void write_ledger(const fs::path& dir, const std::shared_ptr<const tlog::LogKey>& key, uint64_t n = 400) {
   auto w = LedgerWriter::open(dir, options(key));
   ASSERT_TRUE(w.ok()) << w.error().message;
-  append(*w, 0, n);
+  gpugate::test::append_ioctls(*w, 0, n);
   ASSERT_TRUE(w->checkpoint("shutdown").ok());
 }
 
@@ -100,7 +86,7 @@ TEST(Prune, WholeOldSegmentsGoAndTheRestVerifiesFromTheAnchor) {
   ASSERT_TRUE(w->checkpoint("after prune").ok());
 
   // What is left is the records from the cut on, and it verifies.
-  auto kept = ioctl_numbers(dir.path);
+  auto kept = gpugate::test::ioctl_numbers(dir.path);
   ASSERT_FALSE(kept.empty());
   EXPECT_EQ(kept.back(), 399u);
   auto r = verify(dir.path, *key);
@@ -134,7 +120,7 @@ TEST(Prune, AResumedWriterGoesOnAfterAPruneAndVerifyCoversAllPrunes) {
   }
   auto w = LedgerWriter::open(dir.path, options(key));
   ASSERT_TRUE(w.ok()) << w.error().message;
-  append(*w, 400, 450);
+  gpugate::test::append_ioctls(*w, 400, 450);
   ASSERT_TRUE(w->checkpoint("shutdown").ok());
   auto r = verify(dir.path, *key);
   EXPECT_EQ(r.exit_code, ledger::kVerifyOk) << r.text();
@@ -145,7 +131,7 @@ TEST(Prune, AResumedWriterGoesOnAfterAPruneAndVerifyCoversAllPrunes) {
   EXPECT_EQ((*anchor)->pruned.size(), r.pruned->segments.size());
   EXPECT_EQ((*anchor)->pruned.front().name, "000001.jsonl") << "the list keeps every prune's segments";
   EXPECT_EQ(gpugate::test::ledger_records(dir.path, "ledger.pruned").size(), 2u);
-  EXPECT_EQ(ioctl_numbers(dir.path).back(), 449u);
+  EXPECT_EQ(gpugate::test::ioctl_numbers(dir.path).back(), 449u);
 }
 
 TEST(Prune, TheNewestSealedAndTheOpenSegmentStayAndNothingToPruneSaysWhy) {

@@ -11,4 +11,5 @@ target_sources(gpugate_unit_tests PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/resume_test.cpp
   ${CMAKE_CURRENT_LIST_DIR}/power_loss_test.cpp
   ${CMAKE_CURRENT_LIST_DIR}/compress_test.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/prune_test.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/prune_test.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/budget_test.cpp)

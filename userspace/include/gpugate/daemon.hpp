@@ -20,7 +20,9 @@ struct DaemonOptions {
   std::string ledger;
   uint64_t segment_mib = 64, checkpoint_records = 100000, checkpoint_ms = 10000;
   std::string ledger_fsync = "checkpoint";
-  std::string ledger_compress = "on";  // on: zstd-compress sealed segments
+  std::string ledger_compress = "on";       // on: zstd-compress sealed segments
+  double ledger_max_gib = 0;                // the ledger's size budget (0: none)
+  std::vector<std::string> ledger_shipped;  // gpugate log ship state files: what the budget may prune
   std::string status_file;
   std::string state_dir;
   bool journald = false;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -32,6 +33,29 @@ enum class FsyncPolicy {
 Result<FsyncPolicy> parse_fsync_policy(std::string_view text);
 std::string_view fsync_policy_name(FsyncPolicy p);
 
+// The ledger's size budget (gpugated --ledger-max-gib). When the ledger
+// directory's files exceed it, the writer prunes whole sealed segments whose
+// records were all shipped off the host; what it cannot prune it keeps, and
+// says so in a ledger.budget record (once per crossing) and in
+// budget_status(). Nothing unshipped is ever removed.
+struct LedgerBudget {
+  uint64_t max_bytes = 0;  // 0: no budget
+  // Every record before the returned seq is off the host (gpugate log ship's
+  // state files: ship::shipped_before), given the ledger's next seq; an error
+  // says why that is not known. Unset: nothing is known to be shipped, so
+  // the budget only alarms.
+  std::function<Result<uint64_t>(uint64_t ledger_next_seq)> shipped_before;
+};
+
+struct LedgerBudgetStatus {
+  uint64_t max_bytes = 0;
+  uint64_t bytes = 0;           // the ledger directory's files, at the last check
+  bool over = false;            // over the budget after what could be pruned
+  std::string reason;           // why it stays over
+  uint64_t pruned_records = 0;  // pruned by the budget since open
+  [[nodiscard]] nlohmann::ordered_json json() const;
+};
+
 struct LedgerOptions {
   uint64_t segment_bytes = 64ull << 20;  // rotate a segment once it reaches this size
   uint64_t checkpoint_records = 100000;  // checkpoint after this many records (0: not by count)
@@ -47,6 +71,7 @@ struct LedgerOptions {
   // that are behind. A failure is a ledger.compress_failed record and the
   // segment stays plain.
   bool compress_sealed = false;
+  LedgerBudget budget;
 };
 
 // The origin (and key name) of a host's log.
@@ -94,6 +119,12 @@ class LedgerWriter {
   // segments (log_prune.hpp). Returns the record's members and its seq.
   Result<nlohmann::ordered_json> prune(const ledger::PruneCut& cut);
 
+  // Checks the size budget (LedgerOptions::budget) now; also done at each
+  // rotation. Prunes what was shipped, then records a ledger.budget record
+  // when the ledger crosses the budget either way. A no-op without a budget.
+  void check_budget();
+  [[nodiscard]] const LedgerBudgetStatus& budget_status() const { return budget_; }
+
   // Waits for the sealed segments queued for compression, and records (as
   // ledger.compress_failed, not yet written) any that could not be.
   void finish_compression();
@@ -122,6 +153,7 @@ class LedgerWriter {
   Result<void> rotate();
   void compress_sealed_before(uint32_t number);
   void record_compress_failures();
+  void enforce_budget();
   void append_checkpoint_record(std::string_view reason);
   void append_own(std::string_view type, const std::string& members);
   Result<void> publish(const std::string& note);
@@ -153,6 +185,8 @@ class LedgerWriter {
   bool checkpoint_pending_publish_ = false;
   std::string last_note_;
   std::unique_ptr<SegmentCompressor> compressor_;
+  LedgerBudgetStatus budget_;
+  bool in_budget_check_ = false;
 };
 
 }  // namespace gpugate

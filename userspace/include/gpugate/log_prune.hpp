@@ -73,6 +73,9 @@ struct PrunePlan {
   [[nodiscard]] nlohmann::ordered_json json() const;
 };
 
+// Error.code of plan_prune when no segment can go (not a failure to read).
+inline constexpr int kNothingToPrune = -2;
+
 // Which segments a prune at CUT removes: those an earlier prune left before
 // its cut, then, from there, each sealed segment before keep_from whose
 // records all come before the cut and whose last record is its closing

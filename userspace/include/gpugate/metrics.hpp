@@ -33,6 +33,9 @@ struct MetricsSnapshot {
   uint64_t ledger_write_errors = 0;
   uint64_t ledger_records = 0;
   int64_t last_checkpoint_unix_ns = 0;  // 0 before the first
+  uint64_t ledger_budget_bytes = 0;     // --ledger-max-gib in bytes (0: no budget)
+  uint64_t ledger_bytes = 0;            // the ledger's files at the last budget check
+  bool ledger_budget_over = false;
   uint64_t state_samples = 0, state_explained = 0, state_unexplained = 0;
 };
 

@@ -84,6 +84,14 @@ Result<State> load_state(const std::string& path);
 // Written to PATH.tmp, fsynced, renamed over PATH, the directory fsynced.
 Result<void> save_state(const std::string& path, const State& s);
 
+// The seq before which every record was acknowledged by each of these
+// destinations: the least next_seq of their state files (0 for a state file
+// not written yet). For gpugated --ledger-shipped, whose budget prunes only
+// what this says. An error names a state file that cannot be read, that
+// ships another host, or that claims more records than the ledger has.
+Result<uint64_t> shipped_before(const std::vector<std::string>& state_paths, const std::string& host_id,
+                                uint64_t ledger_next_seq);
+
 // --witness URL (c2sp.org/tlog-witness): one POST URL/add-checkpoint. A
 // failed connection is an error with code EAGAIN; any HTTP answer is a reply.
 struct WitnessReply {

@@ -32,6 +32,7 @@
 #include "gpugate/pipeline.hpp"
 #include "gpugate/policy.hpp"
 #include "gpugate/service.hpp"
+#include "gpugate/ship.hpp"
 #include "gpugate/sim_engine.hpp"
 #include "gpugate/status.hpp"
 #include "gpugate/unique_fd.hpp"
@@ -108,11 +109,38 @@ HumanSink make_sink(const DaemonOptions& o) {
   };
 }
 
+// --ledger-max-gib and --ledger-shipped.
+Result<LedgerBudget> ledger_budget(const DaemonOptions& o, const std::string& host_id) {
+  LedgerBudget b;
+  if (o.ledger_max_gib <= 0) {
+    if (!o.ledger_shipped.empty())
+      return make_error("--ledger-shipped: only the size budget prunes, and none is set; add --ledger-max-gib GIB");
+    return b;
+  }
+  b.max_bytes = static_cast<uint64_t>(o.ledger_max_gib * static_cast<double>(1ull << 30));
+  // The newest sealed segment and the open one always stay, and the open
+  // one grows to a segment before it seals.
+  uint64_t least = 3 * (o.segment_mib << 20);
+  if (b.max_bytes < least)
+    return make_error(
+        fmt::format("--ledger-max-gib {}: less than three segments ({} MiB with --ledger-segment-mib "
+                    "{}), and the two newest always stay; raise it, or choose smaller segments",
+                    o.ledger_max_gib, least >> 20, o.segment_mib));
+  if (!o.ledger_shipped.empty())
+    b.shipped_before = [paths = o.ledger_shipped, host_id](uint64_t next_seq) {
+      return ship::shipped_before(paths, host_id, next_seq);
+    };
+  return b;
+}
+
 // The ledger with the host's log key (created at first start in --state-dir).
 Result<LedgerWriter> open_ledger(const DaemonOptions& o, const HostInfo& host) {
+  auto budget = ledger_budget(o, host.host_id);
+  if (!budget) return budget.error();
   auto key = tlog::LogKey::load_or_create(o.state_dir, ledger_origin(host.host_id));
   if (!key) return key.error();
   LedgerOptions lo;
+  lo.budget = std::move(*budget);
   bool compress = o.ledger_compress == "on";
   if (compress && (o.segment_mib << 20) > ledger::kMaxSegmentBytes)
     return make_error(
@@ -585,6 +613,25 @@ int run_daemon(const DaemonOptions& o) {
                                         {"gpus", gpus_at_start},
                                         {"watch", watch_info},
                                         {"ledger", {{"dir", ledger->path()}, {"key", ledger->key_text()}}}});
+  // The size budget: checked now (a restart over it says so at once), then
+  // at each rotation; a crossing either way is said once.
+  bool budget_over = false;
+  auto say_budget = [&]() {
+    const auto& b = ledger->budget_status();
+    if (b.over == budget_over) return;
+    budget_over = b.over;
+    if (b.over)
+      std::fprintf(stderr, "gpugated: ledger %s is over its budget (%.1f of %.1f MiB) and keeps every record: %s\n",
+                   ledger->path().c_str(), static_cast<double>(b.bytes) / (1 << 20),
+                   static_cast<double>(b.max_bytes) / (1 << 20), b.reason.c_str());
+    else
+      std::fprintf(stderr, "gpugated: ledger %s is within its budget again (%.1f of %.1f MiB)\n",
+                   ledger->path().c_str(), static_cast<double>(b.bytes) / (1 << 20),
+                   static_cast<double>(b.max_bytes) / (1 << 20));
+    std::fflush(stderr);
+  };
+  ledger->check_budget();
+  say_budget();
   auto record_state = [&](const std::string& type, Json body) {
     pipeline.write_event(type, std::move(body));
     return ledger->next_seq() - 1;
@@ -638,6 +685,7 @@ int run_daemon(const DaemonOptions& o) {
     st["ledger"] = ledger->path();
     st["ledger_next_seq"] = ledger->next_seq();
     st["ledger_health"] = ledger_health.status();
+    st["ledger_budget"] = o.ledger_max_gib > 0 ? ledger->budget_status().json() : Json(nullptr);
     st["records"] = pipeline.counters().records;
     st["seen"] = s.seen();
     st["lost"] = s.dropped();
@@ -674,6 +722,9 @@ int run_daemon(const DaemonOptions& o) {
     m.ledger_write_errors = pipeline.counters().write_errors;
     m.ledger_records = ledger->next_seq();
     m.last_checkpoint_unix_ns = ledger->last_checkpoint_unix_ns();
+    m.ledger_budget_bytes = ledger->budget_status().max_bytes;
+    m.ledger_bytes = ledger->budget_status().bytes;
+    m.ledger_budget_over = ledger->budget_status().over;
     if (watcher) {
       m.state_samples = watcher->samples();
       m.state_unexplained = watcher->unexplained();
@@ -763,6 +814,7 @@ int run_daemon(const DaemonOptions& o) {
       }
       if (rc) break;
       ledger_health.after_flush(pipeline.flush(), boottime_ns(), pipeline.counters().write_errors);
+      say_budget();
       auto now = std::chrono::steady_clock::now();
       service.tick(now);
       upkeep.on_uevent();

@@ -210,7 +210,29 @@ void put_time(JsonOut& o) {
   o.field("boottime_ns", boot);
 }
 
+// The ledger directory's files, as the disk holds them (compressed
+// segments at their compressed size).
+uint64_t directory_bytes(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode)) total += static_cast<uint64_t>(st.st_size);
+  }
+  return total;
+}
+
 }  // namespace
+
+nlohmann::ordered_json LedgerBudgetStatus::json() const {
+  nlohmann::ordered_json j;
+  j["max_bytes"] = max_bytes;
+  j["bytes"] = bytes;
+  j["over"] = over;
+  j["reason"] = over ? nlohmann::ordered_json(reason) : nlohmann::ordered_json(nullptr);
+  j["pruned_records"] = pruned_records;
+  return j;
+}
 
 Result<FsyncPolicy> parse_fsync_policy(std::string_view t) {
   if (t == "never") return FsyncPolicy::never;
@@ -546,13 +568,17 @@ LedgerWriter::LedgerWriter(LedgerWriter&& o) noexcept
       checkpoints_(o.checkpoints_),
       checkpoint_pending_publish_(o.checkpoint_pending_publish_),
       last_note_(std::move(o.last_note_)),
-      compressor_(std::move(o.compressor_)) {
+      compressor_(std::move(o.compressor_)),
+      budget_(std::move(o.budget_)),
+      in_budget_check_(o.in_budget_check_) {
   o.fd_ = -1;
   o.dir_fd_ = -1;
 }
 
 LedgerWriter::~LedgerWriter() {
   if (fd_ >= 0) {
+    // A last rotation here prunes nothing: pruning is the running writer's.
+    opt_.budget.max_bytes = 0;
     (void)flush();
     ::close(fd_);
   }
@@ -605,6 +631,73 @@ Result<nlohmann::ordered_json> LedgerWriter::prune(const ledger::PruneCut& cut) 
   if (auto r = ledger::remove_pruned(dir_, *plan); !r) return r.error();
   out["recorded_at"] = seq;
   return out;
+}
+
+void LedgerWriter::check_budget() {
+  if (!opt_.budget.max_bytes || in_budget_check_) return;
+  in_budget_check_ = true;
+  try {
+    enforce_budget();
+  } catch (const std::exception& e) {
+    // Only a bug gets here (a record's JSON); the ledger keeps everything.
+    budget_.over = true;
+    budget_.reason = fmt::format("the budget check failed: {}", e.what());
+  }
+  in_budget_check_ = false;
+}
+
+void LedgerWriter::enforce_budget() {
+  const auto& b = opt_.budget;
+  budget_.max_bytes = b.max_bytes;
+  uint64_t before = directory_bytes(dir_);
+  budget_.bytes = before;
+  std::optional<uint64_t> shipped;
+  std::string reason;
+  uint64_t pruned = 0;
+  if (before > b.max_bytes) {
+    if (!b.shipped_before) {
+      reason = "no shipping state is given (gpugated --ledger-shipped FILE), so no record is known to be off the host";
+    } else if (auto s = b.shipped_before(next_seq_); !s) {
+      reason = s.error().message;
+    } else {
+      shipped = *s;
+      auto p = prune({.before_seq = *s, .before_unix_ns = {}});
+      if (p)
+        pruned = p->value("records", uint64_t{0});
+      else if (p.error().code != ledger::kNothingToPrune)
+        reason = fmt::format("pruning what was shipped failed: {}", p.error().message);
+    }
+    budget_.pruned_records += pruned;
+    budget_.bytes = directory_bytes(dir_);
+    // One reason while nothing changes but the records not yet shipped, so
+    // that it is recorded once, not at every rotation.
+    if (budget_.bytes > b.max_bytes && reason.empty())
+      reason =
+          "only whole sealed segments shipped off the host are pruned (shipped_before says how far), and the rest "
+          "is over the budget: ship more (gpugate log ship), or raise --ledger-max-gib";
+  }
+  bool over = budget_.bytes > b.max_bytes;
+  // A record when something was pruned, when the ledger goes over (or stays
+  // over for a new reason) and when it comes back under: never per rotation.
+  if (pruned || over != budget_.over || (over && reason != budget_.reason)) {
+    std::string m;
+    JsonOut o(m);
+    o.field("type", "ledger.budget");
+    put_time(o);
+    o.field("state", over ? "over" : "within");
+    o.field("bytes_before", before);
+    o.field("bytes", budget_.bytes);
+    o.field("max_bytes", b.max_bytes);
+    if (shipped) o.field("shipped_before", *shipped);
+    o.field("pruned_records", pruned);
+    if (over) {
+      o.field("reason", std::string_view(reason));
+      o.field("action", "kept: nothing unshipped is removed");
+    }
+    append_own("ledger.budget", m);
+  }
+  budget_.over = over;
+  budget_.reason = over ? reason : std::string();
 }
 
 void LedgerWriter::finish_compression() {
@@ -754,6 +847,7 @@ Result<void> LedgerWriter::rotate() {
   if (auto o = open_segment(segment_ + 1); !o) return o;
   // The newest sealed segment stays plain: a shipper tailing it may be behind.
   compress_sealed_before(segment_ - 1);
+  check_budget();
   return {};
 }
 

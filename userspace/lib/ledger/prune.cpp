@@ -238,7 +238,8 @@ Result<PrunePlan> plan_prune(const std::string& dir, const PruneCut& cut, uint32
   }
   if (plan.removed.empty() && plan.remove.empty())
     return make_error(fmt::format("ledger {}: nothing to prune before {}: {}", dir, cut_text(cut),
-                                  stop.empty() ? "no sealed segment is old enough" : stop));
+                                  stop.empty() ? "no sealed segment is old enough" : stop),
+                      kNothingToPrune);
   for (const auto& r : plan.removed) plan.anchor.pruned.push_back(r);
   return plan;
 }

@@ -104,6 +104,15 @@ std::string render_metrics(const MetricsSnapshot& s, bool openmetrics) {
   w.family("gpugate_last_checkpoint_timestamp_seconds", "gauge",
            "when the ledger's latest signed checkpoint was written (Unix time; 0 before the first)");
   w.sample_double("gpugate_last_checkpoint_timestamp_seconds", static_cast<double>(s.last_checkpoint_unix_ns) / 1e9);
+  if (s.ledger_budget_bytes) {
+    w.family("gpugate_ledger_budget_bytes", "gauge", "the ledger's size budget (gpugated --ledger-max-gib)");
+    w.sample("gpugate_ledger_budget_bytes", "", s.ledger_budget_bytes);
+    w.family("gpugate_ledger_bytes", "gauge", "the ledger directory's files, at the last budget check");
+    w.sample("gpugate_ledger_bytes", "", s.ledger_bytes);
+    w.family("gpugate_ledger_budget_exceeded", "gauge",
+             "1 while the ledger is over its budget and keeps records that were not shipped (alert on it)");
+    w.sample("gpugate_ledger_budget_exceeded", "", s.ledger_budget_over ? 1 : 0);
+  }
   w.family("gpugate_state_samples_total", "counter", "rounds of the GPU state watcher");
   w.sample("gpugate_state_samples_total", "", s.state_samples);
   w.family("gpugate_state_explained_total", "counter", "GPU state changes a record explains");

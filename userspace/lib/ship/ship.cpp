@@ -174,6 +174,28 @@ nlohmann::ordered_json ShipSummary::json() const {
   return j;
 }
 
+Result<uint64_t> shipped_before(const std::vector<std::string>& state_paths, const std::string& host_id,
+                                uint64_t ledger_next_seq) {
+  if (state_paths.empty()) return make_error("no gpugate log ship state file is given (--ledger-shipped FILE)");
+  uint64_t least = UINT64_MAX;
+  for (const auto& path : state_paths) {
+    auto st = load_state(path);
+    if (!st) return st.error();
+    if (st->next_seq && st->host_id != host_id)
+      return make_error(
+          fmt::format("state file {}: ships host {}, not this host ({}); pass the state file of a "
+                      "gpugate log ship of this ledger",
+                      path, st->host_id, host_id));
+    if (st->next_seq > ledger_next_seq)
+      return make_error(
+          fmt::format("state file {}: says {} records were shipped, but the ledger has {}: it belongs "
+                      "to another ledger; pass the state file of a gpugate log ship of this one",
+                      path, st->next_seq, ledger_next_seq));
+    least = std::min(least, st->next_seq);
+  }
+  return least;
+}
+
 // ---- the shipping loop ---------------------------------------------------------
 
 namespace {
