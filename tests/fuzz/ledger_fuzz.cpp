@@ -1,7 +1,8 @@
 // libFuzzer entry point for the ledger reader and verifier: arbitrary bytes
 // as one or two segments, through line splitting, prefix parsing, leaf
 // classification (torn and recovered lines), checkpoint and note parsing,
-// signature checks and proof parsing. Nothing may crash, hang or leak.
+// signature checks and proof parsing, as a host's ledger and as a
+// collector's copy. Nothing may crash, hang or leak.
 //
 // Built by CMake with -DGPUGATE_FUZZ=ON (clang; tests/fuzz/CMakeLists.txt)
 // and run by `make fuzz` on the seeds in tests/fuzz/corpus/ledger/; by hand:
@@ -23,6 +24,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       tlog::parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW");
   ledger::VerifyOptions opt;
   if (size && (data[0] & 1) && key) opt.keys.push_back(*key);
+  // A collector's copy (records.jsonl) is checked with other rules for
+  // segment names and torn lines.
+  opt.collected = size && (data[0] & 2);
   // One segment, or two split at a byte the input chooses.
   std::vector<ledger::MemorySegment> segs;
   size_t cut = size > 1 ? data[size - 1] * size / 256 : size;
