@@ -61,11 +61,32 @@ TEST(BudgetLive, OverTheBudgetTheDaemonKeepsWhatIsUnshippedAndPrunesWhatWasShipp
   gpugate::test::TempDir dir;
   fs::path ledger = dir.path / "ledger", status = dir.path / "status.json", shipped = dir.path / "ship.state";
   fs::path collector = dir.path / "collector";
-  pid_t daemon = spawn({kBin + "/gpugated", "--no-discover", "--device", "/dev/kmsg=nvidia", "--ledger",
-                        ledger.string(), "--ledger-segment-mib", "1", "--ledger-max-gib", "0.003",
-                        "--ledger-compress", "off", "--ledger-shipped", shipped.string(), "--checkpoint-ms", "100",
-                        "--status-file", status.string(), "--state-dir", dir.path.string(), "--mode", "observe",
-                        "--no-pin", "--control-socket", "", "-q"},
+  pid_t daemon = spawn({kBin + "/gpugated",
+                        "--no-discover",
+                        "--device",
+                        "/dev/kmsg=nvidia",
+                        "--ledger",
+                        ledger.string(),
+                        "--ledger-segment-mib",
+                        "1",
+                        "--ledger-max-gib",
+                        "0.003",
+                        "--ledger-compress",
+                        "off",
+                        "--ledger-shipped",
+                        shipped.string(),
+                        "--checkpoint-ms",
+                        "100",
+                        "--status-file",
+                        status.string(),
+                        "--state-dir",
+                        dir.path.string(),
+                        "--mode",
+                        "observe",
+                        "--no-pin",
+                        "--control-socket",
+                        "",
+                        "-q"},
                        dir.path / "daemon.out");
   ASSERT_TRUE(gpugate::test::wait_for_status(status)) << slurp(dir.path / "daemon.out");
 
@@ -79,6 +100,9 @@ TEST(BudgetLive, OverTheBudgetTheDaemonKeepsWhatIsUnshippedAndPrunesWhatWasShipp
   EXPECT_NE(st["ledger_budget"]["reason"].get<std::string>().find("ship more"), std::string::npos) << st.dump();
   EXPECT_TRUE(fs::exists(ledger / "000001.jsonl"));
   EXPECT_FALSE(fs::exists(ledger / "pruned.json"));
+  auto shown = run_shell(kBin + "/gpugate status --status-file " + status.string());
+  EXPECT_NE(shown.output.find("OVER (every record kept)"), std::string::npos) << shown.output;
+  EXPECT_NE(shown.output.find("ship more"), std::string::npos) << shown.output;
 
   // Shipped, while the daemon writes on: the next rotation prunes it.
   auto ship = run_shell(kBin + "/gpugate log ship " + ledger.string() + " --to dir:" + collector.string() +

@@ -135,6 +135,16 @@ int cmd_status_checked(const std::string& path, bool json) {
   std::printf("ledger     %s (%llu records this run, next seq %llu)\n", s.value("ledger", "?").c_str(),
               static_cast<unsigned long long>(s.value("records", uint64_t{0})),
               static_cast<unsigned long long>(s.value("ledger_next_seq", uint64_t{0})));
+  if (s.contains("ledger_budget") && s["ledger_budget"].is_object()) {
+    const auto& b = s["ledger_budget"];
+    auto mib = [&](const char* k) { return static_cast<double>(b.value(k, uint64_t{0})) / (1 << 20); };
+    bool over = b.value("over", false);
+    std::string reason = over && b.contains("reason") && b["reason"].is_string() ? b["reason"].get<std::string>() : "";
+    std::printf("budget     %.1f of %.1f MiB, %s; %llu records pruned after shipping%s%s\n", mib("bytes"),
+                mib("max_bytes"), over ? "OVER (every record kept)" : "within",
+                static_cast<unsigned long long>(b.value("pruned_records", uint64_t{0})), over ? "\n           " : "",
+                reason.c_str());
+  }
   std::printf("kernel     %llu GPU ioctls seen, %llu records lost, %llu gap records\n",
               static_cast<unsigned long long>(s.value("seen", uint64_t{0})),
               static_cast<unsigned long long>(s.value("lost", uint64_t{0})),

@@ -35,8 +35,6 @@ LedgerOptions options(std::shared_ptr<const tlog::LogKey> key) {
   return o;
 }
 
-
-
 // The seq of the record whose "n" is N.
 uint64_t seq_of_ioctl(const fs::path& dir, uint64_t n) {
   for (const auto& j : gpugate::test::ledger_records(dir, "ioctl"))
@@ -183,8 +181,7 @@ TEST(Budget, AShippingStateThatCannotBeTrustedPrunesNothing) {
   // Not written yet: nothing shipped.
   gpugate::test::append_ioctls(*w, 0, 300);
   EXPECT_TRUE(w->budget_status().over);
-  EXPECT_NE(w->budget_status().reason.find("ship more"), std::string::npos)
-      << w->budget_status().reason;
+  EXPECT_NE(w->budget_status().reason.find("ship more"), std::string::npos) << w->budget_status().reason;
 
   // Another host's state, one that claims more than the ledger holds, a damaged one.
   ASSERT_TRUE(ship::save_state(state, shipped_state("otherhost", 200)).ok());
@@ -229,8 +226,9 @@ TEST(Budget, ShippedBeforeIsTheLeastOfEveryDestination) {
 TEST(Budget, TheDaemonRefusesABudgetItCouldNeverKeepBeforeTouchingAnything) {
   TempDir dir;
   auto gpugated = [&](const std::string& args) {
-    return gpugate::test::run_shell(fmt::format("{}/gpugated --engine sim --no-discover --ledger {} --state-dir {} -q {}",
-                                                GG_BIN_DIR, (dir.path / "ledger").string(), dir.path.string(), args));
+    return gpugate::test::run_shell(
+        fmt::format("{}/gpugated --engine sim --no-discover --ledger {} --state-dir {} -q {}", GG_BIN_DIR,
+                    (dir.path / "ledger").string(), dir.path.string(), args));
   };
   auto small = gpugated("--ledger-max-gib 0.1");
   EXPECT_EQ(small.status, 2) << small.output;
