@@ -20,6 +20,7 @@
 #include "gpugate/log_query.hpp"
 #include "gpugate/log_verify.hpp"
 #include "gpugate/paths.hpp"
+#include "gpugate/ship.hpp"
 
 namespace gpugate::cli {
 
@@ -30,6 +31,7 @@ using ojson = nlohmann::ordered_json;
 struct PruneArgs {
   std::string dir = paths::kLedger;
   std::string before;
+  std::vector<std::string> shipped;  // gpugate log ship state files
   std::vector<std::string> keys;
   std::string socket = paths::kControlSocket;
   std::string state_dir = paths::kStateDir;
@@ -111,9 +113,43 @@ int prune_here(const PruneArgs& a, const ledger::PruneCut& cut) {
   return 0;
 }
 
+// --shipped: the least next_seq of the state files, checked against this
+// ledger's host (its latest checkpoint's origin) and its last record.
+Result<uint64_t> shipped_cut(const PruneArgs& a) {
+  auto latest = ledger::latest_checkpoint(a.dir);
+  if (!latest) return latest.error();
+  auto note = tlog::parse_signed_checkpoint(latest->note, "the latest checkpoint");
+  if (!note) return note.error();
+  std::string origin = note->body.origin;
+  std::string host = origin.starts_with("gpugate/") ? origin.substr(8) : origin;
+  auto segs = ledger::list_segments(a.dir);
+  if (!segs) return segs.error();
+  uint64_t next_seq = 0;
+  auto walked = ledger::for_each_entry(*segs, segs->size() - 1, 0, [&](const ledger::Line& l, ledger::LineKind k) {
+    ledger::Prefix p;
+    if (k == ledger::LineKind::leaf && ledger::parse_prefix(l.text, p)) next_seq = p.seq + 1;
+    return true;
+  });
+  if (!walked) return walked.error();
+  return ship::shipped_before(a.shipped, host, next_seq);
+}
+
 int run_prune(const PruneArgs& a) {
-  auto cut = parse_cut(a.before);
-  if (!cut) return fail(cut.error().message);
+  if (a.before.empty() && a.shipped.empty()) return fail("pass --before SEQ|TIME, or --shipped STATE (or both)");
+  ledger::PruneCut cut;
+  if (!a.before.empty()) {
+    auto parsed = parse_cut(a.before);
+    if (!parsed) return fail(parsed.error().message);
+    cut = *parsed;
+  }
+  if (!a.shipped.empty()) {
+    if (cut.before_unix_ns)
+      return fail(
+          fmt::format("--before {} is a time, and --shipped cuts at a seq: pass --before SEQ with it", a.before));
+    auto shipped = shipped_cut(a);
+    if (!shipped) return fail(shipped.error().message);
+    cut.before_seq = cut.before_seq ? std::min(*cut.before_seq, *shipped) : *shipped;
+  }
   // Evidence is removed only from a ledger that verifies.
   if (!a.no_verify) {
     ledger::VerifyOptions vo;
@@ -132,7 +168,7 @@ int run_prune(const PruneArgs& a) {
   }
   auto segs = ledger::list_segments(a.dir);
   if (!segs) return fail(segs.error().message);
-  auto plan = ledger::plan_prune(a.dir, *cut, segs->back().number - 1);
+  auto plan = ledger::plan_prune(a.dir, cut, segs->back().number - 1);
   if (!plan) return fail(plan.error().message, 1);
   if (a.dry_run) {
     print(plan->json(), a, true);
@@ -141,8 +177,8 @@ int run_prune(const PruneArgs& a) {
   if (!a.socket.empty()) {
     std::error_code ec;
     ojson req = {{"op", "prune"}, {"ledger", std::filesystem::absolute(a.dir, ec).string()}};
-    if (cut->before_seq) req["before_seq"] = *cut->before_seq;
-    if (cut->before_unix_ns) req["before_ns"] = *cut->before_unix_ns;
+    if (cut.before_seq) req["before_seq"] = *cut.before_seq;
+    if (cut.before_unix_ns) req["before_ns"] = *cut.before_unix_ns;
     auto answer = control_call(a.socket, req);
     if (answer) {
       if ((*answer).value("ok", false) != true)
@@ -153,7 +189,7 @@ int run_prune(const PruneArgs& a) {
     // No daemon there: this process writes the record itself.
     if (answer.error().code != ENOENT && answer.error().code != ECONNREFUSED) return fail(answer.error().message);
   }
-  return prune_here(a, *cut);
+  return prune_here(a, cut);
 }
 
 }  // namespace
@@ -169,13 +205,16 @@ std::function<std::optional<int>()> add_prune_command(CLI::App& log) {
       "verify proves the records kept against the signed checkpoints, and says what was removed. The prune is\n"
       "recorded as a ledger.pruned record by the ledger's writer: gpugated over its control socket (root only),\n"
       "or this command when no daemon runs (it signs a checkpoint with --state-dir's log key). Ship the segments\n"
-      "off the host first (gpugate log ship): a pruned record is gone from this host.\n\n"
+      "off the host first (gpugate log ship), or pass --shipped with its state file so that only what was shipped\n"
+      "goes: a pruned record is gone from this host.\n\n"
       "Exit status: 0 pruned (or, with --dry-run, would prune); 1 nothing to prune, the ledger does not verify, or\n"
       "gpugated refused; 2 bad arguments or unreadable input.");
   c->add_option("DIR", a->dir, "Ledger directory (gpugated --ledger)")->capture_default_str();
   c->add_option("--before", a->before,
-                "The cut: a seq (digits: records with a smaller seq go), or a time (RFC 3339, a date, or ago: 30d)")
-      ->required();
+                "The cut: a seq (digits: records with a smaller seq go), or a time (RFC 3339, a date, or ago: 30d)");
+  c->add_option("--shipped", a->shipped,
+                "State file of a gpugate log ship of this ledger (repeatable): cut at the first record that one of "
+                "them has not shipped (with --before SEQ, at the earlier of the two)");
   c->add_option("--key", a->keys, "Verify with this verifier key (log-key.pub) before pruning; repeatable");
   c->add_option("--control-socket", a->socket, "gpugated's control socket; '' prunes without asking a daemon")
       ->capture_default_str();

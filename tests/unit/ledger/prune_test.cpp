@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <bit>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "gpugate/log_prune.hpp"
 #include "gpugate/log_reader.hpp"
 #include "gpugate/log_verify.hpp"
+#include "gpugate/ship.hpp"
 #include "ledger_files.hpp"
 #include "ledger_read.hpp"
 #include "process.hpp"
@@ -380,4 +382,49 @@ TEST(Prune, TheCommandVerifiesFirstPrunesWithoutADaemonAndSaysWhat) {
   auto refused = gpugate_cli("log prune " + l.string() + " --before 1000000" + common);
   EXPECT_EQ(refused.status, 1) << refused.output;
   EXPECT_NE(refused.output.find("does not verify"), std::string::npos) << refused.output;
+}
+
+TEST(Prune, TheCommandWithShippedPrunesOnlyWhatEveryDestinationHas) {
+  TempDir dir;
+  fs::path state = dir.path / "state", l = dir.path / "ledger";
+  fs::create_directories(state);
+  auto key = tlog::LogKey::load_or_create(state.string(), "gpugate/testhost");
+  ASSERT_TRUE(key.ok()) << key.error().message;
+  write_ledger(l, std::make_shared<const tlog::LogKey>(std::move(*key)));
+  std::string common =
+      " --control-socket '' --state-dir " + state.string() + " --key " + (state / "log-key.pub").string();
+  auto save = [&](const std::string& name, const std::string& host, uint64_t next_seq) {
+    ship::State s;
+    s.destination = "dir:/" + name;
+    s.host_id = host;
+    s.next_seq = next_seq;
+    s.range.resize(static_cast<size_t>(std::popcount(next_seq)));
+    auto path = (dir.path / (name + ".state")).string();
+    EXPECT_TRUE(ship::save_state(path, s).ok());
+    return path;
+  };
+  auto ahead = save("ahead", "testhost", 300), behind = save("behind", "testhost", 120);
+  auto other = save("other", "otherhost", 300), claims = save("claims", "testhost", 1'000'000);
+
+  // Refused: another host's state, one that claims more than the ledger has, a time with --shipped.
+  for (const auto& [args, want] : std::vector<std::pair<std::string, std::string>>{
+           {" --shipped " + other, "ships host otherhost"},
+           {" --shipped " + claims, "belongs to another ledger"},
+           {" --shipped " + ahead + " --before 30d", "--before 30d is a time"},
+           {"", "pass --before SEQ|TIME, or --shipped STATE"}}) {
+    auto r = gpugate_cli("log prune " + l.string() + args + common);
+    EXPECT_EQ(r.status, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find(want), std::string::npos) << args << ": " << r.output;
+  }
+  EXPECT_TRUE(fs::exists(l / "000001.jsonl.zst")) << "a refused prune removes nothing";
+
+  // Two destinations: the cut is the one behind.
+  auto run = gpugate_cli("log prune " + l.string() + " --shipped " + ahead + " --shipped " + behind + common);
+  ASSERT_EQ(run.status, 0) << run.output;
+  auto anchor = ledger::read_prune_anchor(l.string());
+  ASSERT_TRUE(anchor.ok() && anchor->has_value());
+  EXPECT_LE((*anchor)->first_seq, 120u) << "a record the behind destination lacks was pruned";
+  EXPECT_GT((*anchor)->first_seq, 0u);
+  auto v = verify(l, *tlog::LogKey::load_or_create(state.string(), "gpugate/testhost"));
+  EXPECT_EQ(v.exit_code, ledger::kVerifyOk) << v.text();
 }
