@@ -399,6 +399,47 @@ TEST_F(LogShip, TheCollectorsCopyVerifiesInPlaceAndAChangeThereIsFound) {
   EXPECT_EQ(bad.bad_place->segment, "records.jsonl");
 }
 
+TEST_F(LogShip, FollowWaitingAtTheEndOfASegmentThatIsPrunedGoesOnAtTheFirstKept) {
+  append_records(ledger, key, 40);
+  size_t total = test::ledger_lines(ledger).size();
+  auto o = opts();
+  o.follow = true;
+  uint64_t acked = 0, final_seq = 0;
+  o.on_batch = [&](const ship::BatchReport& b) { acked = b.first_seq + b.count; };
+  // Idle at the end of the last segment: the writer rotates away from it
+  // and writes three more, then prunes everything shipped (what gpugated's
+  // budget does), the segment the follower waits in included.
+  int idle = 0;
+  o.sleep = [&](std::chrono::milliseconds) {
+    idle++;
+    if (acked != total || final_seq) return;
+    {
+      auto lo = options(key);
+      lo.segment_bytes = 1;  // every flush rotates
+      auto w = LedgerWriter::open(ledger, lo);
+      ASSERT_TRUE(w.ok()) << w.error().message;
+      ASSERT_TRUE(w->flush().ok());  // the full last segment is sealed as it is
+      for (int i = 0; i < 3; i++) {
+        ASSERT_TRUE(w->append_members(fmt::format(R"("type":"ioctl","n":{},"host_id":"testhost")", 1000 + i)).ok());
+        ASSERT_TRUE(w->flush().ok());
+      }
+      auto p = w->prune({.before_seq = acked, .before_unix_ns = {}});
+      ASSERT_TRUE(p.ok()) << p.error().message;
+      ASSERT_EQ((*p)["first_seq"].get<uint64_t>(), acked) << "the follower's segment is the last one pruned";
+    }  // closed: its last rotation writes one more checkpoint record
+    final_seq = test::ledger_records(ledger).back()["seq"].get<uint64_t>() + 1;
+  };
+  o.stop = [&] { return (final_seq && acked == final_seq) || idle > 100; };
+  auto s = run(*ship::dir_destination(collector.string()), o);
+  EXPECT_EQ(s.exit_code, 0) << s.error;
+  EXPECT_LE(idle, 100) << "the follower did not ship the records after the prune; acked " << acked << " of "
+                       << final_seq;
+  ASSERT_GT(final_seq, total);
+  EXPECT_EQ(s.next_seq, final_seq);
+  auto v = test::verify_with_key(collector / "testhost", *key);
+  EXPECT_EQ(v.records, final_seq) << v.text();
+}
+
 TEST_F(LogShip, RecordsPrunedBeforeTheyWereShippedOrAChangedAnchorStopShipping) {
   append_records(ledger, key, 30);
   auto s1 = run(*ship::dir_destination(collector.string()), opts());

@@ -413,6 +413,17 @@ Result<Pending> Shipper::next_batch() {
   if (!segs) return segs.error();
   size_t first = 0;
   while (first < segs->size() && (*segs)[first].number < cursor_.segment) first++;
+  if (first == segs->size() || (*segs)[first].number != cursor_.segment) {
+    // Pruned once every record in it was shipped (gpugated's budget, while
+    // --follow waits at its end): go on at the first segment kept.
+    auto anchor = ledger::read_prune_anchor(opt_.ledger_dir);
+    if (!anchor) return anchor.error();
+    if (*anchor && (*anchor)->first_segment > cursor_.segment && (*anchor)->first_seq == st_.next_seq) {
+      cursor_ = {(*anchor)->first_segment, 0};
+      b.end = cursor_;
+      while (first < segs->size() && (*segs)[first].number < cursor_.segment) first++;
+    }
+  }
   if (first == segs->size() || (*segs)[first].number != cursor_.segment)
     return mismatch(
         fmt::format("ledger {}: segment {} (being shipped) is gone: the ledger was removed or "
