@@ -78,6 +78,17 @@ void print(const ojson& done, const PruneArgs& a, bool dry) {
               std::string(ledger::kPruneAnchorFile).c_str());
 }
 
+// The origin the ledger's latest checkpoint signs ("gpugate/<host id>").
+Result<std::string> ledger_origin_of(const std::string& dir) {
+  auto latest = ledger::latest_checkpoint(dir);
+  if (!latest) return latest.error();
+  auto note = tlog::parse_signed_checkpoint(latest->note, "the latest checkpoint");
+  if (!note) return note.error();
+  return note->body.origin;
+}
+
+std::string host_of(const std::string& origin) { return origin.starts_with("gpugate/") ? origin.substr(8) : origin; }
+
 // No daemon writes DIR: this process opens it as its writer (the lock
 // refuses if one does), prunes, and signs a checkpoint with the log key of
 // --state-dir when there is one.
@@ -85,12 +96,10 @@ int prune_here(const PruneArgs& a, const ledger::PruneCut& cut) {
   LedgerOptions o;
   std::string key_path = (std::filesystem::path(a.state_dir) / "log-key").string();
   struct stat st {};
-  auto latest = ledger::latest_checkpoint(a.dir);
-  if (!latest) return fail(latest.error().message);
-  auto note = tlog::parse_signed_checkpoint(latest->note, "the latest checkpoint");
-  if (!note) return fail(note.error().message);
-  o.origin = note->body.origin;
-  o.host_id = o.origin.starts_with("gpugate/") ? o.origin.substr(8) : o.origin;
+  auto origin = ledger_origin_of(a.dir);
+  if (!origin) return fail(origin.error().message);
+  o.origin = *origin;
+  o.host_id = host_of(o.origin);
   if (::stat(key_path.c_str(), &st) == 0) {
     auto key = tlog::LogKey::load_or_create(a.state_dir, o.origin);
     if (!key) return fail(key.error().message);
@@ -116,12 +125,9 @@ int prune_here(const PruneArgs& a, const ledger::PruneCut& cut) {
 // --shipped: the least next_seq of the state files, checked against this
 // ledger's host (its latest checkpoint's origin) and its last record.
 Result<uint64_t> shipped_cut(const PruneArgs& a) {
-  auto latest = ledger::latest_checkpoint(a.dir);
-  if (!latest) return latest.error();
-  auto note = tlog::parse_signed_checkpoint(latest->note, "the latest checkpoint");
-  if (!note) return note.error();
-  std::string origin = note->body.origin;
-  std::string host = origin.starts_with("gpugate/") ? origin.substr(8) : origin;
+  auto origin = ledger_origin_of(a.dir);
+  if (!origin) return origin.error();
+  std::string host = host_of(*origin);
   auto segs = ledger::list_segments(a.dir);
   if (!segs) return segs.error();
   uint64_t next_seq = 0;
